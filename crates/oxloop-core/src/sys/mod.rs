@@ -1,0 +1,129 @@
+//! The only raw system calls of oxloop-core, over `rustix`.
+//!
+//! Everything above this module works with plain `RawFd` numbers (asyncio keys its readers and
+//! writers by fd number) and `io::Result`. Borrowing a raw fd for one syscall is the only
+//! `unsafe` here: the kernel validates the number, so a stale fd yields `EBADF`, never memory
+//! unsafety in this process.
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use rustix::event::{epoll, eventfd, EventfdFlags};
+use rustix::time::{clock_gettime, ClockId, Timespec};
+
+/// Seconds on `CLOCK_MONOTONIC`, the clock of Python's `time.monotonic()`.
+#[inline]
+pub fn monotonic() -> f64 {
+    let ts = clock_gettime(ClockId::Monotonic);
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// Borrows `fd` for the duration of one syscall.
+#[inline]
+fn borrow(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: the borrowed fd is only ever passed straight to a syscall and never stored. If the
+    // number is closed or reused, the kernel answers EBADF or acts on the new file, exactly as a
+    // C program passing the same int would; no Rust object's lifetime depends on it.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// A new epoll instance (close-on-exec).
+pub fn epoll_create() -> io::Result<OwnedFd> {
+    Ok(epoll::create(epoll::CreateFlags::CLOEXEC)?)
+}
+
+/// Level-triggered interest flags for epoll, as Python's `selectors.EpollSelector` registers them.
+pub fn epoll_flags(readable: bool, writable: bool) -> epoll::EventFlags {
+    let mut flags = epoll::EventFlags::empty();
+    if readable {
+        flags |= epoll::EventFlags::IN;
+    }
+    if writable {
+        flags |= epoll::EventFlags::OUT;
+    }
+    flags
+}
+
+/// `EPOLL_CTL_ADD` of `fd` with `data`.
+pub fn epoll_add(ep: &OwnedFd, fd: RawFd, flags: epoll::EventFlags, data: u64) -> io::Result<()> {
+    Ok(epoll::add(ep, borrow(fd), epoll::EventData::new_u64(data), flags)?)
+}
+
+/// `EPOLL_CTL_MOD` of `fd` to `flags`.
+pub fn epoll_modify(ep: &OwnedFd, fd: RawFd, flags: epoll::EventFlags, data: u64) -> io::Result<()> {
+    Ok(epoll::modify(ep, borrow(fd), epoll::EventData::new_u64(data), flags)?)
+}
+
+/// `EPOLL_CTL_DEL` of `fd`.
+pub fn epoll_delete(ep: &OwnedFd, fd: RawFd) -> io::Result<()> {
+    Ok(epoll::delete(ep, borrow(fd))?)
+}
+
+/// Waits for events; `None` waits forever. Sub-millisecond timeouts round up, never down, so the
+/// loop does not spin waiting for a timer. `EINTR` returns no events (Python signal handlers run
+/// when the caller re-enters Python).
+pub fn epoll_wait(
+    ep: &OwnedFd,
+    buf: &mut Vec<epoll::Event>,
+    timeout: Option<Duration>,
+) -> io::Result<()> {
+    buf.clear();
+    let ts = timeout.map(|d| Timespec {
+        tv_sec: d.as_secs().min(i32::MAX as u64 / 1000) as _,
+        tv_nsec: d.subsec_nanos() as _,
+    });
+    match epoll::wait(ep, rustix::buffer::spare_capacity(buf), ts.as_ref()) {
+        Ok(_) => Ok(()),
+        Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A non-blocking, close-on-exec eventfd.
+pub fn eventfd_create() -> io::Result<OwnedFd> {
+    Ok(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?)
+}
+
+/// Adds one to an eventfd's counter, making it readable.
+pub fn eventfd_signal(fd: &OwnedFd) -> io::Result<()> {
+    match rustix::io::write(fd, &1u64.to_ne_bytes()) {
+        Ok(_) | Err(rustix::io::Errno::AGAIN) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Resets an eventfd's counter to zero.
+pub fn eventfd_drain(fd: &OwnedFd) {
+    let mut buf = [0u8; 8];
+    // NOTE: EAGAIN (nothing to drain) and every other error mean the same here: nothing pending.
+    let _ = rustix::io::read(fd, &mut buf);
+}
+
+/// The errno of an `io::Error`, if it came from the OS.
+pub fn errno_of(err: &io::Error) -> Option<i32> {
+    err.raw_os_error()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monotonic_matches_std_instant_pace() {
+        let a = monotonic();
+        std::thread::sleep(Duration::from_millis(2));
+        let b = monotonic();
+        assert!(b - a >= 0.002);
+    }
+
+    #[test]
+    fn eventfd_signal_then_drain() {
+        let fd = eventfd_create().unwrap();
+        eventfd_signal(&fd).unwrap();
+        eventfd_signal(&fd).unwrap();
+        eventfd_drain(&fd);
+        let mut buf = [0u8; 8];
+        assert_eq!(rustix::io::read(&fd, &mut buf), Err(rustix::io::Errno::AGAIN));
+    }
+}

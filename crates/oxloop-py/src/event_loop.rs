@@ -1,0 +1,584 @@
+//! `oxloop._oxloop.Loop`: the scheduling and I/O-watching half of asyncio's event loop API.
+//!
+//! Each public method checks its guards (closed loop, thread in debug mode, callback shape) and
+//! then does its core work on the state below. The Python package subclasses this class together
+//! with `asyncio.AbstractEventLoop` and adds the cold glue (`run_until_complete`, exception
+//! handlers, executors, async generator hooks); `run_forever` there drives [`PyLoop::_run`].
+
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use oxloop_core::reactor::{Event, Interest, Reactor, Waker};
+use oxloop_core::ready::ReadyQueue;
+use oxloop_core::sys;
+use oxloop_core::time::{Timer, TimerQueue};
+use pyo3::exceptions::PyTypeError;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyInt, PyTuple};
+use pyo3::{intern, PyTraverseError};
+
+use crate::errors;
+use crate::ffi;
+use crate::gil::GilCell;
+use crate::handles::{Callback, Handle, TimerHandle};
+
+/// An entry of the ready queue.
+pub enum Ready {
+    /// From `call_soon`, `call_soon_threadsafe`, or a ready reader/writer.
+    Handle(Py<Handle>),
+    /// A timer whose deadline passed.
+    Timer(Py<TimerHandle>),
+}
+
+/// A timer in the timer queue.
+pub struct Scheduled(pub Py<TimerHandle>);
+
+impl Timer for Scheduled {
+    #[inline]
+    fn cancelled(&self) -> bool {
+        self.0.get().cb.is_cancelled()
+    }
+}
+
+/// The reader and writer watching one fd (`add_reader` / `add_writer`).
+#[derive(Default)]
+pub struct Watch {
+    /// Runs when the fd is readable.
+    pub reader: Option<Py<Handle>>,
+    /// Runs when the fd is writable.
+    pub writer: Option<Py<Handle>>,
+}
+
+impl Watch {
+    fn interest(&self) -> Interest {
+        Interest { readable: self.reader.is_some(), writable: self.writer.is_some() }
+    }
+}
+
+/// Loop state; touched only with the GIL held.
+pub struct State {
+    /// Callbacks to run; a tick runs what was queued when it began.
+    pub ready: ReadyQueue<Ready>,
+    /// `call_later` / `call_at` timers by deadline.
+    pub timers: TimerQueue<Scheduled>,
+    /// Readers and writers by fd; an fd is present iff it has a reader or a writer.
+    pub watches: HashMap<RawFd, Watch>,
+    /// Events of the last poll; kept to reuse its allocation.
+    pub events: Vec<Event>,
+    /// `stop()` was called; `_run` returns after the current tick.
+    pub stopping: bool,
+    /// `close()` was called; every scheduling method raises.
+    pub closed: bool,
+    /// `threading.get_ident()` of the thread running the loop, while it runs.
+    pub thread_id: Option<u64>,
+    /// asyncio debug mode.
+    pub debug: bool,
+}
+
+/// asyncio's event loop: ready queue, timers and I/O watching, in Rust.
+#[pyclass(subclass, frozen, name = "Loop", module = "oxloop._oxloop")]
+pub struct PyLoop {
+    /// Everything Python-facing; see [`GilCell`].
+    pub state: GilCell<State>,
+    /// The poller. Locked by the loop thread around a poll (GIL released) and by methods that
+    /// change interest (GIL held). Never held while calling into Python.
+    pub reactor: Mutex<Reactor>,
+    /// Ends a poll from another thread (`call_soon_threadsafe`).
+    pub waker: Arc<Waker>,
+}
+
+/// `asyncio.coroutines`, for the rare checks that need it.
+static COROUTINES: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+/// `asyncio.Future`, for `create_future`.
+static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn coroutines(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    COROUTINES.get_or_try_init(py, || Ok(py.import("asyncio.coroutines")?.unbind())).map(|m| m.bind(py))
+}
+
+impl PyLoop {
+    /// `debug` flag, for handles.
+    pub fn debug(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).debug
+    }
+
+    /// A scheduled timer was cancelled (mirrors `BaseEventLoop._timer_handle_cancelled`).
+    pub fn timer_cancelled(&self, py: Python<'_>) {
+        self.state.borrow_mut(py).timers.note_cancelled();
+    }
+
+    /// Locks the reactor from a thread holding the GIL. If the loop thread is polling, it is woken
+    /// first so the wait is short.
+    pub fn lock_reactor(&self) -> MutexGuard<'_, Reactor> {
+        match self.reactor.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                // NOTE: a failed wake only makes the wait longer; the lock still comes.
+                let _ = self.waker.wake();
+                self.reactor.lock().unwrap_or_else(|e| e.into_inner())
+            }
+        }
+    }
+
+    /// `_check_closed`, then in debug mode `_check_thread`. Returns the debug flag.
+    fn guards(&self, py: Python<'_>, check_thread: bool) -> PyResult<bool> {
+        let st = self.state.borrow(py);
+        if st.closed {
+            return Err(errors::loop_closed());
+        }
+        if st.debug && check_thread {
+            if let Some(tid) = st.thread_id {
+                if tid != ffi::thread_ident() {
+                    return Err(errors::wrong_thread());
+                }
+            }
+        }
+        Ok(st.debug)
+    }
+
+    /// `BaseEventLoop._check_callback`. Non-callables and coroutine objects are refused always
+    /// (asyncio checks only in debug mode; we check the cheap part always), coroutine functions
+    /// in debug mode as asyncio does.
+    fn check_callback(
+        py: Python<'_>,
+        callback: &Bound<'_, PyAny>,
+        method: &str,
+        debug: bool,
+    ) -> PyResult<()> {
+        if !callback.is_callable() {
+            let is_coro = coroutines(py)?.call_method1(intern!(py, "iscoroutine"), (callback,))?;
+            if is_coro.is_truthy()? {
+                return Err(errors::coroutine_callback(method));
+            }
+            return Err(errors::not_callable(method, callback));
+        }
+        if debug
+            && coroutines(py)?
+                .call_method1(intern!(py, "iscoroutinefunction"), (callback,))?
+                .is_truthy()?
+        {
+            return Err(errors::coroutine_callback(method));
+        }
+        Ok(())
+    }
+
+    /// Queues a new `Handle` (the core of `call_soon` and `call_soon_threadsafe`).
+    fn push_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        debug: bool,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let handle = Py::new(py, Handle { cb: Callback::new(slf, callback, args, context, debug)? })?;
+        slf.get().state.borrow_mut(py).ready.push(Ready::Handle(handle.clone_ref(py)));
+        Ok(handle)
+    }
+
+    /// Queues a new `TimerHandle` at `when` (the core of `call_at` and `call_later`).
+    fn push_timer(
+        slf: &Bound<'_, Self>,
+        when: f64,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        let py = slf.py();
+        let this = slf.get();
+        let debug = this.guards(py, true)?;
+        Self::check_callback(py, &callback, "call_at", debug)?;
+        let timer = Py::new(
+            py,
+            TimerHandle {
+                cb: Callback::new(slf, callback, args, context, debug)?,
+                when,
+                scheduled: std::sync::atomic::AtomicBool::new(true),
+            },
+        )?;
+        this.state.borrow_mut(py).timers.push(when, Scheduled(timer.clone_ref(py)));
+        Ok(timer)
+    }
+
+    /// Sets `fd`'s reader or writer (the core of `add_reader` / `add_writer`).
+    fn watch(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        writer: bool,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let fd = fileobj_to_fd(fd)?;
+        let debug = this.guards(py, false)?;
+        let handle = Py::new(py, Handle { cb: Callback::new(slf, callback, args, None, debug)? })?;
+        let old = {
+            let mut st = this.state.borrow_mut(py);
+            let watch = st.watches.entry(fd).or_default();
+            let mut wanted = watch.interest();
+            if writer {
+                wanted.writable = true;
+            } else {
+                wanted.readable = true;
+            }
+            if let Err(e) = this.lock_reactor().set_interest(fd, wanted) {
+                if watch.interest().is_empty() {
+                    st.watches.remove(&fd);
+                }
+                drop(st);
+                return Err(errors::os_error(py, &e));
+            }
+            let slot = if writer { &mut watch.writer } else { &mut watch.reader };
+            slot.replace(handle)
+        };
+        if let Some(old) = old {
+            Handle::cancel(old.bind(py))?;
+        }
+        Ok(())
+    }
+
+    /// Removes `fd`'s reader or writer; `true` if there was one (the core of `remove_*`).
+    pub fn unwatch(&self, py: Python<'_>, fd: RawFd, writer: bool) -> PyResult<bool> {
+        let old = {
+            let mut st = self.state.borrow_mut(py);
+            if st.closed {
+                return Ok(false);
+            }
+            let Some(watch) = st.watches.get_mut(&fd) else { return Ok(false) };
+            let old = if writer { watch.writer.take() } else { watch.reader.take() };
+            let interest = watch.interest();
+            if interest.is_empty() {
+                st.watches.remove(&fd);
+            }
+            if old.is_some() {
+                // NOTE: lowering interest cannot fail in a way the caller can act on (a closed
+                // fd is already gone from epoll); the registration is forgotten either way.
+                let mut reactor = self.lock_reactor();
+                if reactor.set_interest(fd, interest).is_err() {
+                    reactor.remove(fd);
+                }
+            }
+            old
+        };
+        match old {
+            Some(h) => {
+                Handle::cancel(h.bind(py))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// `selectors._fileobj_to_fd`: an int, or an object whose `fileno()` gives one.
+pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    let py = obj.py();
+    let fd: i64 = if obj.is_instance_of::<PyInt>() {
+        obj.extract()?
+    } else {
+        let fileno = obj
+            .call_method0(intern!(py, "fileno"))
+            .and_then(|n| n.call_method0(intern!(py, "__index__")).or_else(|_| n.call_method0(intern!(py, "__int__"))))
+            .and_then(|n| n.extract::<i64>());
+        match fileno {
+            Ok(fd) => fd,
+            Err(e)
+                if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py)
+                    || e.is_instance_of::<PyTypeError>(py)
+                    || e.is_instance_of::<pyo3::exceptions::PyValueError>(py) =>
+            {
+                return Err(errors::invalid_fileobj(obj))
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if fd < 0 {
+        return Err(errors::invalid_fd(fd));
+    }
+    RawFd::try_from(fd).map_err(|_| errors::invalid_fd(fd))
+}
+
+#[pymethods]
+impl PyLoop {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(
+        py: Python<'_>,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let reactor = Reactor::new().map_err(|e| errors::os_error(py, &e))?;
+        let waker = reactor.waker();
+        Ok(Self {
+            state: GilCell::new(State {
+                ready: ReadyQueue::new(),
+                timers: TimerQueue::new(),
+                watches: HashMap::new(),
+                events: Vec::new(),
+                stopping: false,
+                closed: false,
+                thread_id: None,
+                debug: false,
+            }),
+            reactor: Mutex::new(reactor),
+            waker,
+        })
+    }
+
+    /// Return the time according to the event loop's clock (`time.monotonic()`'s clock).
+    fn time(&self) -> f64 {
+        sys::monotonic()
+    }
+
+    /// Arrange for a callback to be called as soon as possible, in FIFO order.
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let debug = slf.get().guards(py, true)?;
+        Self::check_callback(py, &callback, "call_soon", debug)?;
+        Self::push_soon(slf, callback, args, context, debug)
+    }
+
+    /// Like `call_soon()`, but thread-safe: wakes the loop if it is waiting for I/O.
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon_threadsafe(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        let debug = this.guards(py, false)?;
+        Self::check_callback(py, &callback, "call_soon_threadsafe", debug)?;
+        let handle = Self::push_soon(slf, callback, args, context, debug)?;
+        this.waker.wake().map_err(|e| errors::os_error(py, &e))?;
+        Ok(handle)
+    }
+
+    /// Arrange for a callback to be called after `delay` seconds.
+    #[pyo3(signature = (delay, callback, *args, context=None))]
+    fn call_later(
+        slf: &Bound<'_, Self>,
+        delay: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if delay.is_none() {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        let delay: f64 = delay.extract().map_err(|_| {
+            let tname = delay.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+            PyTypeError::new_err(format!(
+                "unsupported operand type(s) for +: 'float' and '{tname}'"
+            ))
+        })?;
+        Self::push_timer(slf, sys::monotonic() + delay, callback, args, context)
+    }
+
+    /// Arrange for a callback to be called at time `when` on the loop's clock.
+    #[pyo3(signature = (when, callback, *args, context=None))]
+    fn call_at(
+        slf: &Bound<'_, Self>,
+        when: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if when.is_none() {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        }
+        let when: f64 = when.extract()?;
+        Self::push_timer(slf, when, callback, args, context)
+    }
+
+    /// Stop running the event loop after the current tick.
+    fn stop(&self, py: Python<'_>) {
+        self.state.borrow_mut(py).stopping = true;
+    }
+
+    /// Return whether the event loop is currently running.
+    fn is_running(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).thread_id.is_some()
+    }
+
+    /// Return True if the event loop was closed.
+    fn is_closed(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).closed
+    }
+
+    /// Return the debug mode flag.
+    fn get_debug(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).debug
+    }
+
+    /// Set the debug mode flag (the Python subclass adds coroutine origin tracking).
+    fn set_debug(&self, py: Python<'_>, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.state.borrow_mut(py).debug = enabled.is_truthy()?;
+        Ok(())
+    }
+
+    /// Create a Future object attached to the loop.
+    fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let future = FUTURE.get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("asyncio")?.getattr("Future")?.unbind())
+        })?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "loop"), slf)?;
+        Ok(future.bind(py).call((), Some(&kwargs))?.unbind())
+    }
+
+    /// Start watching the file descriptor for read availability.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_reader(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        Self::watch(slf, fd, callback, args, false)
+    }
+
+    /// Start watching the file descriptor for write availability.
+    #[pyo3(signature = (fd, callback, *args))]
+    fn add_writer(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        Self::watch(slf, fd, callback, args, true)
+    }
+
+    /// Stop watching the file descriptor for read availability; True if it was watched.
+    fn remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if self.is_closed(py) {
+            return Ok(false);
+        }
+        self.unwatch(py, fileobj_to_fd(fd)?, false)
+    }
+
+    /// Stop watching the file descriptor for write availability; True if it was watched.
+    fn remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if self.is_closed(py) {
+            return Ok(false);
+        }
+        self.unwatch(py, fileobj_to_fd(fd)?, true)
+    }
+
+    /// Runs ticks until `stop()`; the Python `run_forever` wraps it with asyncio's set-up.
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.state.borrow_mut(py).thread_id = Some(ffi::thread_ident());
+        let result = loop {
+            if let Err(e) = crate::run_once::run_once(slf) {
+                break Err(e);
+            }
+            if this.state.borrow(py).stopping {
+                break Ok(());
+            }
+        };
+        let mut st = this.state.borrow_mut(py);
+        st.stopping = false;
+        st.thread_id = None;
+        result
+    }
+
+    /// One tick (asyncio's private `_run_once`).
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        crate::run_once::run_once(slf)
+    }
+
+    /// Marks the loop closed and drops every pending callback, timer and watch; the Python
+    /// `close()` wraps it with asyncio's checks and executor shutdown.
+    fn _close(&self, py: Python<'_>) {
+        let (ready, timers, watches) = {
+            let mut st = self.state.borrow_mut(py);
+            st.closed = true;
+            let ready: Vec<Ready> = st.ready.drain().collect();
+            let timers: Vec<Scheduled> = st.timers.drain().collect();
+            let watches: Vec<(RawFd, Watch)> = st.watches.drain().collect();
+            (ready, timers, watches)
+        };
+        {
+            let mut reactor = self.lock_reactor();
+            for (fd, _) in &watches {
+                reactor.remove(*fd);
+            }
+        }
+        for t in &timers {
+            t.0.get().scheduled.store(false, Ordering::Relaxed);
+        }
+        drop((ready, timers, watches));
+    }
+
+    /// The id of the thread running the loop, or None (asyncio's private `_thread_id`).
+    #[getter(_thread_id)]
+    fn thread_id(&self, py: Python<'_>) -> Option<u64> {
+        self.state.borrow(py).thread_id
+    }
+
+    /// Whether `stop()` was called during this run (asyncio's private `_stopping`).
+    #[getter(_stopping)]
+    fn stopping(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).stopping
+    }
+
+    /// Number of queued ready callbacks (asyncio's `len(loop._ready)`).
+    fn _ready_count(&self, py: Python<'_>) -> usize {
+        self.state.borrow(py).ready.len()
+    }
+
+    /// Number of scheduled timers, cancelled ones included (asyncio's `len(loop._scheduled)`).
+    fn _timer_count(&self, py: Python<'_>) -> usize {
+        self.state.borrow(py).timers.len()
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let Some(st) = self.state.try_borrow_in_gc() else { return Ok(()) };
+        for r in st.ready.iter() {
+            match r {
+                Ready::Handle(h) => visit.call(h)?,
+                Ready::Timer(t) => visit.call(t)?,
+            }
+        }
+        for t in st.timers.iter() {
+            visit.call(&t.0)?;
+        }
+        for w in st.watches.values() {
+            if let Some(h) = &w.reader {
+                visit.call(h)?;
+            }
+            if let Some(h) = &w.writer {
+                visit.call(h)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let (ready, timers, watches) = {
+                let Some(mut st) = self.state.try_borrow_mut_in_gc(py) else { return };
+                let ready: Vec<Ready> = st.ready.drain().collect();
+                let timers: Vec<Scheduled> = st.timers.drain().collect();
+                let watches: Vec<(RawFd, Watch)> = st.watches.drain().collect();
+                (ready, timers, watches)
+            };
+            drop((ready, timers, watches));
+        });
+    }
+}

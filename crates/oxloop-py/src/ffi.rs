@@ -1,0 +1,36 @@
+//! The few CPython C-API calls PyO3 has no safe wrapper for.
+
+use pyo3::prelude::*;
+use pyo3::{ffi, Bound, PyAny, PyResult};
+
+/// `threading.get_ident()` of the calling thread.
+pub fn thread_ident() -> u64 {
+    // SAFETY: PyThread_get_thread_ident has no preconditions; it reads the calling thread's id.
+    unsafe { ffi::PyThread_get_thread_ident() as u64 }
+}
+
+/// `contextvars.copy_context()`.
+pub fn copy_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    // SAFETY: called with the GIL held (the token proves it); returns a new reference or NULL with
+    // an exception set, which `from_owned_ptr_or_err` turns into PyErr.
+    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }
+}
+
+/// Runs `f` with `context` entered, as `context.run(f)` does, without building a bound method.
+pub fn run_in_context<'py, R>(
+    context: &Bound<'py, PyAny>,
+    f: impl FnOnce() -> PyResult<R>,
+) -> PyResult<R> {
+    let py = context.py();
+    // SAFETY: GIL held; `context` is a live object. PyContext_Enter type-checks it and fails with
+    // TypeError (not a Context) or RuntimeError (already entered) instead of misbehaving.
+    if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let result = f();
+    // SAFETY: the context was entered above by this thread and not exited since.
+    if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    result
+}

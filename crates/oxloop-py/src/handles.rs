@@ -1,0 +1,374 @@
+//! `Handle` and `TimerHandle`: the objects `call_soon`, `call_later`, `call_at`, `add_reader` and
+//! `add_writer` return, with asyncio's methods and reprs (mirrors `asyncio/events.py`).
+//!
+//! A handle is run by the tick in [`crate::run_once`]: the callback is called inside its
+//! `contextvars.Context`, and an exception goes to `loop.call_exception_handler` with the context
+//! keys `Handle._run` uses. Only `SystemExit` and `KeyboardInterrupt` escape, stopping the loop.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyFloat, PyTuple};
+use pyo3::{intern, PyTraverseError};
+
+use crate::event_loop::PyLoop;
+use crate::ffi;
+use crate::gil::GilCell;
+
+/// What a handle runs, shared by `Handle` and `TimerHandle`.
+pub struct Callback {
+    /// The callback and its positional arguments; `None` once cancelled (asyncio drops them to
+    /// break reference cycles early).
+    target: GilCell<Option<(Py<PyAny>, Py<PyTuple>)>>,
+    /// The `contextvars.Context` the callback runs in.
+    context: Py<PyAny>,
+    /// Set once by `cancel()`; never cleared.
+    cancelled: AtomicBool,
+    /// The loop that scheduled this handle.
+    loop_: Py<PyLoop>,
+    /// Debug mode only: `format_helpers.extract_stack` of the scheduling call site.
+    source_traceback: Option<Py<PyAny>>,
+    /// Debug mode only: the repr captured at `cancel()`, so slow-callback logs still name it.
+    repr: GilCell<Option<String>>,
+}
+
+impl Callback {
+    /// A callback to run `callback(*args)` in `context` (a copy of the current one if `None`).
+    pub fn new(
+        slf: &Bound<'_, PyLoop>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        debug: bool,
+    ) -> PyResult<Self> {
+        let py = slf.py();
+        let context = match context {
+            Some(c) => c.unbind(),
+            None => ffi::copy_context(py)?.unbind(),
+        };
+        let source_traceback = if debug { Some(extract_stack(py)?) } else { None };
+        Ok(Self {
+            target: GilCell::new(Some((callback.unbind(), args.unbind()))),
+            context,
+            cancelled: AtomicBool::new(false),
+            loop_: slf.clone().unbind(),
+            source_traceback,
+            repr: GilCell::new(None),
+        })
+    }
+
+    #[inline]
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Marks the handle cancelled and drops its callback; `false` if it already was.
+    fn cancel(&self, py: Python<'_>, owner: &Bound<'_, PyAny>) -> PyResult<bool> {
+        if self.cancelled.swap(true, Ordering::Relaxed) {
+            return Ok(false);
+        }
+        if self.loop_.get().debug(py) {
+            let r = owner.repr()?.to_string();
+            *self.repr.borrow_mut(py) = Some(r);
+        }
+        let dropped = self.target.borrow_mut(py).take();
+        drop(dropped); // after the borrow ends: dropping may run arbitrary Python code
+        Ok(true)
+    }
+
+    /// Runs the callback if not cancelled. `Err` only for `SystemExit`, `KeyboardInterrupt` or an
+    /// error raised by the exception handler itself. Mirrors `Handle._run`.
+    pub fn run(&self, py: Python<'_>, owner: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.is_cancelled() {
+            return Ok(());
+        }
+        let (callback, args) = match &*self.target.borrow(py) {
+            Some((c, a)) => (c.clone_ref(py), a.clone_ref(py)),
+            None => return Ok(()),
+        };
+        let result = ffi::run_in_context(self.context.bind(py), || {
+            callback.bind(py).call1(args.bind(py)).map(drop)
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(err)
+                if err.is_instance_of::<PySystemExit>(py)
+                    || err.is_instance_of::<PyKeyboardInterrupt>(py) =>
+            {
+                Err(err)
+            }
+            Err(err) => self.report(py, owner, callback.bind(py), args.bind(py), err),
+        }
+    }
+
+    /// Sends a callback's exception to `loop.call_exception_handler`.
+    fn report(
+        &self,
+        py: Python<'_>,
+        owner: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        err: PyErr,
+    ) -> PyResult<()> {
+        let source = format_callback_source(py, callback, args)?;
+        let context = PyDict::new(py);
+        context.set_item(intern!(py, "message"), format!("Exception in callback {source}"))?;
+        context.set_item(intern!(py, "exception"), err.value(py))?;
+        context.set_item(intern!(py, "handle"), owner)?;
+        if let Some(tb) = &self.source_traceback {
+            if tb.bind(py).is_truthy()? {
+                context.set_item(intern!(py, "source_traceback"), tb)?;
+            }
+        }
+        self.loop_.bind(py).call_method1(intern!(py, "call_exception_handler"), (context,))?;
+        Ok(())
+    }
+
+    /// asyncio's `Handle._repr_info`, with `extra` (the `when=` of timers) after the state.
+    fn repr(&self, py: Python<'_>, class: &str, extra: Option<String>) -> PyResult<String> {
+        if let Some(r) = &*self.repr.borrow(py) {
+            return Ok(r.clone());
+        }
+        let mut info = vec![class.to_owned()];
+        if self.is_cancelled() {
+            info.push("cancelled".to_owned());
+        }
+        info.extend(extra);
+        let target = self.target.borrow(py).as_ref().map(|(c, a)| (c.clone_ref(py), a.clone_ref(py)));
+        if let Some((c, a)) = target {
+            info.push(format_callback_source(py, c.bind(py), a.bind(py))?);
+        }
+        if let Some(tb) = &self.source_traceback {
+            let tb = tb.bind(py);
+            if tb.is_truthy()? {
+                let frame = tb.get_item(-1)?;
+                info.push(format!("created at {}:{}", frame.get_item(0)?, frame.get_item(1)?));
+            }
+        }
+        Ok(format!("<{}>", info.join(" ")))
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(target) = self.target.try_borrow_in_gc() {
+            if let Some((c, a)) = &*target {
+                visit.call(c)?;
+                visit.call(a)?;
+            }
+        }
+        visit.call(&self.context)?;
+        visit.call(&self.loop_)?;
+        if let Some(tb) = &self.source_traceback {
+            visit.call(tb)?;
+        }
+        Ok(())
+    }
+
+    fn callback_attr(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.target.borrow(py).as_ref().map(|(c, _)| c.clone_ref(py))
+    }
+
+    fn args_attr(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        self.target.borrow(py).as_ref().map(|(_, a)| a.clone_ref(py))
+    }
+}
+
+/// `asyncio.format_helpers._format_callback_source(callback, args)`.
+fn format_callback_source(
+    py: Python<'_>,
+    callback: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+) -> PyResult<String> {
+    py.import(intern!(py, "asyncio.format_helpers"))?
+        .call_method1(intern!(py, "_format_callback_source"), (callback, args))?
+        .extract()
+}
+
+/// `format_helpers.extract_stack(sys._getframe(0))`: called from Rust, frame 0 is the Python code
+/// that called the loop method, which is where asyncio's trimmed traceback ends too.
+fn extract_stack(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let frame = py.import(intern!(py, "sys"))?.call_method1(intern!(py, "_getframe"), (0,))?;
+    Ok(py
+        .import(intern!(py, "asyncio.format_helpers"))?
+        .call_method1(intern!(py, "extract_stack"), (frame,))?
+        .unbind())
+}
+
+/// A callback scheduled with `call_soon`, `call_soon_threadsafe`, `add_reader` or `add_writer`.
+#[pyclass(frozen, module = "oxloop._oxloop")]
+pub struct Handle {
+    /// What runs.
+    pub cb: Callback,
+}
+
+#[pymethods]
+impl Handle {
+    /// Cancel the callback. If the callback has already been cancelled or run, this is a no-op.
+    pub fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().cb.cancel(slf.py(), slf.as_any()).map(drop)
+    }
+
+    /// Return True if the callback was cancelled.
+    fn cancelled(&self) -> bool {
+        self.cb.is_cancelled()
+    }
+
+    /// Return the `contextvars.Context` the callback runs in.
+    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.cb.context.clone_ref(py)
+    }
+
+    #[getter(_callback)]
+    fn callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.cb.callback_attr(py)
+    }
+
+    #[getter(_args)]
+    fn args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        self.cb.args_attr(py)
+    }
+
+    #[getter(_cancelled)]
+    fn cancelled_attr(&self) -> bool {
+        self.cb.is_cancelled()
+    }
+
+    #[getter(_source_traceback)]
+    fn source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.cb.source_traceback.as_ref().map(|t| t.clone_ref(py))
+    }
+
+    #[getter(_loop)]
+    fn loop_attr(&self, py: Python<'_>) -> Py<PyLoop> {
+        self.cb.loop_.clone_ref(py)
+    }
+
+    /// Run the callback now (asyncio's private `Handle._run`).
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().cb.run(slf.py(), slf.as_any())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        self.cb.repr(py, "Handle", None)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.cb.traverse(&visit)
+    }
+}
+
+/// A callback scheduled with `call_later` or `call_at`.
+#[pyclass(frozen, module = "oxloop._oxloop")]
+pub struct TimerHandle {
+    /// What runs.
+    pub cb: Callback,
+    /// The deadline on the loop's clock (`loop.time()`).
+    pub when: f64,
+    /// True while the timer sits in the loop's timer queue (mirrors `TimerHandle._scheduled`);
+    /// cancelling a scheduled timer is counted for lazy cancellation.
+    pub scheduled: AtomicBool,
+}
+
+#[pymethods]
+impl TimerHandle {
+    /// Cancel the callback. If the callback has already been cancelled or run, this is a no-op.
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if !this.cb.is_cancelled() && this.scheduled.load(Ordering::Relaxed) {
+            this.cb.loop_.get().timer_cancelled(py);
+        }
+        this.cb.cancel(py, slf.as_any()).map(drop)
+    }
+
+    /// Return True if the callback was cancelled.
+    fn cancelled(&self) -> bool {
+        self.cb.is_cancelled()
+    }
+
+    /// Return the scheduled callback time as a float (seconds on the loop's clock).
+    fn when(&self) -> f64 {
+        self.when
+    }
+
+    /// Return the `contextvars.Context` the callback runs in.
+    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.cb.context.clone_ref(py)
+    }
+
+    #[getter(_when)]
+    fn when_attr(&self) -> f64 {
+        self.when
+    }
+
+    #[getter(_scheduled)]
+    fn scheduled_attr(&self) -> bool {
+        self.scheduled.load(Ordering::Relaxed)
+    }
+
+    #[getter(_callback)]
+    fn callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.cb.callback_attr(py)
+    }
+
+    #[getter(_args)]
+    fn args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        self.cb.args_attr(py)
+    }
+
+    #[getter(_cancelled)]
+    fn cancelled_attr(&self) -> bool {
+        self.cb.is_cancelled()
+    }
+
+    #[getter(_source_traceback)]
+    fn source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.cb.source_traceback.as_ref().map(|t| t.clone_ref(py))
+    }
+
+    #[getter(_loop)]
+    fn loop_attr(&self, py: Python<'_>) -> Py<PyLoop> {
+        self.cb.loop_.clone_ref(py)
+    }
+
+    /// Run the callback now (asyncio's private `Handle._run`).
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().cb.run(slf.py(), slf.as_any())
+    }
+
+    fn __hash__(&self) -> u64 {
+        self.when.to_bits()
+    }
+
+    fn __richcmp__(
+        &self,
+        other: &Bound<'_, PyAny>,
+        op: pyo3::basic::CompareOp,
+    ) -> PyResult<Py<PyAny>> {
+        let py = other.py();
+        let Ok(other) = other.cast::<TimerHandle>() else {
+            return Ok(py.NotImplemented());
+        };
+        let o = other.get();
+        let same = std::ptr::eq(self, o);
+        let result = match op {
+            pyo3::basic::CompareOp::Lt => self.when < o.when,
+            pyo3::basic::CompareOp::Le => self.when < o.when || same || self.when == o.when,
+            pyo3::basic::CompareOp::Gt => self.when > o.when,
+            pyo3::basic::CompareOp::Ge => self.when > o.when || same || self.when == o.when,
+            pyo3::basic::CompareOp::Eq => same,
+            pyo3::basic::CompareOp::Ne => !same,
+        };
+        Ok(pyo3::types::PyBool::new(py, result).to_owned().into_any().unbind())
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let when = PyFloat::new(py, self.when).repr()?.to_string();
+        self.cb.repr(py, "TimerHandle", Some(format!("when={when}")))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.cb.traverse(&visit)
+    }
+}

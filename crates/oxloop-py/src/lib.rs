@@ -1,0 +1,29 @@
+//! `oxloop._oxloop`: asyncio's event loop API over oxloop-core.
+//!
+//! Layout: [`event_loop`] holds the `Loop` class and its public methods (guards, then a core call);
+//! [`run_once`] is one tick; [`handles`] the `Handle`/`TimerHandle` objects; [`errors`] the only
+//! place that builds Python exceptions; [`gil`] the GIL-protected cell the loop state lives in.
+//! The Python package `oxloop` subclasses `Loop` with asyncio's `AbstractEventLoop` and adds the
+//! cold, Python-level glue (exception handler, executors, async generator hooks).
+
+#[cfg(Py_GIL_DISABLED)]
+compile_error!("oxloop relies on the GIL to serialise access to the loop state; free-threaded builds are not supported yet");
+
+mod errors;
+mod event_loop;
+mod ffi;
+mod gil;
+mod handles;
+mod run_once;
+
+use pyo3::prelude::*;
+
+/// The extension module.
+#[pymodule]
+fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<event_loop::PyLoop>()?;
+    m.add_class::<handles::Handle>()?;
+    m.add_class::<handles::TimerHandle>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! One loop tick. Mirrors `BaseEventLoop._run_once`:
+//!
+//! 1. drop cancelled timers (lazily) and compute the poll timeout: zero if callbacks are ready or
+//!    the loop is stopping, else until the earliest timer (at most a day), else forever;
+//! 2. poll the reactor, releasing the GIL if the poll may block;
+//! 3. queue the handles of ready readers and writers (dropping cancelled ones), then due timers;
+//! 4. run exactly the callbacks queued when step 3 ended, with the GIL held for the whole batch.
+//!
+//! The per-callback hook point is [`run_ready`]: in debug mode each callback is timed and slow ones
+//! are logged (`slow_callback_duration`) naming the handle or its task.
+
+use std::time::Duration;
+
+use oxloop_core::sys;
+use pyo3::prelude::*;
+use pyo3::intern;
+
+use crate::errors;
+use crate::event_loop::{PyLoop, Ready};
+
+/// Mirrors `MAXIMUM_SELECT_TIMEOUT` in `asyncio/base_events.py`.
+const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
+
+/// Runs one tick of `slf`.
+pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+
+    // 1. Prune and compute the timeout.
+    let mut pruned = Vec::new();
+    let (timeout, mut events) = {
+        let mut st = this.state.borrow_mut(py);
+        st.timers.prune(&mut pruned);
+        let timeout = if !st.ready.is_empty() || st.stopping {
+            Some(Duration::ZERO)
+        } else {
+            st.timers.next_deadline().map(|when| {
+                let t = (when - sys::monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
+                Duration::from_secs_f64(t)
+            })
+        };
+        (timeout, std::mem::take(&mut st.events))
+    };
+    drop(pruned);
+
+    // 2. Poll. A zero-timeout poll cannot block: keep the GIL, and skip the syscall when no fd is
+    // watched (a pending wake-up stays in the eventfd and is consumed by the next blocking poll).
+    events.clear();
+    let polled = if timeout == Some(Duration::ZERO) {
+        let mut reactor = this.lock_reactor();
+        if reactor.is_empty() {
+            Ok(())
+        } else {
+            reactor.poll(timeout).map(|ev| events.extend_from_slice(ev))
+        }
+    } else {
+        let reactor = &this.reactor;
+        let events = &mut events;
+        py.detach(move || {
+            let mut reactor = reactor.lock().unwrap_or_else(|e| e.into_inner());
+            reactor.poll(timeout).map(|ev| events.extend_from_slice(ev))
+        })
+    };
+    if let Err(e) = polled {
+        this.state.borrow_mut(py).events = events;
+        return Err(errors::os_error(py, &e));
+    }
+
+    // 3. Queue ready I/O handles, then due timers.
+    let mut cancelled_io = Vec::new();
+    let ntodo = {
+        let mut st = this.state.borrow_mut(py);
+        for ev in &events {
+            for (ready, writer) in [(ev.readable, false), (ev.writable, true)] {
+                if !ready {
+                    continue;
+                }
+                let Some(watch) = st.watches.get(&ev.fd) else { continue };
+                let slot = if writer { &watch.writer } else { &watch.reader };
+                let Some(handle) = slot else { continue };
+                if handle.get().cb.is_cancelled() {
+                    cancelled_io.push((ev.fd, writer));
+                } else {
+                    let h = handle.clone_ref(py);
+                    st.ready.push(Ready::Handle(h));
+                }
+            }
+        }
+        st.events = events;
+        let now = sys::monotonic();
+        while let Some(timer) = st.timers.pop_due(now) {
+            timer.0.get().scheduled.store(false, std::sync::atomic::Ordering::Relaxed);
+            st.ready.push(Ready::Timer(timer.0));
+        }
+        st.ready.len()
+    };
+    for (fd, writer) in cancelled_io {
+        this.unwatch(py, fd, writer)?;
+    }
+
+    // 4. Run what is ready now.
+    let debug = this.debug(py);
+    for _ in 0..ntodo {
+        // `close()` from a callback empties the queue: stop early then.
+        let Some(item) = this.state.borrow_mut(py).ready.pop() else { break };
+        run_ready(slf, item, debug)?;
+    }
+    Ok(())
+}
+
+/// Runs one ready entry; in debug mode, times it and reports a slow callback.
+#[inline]
+fn run_ready(slf: &Bound<'_, PyLoop>, item: Ready, debug: bool) -> PyResult<()> {
+    let py = slf.py();
+    let (owner, cb) = match &item {
+        Ready::Handle(h) => (h.bind(py).as_any(), &h.get().cb),
+        Ready::Timer(t) => (t.bind(py).as_any(), &t.get().cb),
+    };
+    if !debug {
+        return cb.run(py, owner);
+    }
+    if cb.is_cancelled() {
+        return Ok(());
+    }
+    slf.setattr(intern!(py, "_current_handle"), owner)?;
+    let t0 = sys::monotonic();
+    let result = cb.run(py, owner);
+    let dt = sys::monotonic() - t0;
+    slf.setattr(intern!(py, "_current_handle"), py.None())?;
+    result?;
+    let slow: f64 = slf.getattr(intern!(py, "slow_callback_duration"))?.extract()?;
+    if dt >= slow {
+        slf.call_method1(intern!(py, "_log_slow_callback"), (owner, dt))?;
+    }
+    Ok(())
+}
