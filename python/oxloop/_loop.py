@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import logging
+import signal
+import socket
 import sys
 import threading
 import warnings
@@ -39,7 +42,7 @@ def _run_until_complete_cb(fut):
 
 def _format_handle(handle):
     # Mirrors asyncio.base_events._format_handle.
-    cb = handle._callback
+    cb = getattr(handle, "_callback", None)
     if isinstance(getattr(cb, "__self__", None), tasks.Task):
         return repr(cb.__self__)
     return str(handle)
@@ -64,6 +67,8 @@ class Loop(_oxloop.Loop, asyncio.AbstractEventLoop):
         self._coroutine_origin_tracking_saved_depth = None
         # Mirrors BaseEventLoop.slow_callback_duration: debug mode logs callbacks slower than this.
         self.slow_callback_duration = 0.1
+        self._signal_handlers = {}
+        self._ssock = self._csock = None
         self.set_debug(coroutines._is_debug_mode())
 
     def __repr__(self):
@@ -146,7 +151,22 @@ class Loop(_oxloop.Loop, asyncio.AbstractEventLoop):
             return
         if self.get_debug():
             logger.debug("Close %r", self)
+        if self._signal_handlers and not sys.is_finalizing():
+            for sig in list(self._signal_handlers):
+                self.remove_signal_handler(sig)
+        elif self._signal_handlers:
+            warnings.warn(
+                f"Closing the loop {self!r} on interpreter shutdown stage, skipping signal "
+                "handlers removal",
+                ResourceWarning,
+                source=self,
+            )
+            self._signal_handlers.clear()
         self._close()
+        if self._ssock is not None:
+            self._ssock.close()
+            self._csock.close()
+            self._ssock = self._csock = None
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is not None:
@@ -251,8 +271,7 @@ class Loop(_oxloop.Loop, asyncio.AbstractEventLoop):
             exc_info = False
         if (
             "source_traceback" not in context
-            and self._current_handle is not None
-            and self._current_handle._source_traceback
+            and getattr(self._current_handle, "_source_traceback", None)
         ):
             context["handle_traceback"] = self._current_handle._source_traceback
         import traceback
@@ -424,3 +443,100 @@ class Loop(_oxloop.Loop, asyncio.AbstractEventLoop):
         except Exception as ex:
             if not self.is_closed() and not future.cancelled():
                 self.call_soon_threadsafe(future.set_exception, ex)
+
+    # -- signals (mirrors asyncio.unix_events._UnixSelectorEventLoop) ---------------------------
+
+    def _check_signal(self, sig):
+        if not isinstance(sig, int):
+            raise TypeError(f"sig must be an int, not {sig!r}")
+        if sig not in signal.valid_signals():
+            raise ValueError(f"invalid signal number {sig}")
+
+    def _ensure_self_pipe(self):
+        # Python's C-level signal handler writes the signal number to the wakeup fd; the loop
+        # reads it here and runs the registered handler as a loop callback.
+        if self._ssock is None:
+            self._ssock, self._csock = socket.socketpair()
+            self._ssock.setblocking(False)
+            self._csock.setblocking(False)
+            self.add_reader(self._ssock.fileno(), self._read_from_self)
+
+    def _read_from_self(self):
+        while True:
+            try:
+                data = self._ssock.recv(4096)
+                if not data:
+                    break
+            except InterruptedError:
+                continue
+            except BlockingIOError:
+                break
+            for signum in data:
+                if signum:
+                    self._handle_signal(signum)
+
+    def _handle_signal(self, sig):
+        handle = self._signal_handlers.get(sig)
+        if handle is None:
+            return
+        if handle._cancelled:
+            self.remove_signal_handler(sig)
+        else:
+            self.call_soon(handle._run)
+
+    def add_signal_handler(self, sig, callback, *args):
+        """Run ``callback(*args)`` as a loop callback when signal ``sig`` arrives.
+
+        Main thread only; SIGKILL and SIGSTOP cannot be caught (RuntimeError).
+        """
+        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        self._check_signal(sig)
+        self._check_closed()
+        self._ensure_self_pipe()
+        try:
+            # Raises ValueError outside the main thread: a loop in another thread cannot
+            # install signal handlers.
+            signal.set_wakeup_fd(self._csock.fileno())
+        except (ValueError, OSError) as exc:
+            raise RuntimeError(str(exc))
+        handle = events.Handle(callback, args, self, None)
+        self._signal_handlers[sig] = handle
+        try:
+            signal.signal(sig, _sighandler_noop)
+            signal.siginterrupt(sig, False)
+        except OSError as exc:
+            del self._signal_handlers[sig]
+            if not self._signal_handlers:
+                try:
+                    signal.set_wakeup_fd(-1)
+                except (ValueError, OSError) as nexc:
+                    logger.info("set_wakeup_fd(-1) failed: %s", nexc)
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught")
+            raise
+
+    def remove_signal_handler(self, sig):
+        """Remove the handler for signal ``sig``; return True if one was installed."""
+        self._check_signal(sig)
+        try:
+            del self._signal_handlers[sig]
+        except KeyError:
+            return False
+        handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        try:
+            signal.signal(sig, handler)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught")
+            raise
+        if not self._signal_handlers:
+            try:
+                signal.set_wakeup_fd(-1)
+            except (ValueError, OSError) as exc:
+                logger.info("set_wakeup_fd(-1) failed: %s", exc)
+        return True
+
+
+def _sighandler_noop(signum, frame):
+    """Dummy signal handler: the wakeup fd does the work."""

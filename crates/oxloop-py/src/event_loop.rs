@@ -32,6 +32,52 @@ pub enum Ready {
     Handle(Py<Handle>),
     /// A timer whose deadline passed.
     Timer(Py<TimerHandle>),
+    /// A Rust-side watcher (a transport, a pending `sock_*` call) whose fd is ready: dispatched
+    /// in queue order like asyncio's reader/writer handles, without a Python `Handle`.
+    Native(Arc<dyn NativeWatcher>, Direction),
+}
+
+/// Which readiness a watcher waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// The fd is readable.
+    Read,
+    /// The fd is writable.
+    Write,
+}
+
+/// A Rust object watching an fd, called from the tick when the fd is ready.
+///
+/// Implementations hold their Python objects (`Py<...>`) and report them in `traverse`.
+pub trait NativeWatcher: Send + Sync {
+    /// The fd is ready in `direction`. Runs with the GIL held and the loop state released, in
+    /// ready-queue order. Handle every error inside (protocol callbacks' errors go to the loop's
+    /// exception handler, as asyncio does); return `Err` only for `SystemExit` and
+    /// `KeyboardInterrupt`, which stop the loop.
+    fn ready(&self, py: Python<'_>, direction: Direction) -> PyResult<()>;
+
+    /// The object debug mode names (by its `str`) when this watcher is slow: the transport, say.
+    fn describe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>>;
+
+    /// Reports the Python objects this watcher holds to the garbage collector.
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError>;
+}
+
+/// What runs when a watched fd is ready.
+pub enum Watcher {
+    /// A Python callback from `add_reader` / `add_writer`.
+    Handle(Py<Handle>),
+    /// A Rust watcher (transports, `sock_*` calls).
+    Native(Arc<dyn NativeWatcher>),
+}
+
+impl Watcher {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Watcher::Handle(h) => visit.call(h),
+            Watcher::Native(n) => n.traverse(visit),
+        }
+    }
 }
 
 /// A timer in the timer queue.
@@ -44,18 +90,25 @@ impl Timer for Scheduled {
     }
 }
 
-/// The reader and writer watching one fd (`add_reader` / `add_writer`).
+/// The reader and writer watching one fd.
 #[derive(Default)]
 pub struct Watch {
     /// Runs when the fd is readable.
-    pub reader: Option<Py<Handle>>,
+    pub reader: Option<Watcher>,
     /// Runs when the fd is writable.
-    pub writer: Option<Py<Handle>>,
+    pub writer: Option<Watcher>,
 }
 
 impl Watch {
     fn interest(&self) -> Interest {
         Interest { readable: self.reader.is_some(), writable: self.writer.is_some() }
+    }
+
+    fn slot(&mut self, direction: Direction) -> &mut Option<Watcher> {
+        match direction {
+            Direction::Read => &mut self.reader,
+            Direction::Write => &mut self.writer,
+        }
     }
 }
 
@@ -204,53 +257,68 @@ impl PyLoop {
         Ok(timer)
     }
 
-    /// Sets `fd`'s reader or writer (the core of `add_reader` / `add_writer`).
-    fn watch(
+    /// Sets `fd`'s reader or writer to a Python callback (the core of `add_reader` /
+    /// `add_writer`).
+    fn watch_handle(
         slf: &Bound<'_, Self>,
         fd: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
-        writer: bool,
+        direction: Direction,
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let fd = fileobj_to_fd(fd)?;
         let debug = this.guards(py, false)?;
         let handle = Py::new(py, Handle { cb: Callback::new(slf, callback, args, None, debug)? })?;
+        this.watch(py, fd, direction, Watcher::Handle(handle))
+    }
+
+    /// Makes `watcher` run when `fd` is ready in `direction`, replacing (and cancelling) the
+    /// previous watcher of that direction. Fails with `OSError` if the fd cannot be polled.
+    pub fn watch(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        direction: Direction,
+        watcher: Watcher,
+    ) -> PyResult<()> {
         let old = {
-            let mut st = this.state.borrow_mut(py);
+            let mut st = self.state.borrow_mut(py);
+            if st.closed {
+                return Err(errors::loop_closed());
+            }
             let watch = st.watches.entry(fd).or_default();
             let mut wanted = watch.interest();
-            if writer {
-                wanted.writable = true;
-            } else {
-                wanted.readable = true;
+            match direction {
+                Direction::Read => wanted.readable = true,
+                Direction::Write => wanted.writable = true,
             }
-            if let Err(e) = this.lock_reactor().set_interest(fd, wanted) {
+            if let Err(e) = self.lock_reactor().set_interest(fd, wanted) {
                 if watch.interest().is_empty() {
                     st.watches.remove(&fd);
                 }
                 drop(st);
                 return Err(errors::os_error(py, &e));
             }
-            let slot = if writer { &mut watch.writer } else { &mut watch.reader };
-            slot.replace(handle)
+            watch.slot(direction).replace(watcher)
         };
-        if let Some(old) = old {
+        if let Some(Watcher::Handle(old)) = old {
             Handle::cancel(old.bind(py))?;
         }
         Ok(())
     }
 
-    /// Removes `fd`'s reader or writer; `true` if there was one (the core of `remove_*`).
-    pub fn unwatch(&self, py: Python<'_>, fd: RawFd, writer: bool) -> PyResult<bool> {
+    /// Removes `fd`'s watcher for `direction`; `true` if there was one (the core of
+    /// `remove_reader` / `remove_writer`). A Python handle removed this way is cancelled.
+    pub fn unwatch(&self, py: Python<'_>, fd: RawFd, direction: Direction) -> PyResult<bool> {
         let old = {
             let mut st = self.state.borrow_mut(py);
             if st.closed {
                 return Ok(false);
             }
             let Some(watch) = st.watches.get_mut(&fd) else { return Ok(false) };
-            let old = if writer { watch.writer.take() } else { watch.reader.take() };
+            let old = watch.slot(direction).take();
             let interest = watch.interest();
             if interest.is_empty() {
                 st.watches.remove(&fd);
@@ -266,8 +334,12 @@ impl PyLoop {
             old
         };
         match old {
-            Some(h) => {
+            Some(Watcher::Handle(h)) => {
                 Handle::cancel(h.bind(py))?;
+                Ok(true)
+            }
+            Some(Watcher::Native(n)) => {
+                drop(n);
                 Ok(true)
             }
             None => Ok(false),
@@ -448,7 +520,7 @@ impl PyLoop {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
-        Self::watch(slf, fd, callback, args, false)
+        Self::watch_handle(slf, fd, callback, args, Direction::Read)
     }
 
     /// Start watching the file descriptor for write availability.
@@ -459,7 +531,7 @@ impl PyLoop {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
-        Self::watch(slf, fd, callback, args, true)
+        Self::watch_handle(slf, fd, callback, args, Direction::Write)
     }
 
     /// Stop watching the file descriptor for read availability; True if it was watched.
@@ -467,7 +539,7 @@ impl PyLoop {
         if self.is_closed(py) {
             return Ok(false);
         }
-        self.unwatch(py, fileobj_to_fd(fd)?, false)
+        self.unwatch(py, fileobj_to_fd(fd)?, Direction::Read)
     }
 
     /// Stop watching the file descriptor for write availability; True if it was watched.
@@ -475,7 +547,7 @@ impl PyLoop {
         if self.is_closed(py) {
             return Ok(false);
         }
-        self.unwatch(py, fileobj_to_fd(fd)?, true)
+        self.unwatch(py, fileobj_to_fd(fd)?, Direction::Write)
     }
 
     /// Runs ticks until `stop()`; the Python `run_forever` wraps it with asyncio's set-up.
@@ -553,17 +625,15 @@ impl PyLoop {
             match r {
                 Ready::Handle(h) => visit.call(h)?,
                 Ready::Timer(t) => visit.call(t)?,
+                Ready::Native(n, _) => n.traverse(&visit)?,
             }
         }
         for t in st.timers.iter() {
             visit.call(&t.0)?;
         }
         for w in st.watches.values() {
-            if let Some(h) = &w.reader {
-                visit.call(h)?;
-            }
-            if let Some(h) = &w.writer {
-                visit.call(h)?;
+            for watcher in [&w.reader, &w.writer].into_iter().flatten() {
+                watcher.traverse(&visit)?;
             }
         }
         Ok(())

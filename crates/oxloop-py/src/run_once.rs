@@ -16,7 +16,9 @@ use pyo3::prelude::*;
 use pyo3::intern;
 
 use crate::errors;
-use crate::event_loop::{PyLoop, Ready};
+use std::sync::Arc;
+
+use crate::event_loop::{Direction, PyLoop, Ready, Watcher};
 
 /// Mirrors `MAXIMUM_SELECT_TIMEOUT` in `asyncio/base_events.py`.
 const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
@@ -71,19 +73,26 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     let ntodo = {
         let mut st = this.state.borrow_mut(py);
         for ev in &events {
-            for (ready, writer) in [(ev.readable, false), (ev.writable, true)] {
+            for (ready, direction) in [(ev.readable, Direction::Read), (ev.writable, Direction::Write)] {
                 if !ready {
                     continue;
                 }
                 let Some(watch) = st.watches.get(&ev.fd) else { continue };
-                let slot = if writer { &watch.writer } else { &watch.reader };
-                let Some(handle) = slot else { continue };
-                if handle.get().cb.is_cancelled() {
-                    cancelled_io.push((ev.fd, writer));
-                } else {
-                    let h = handle.clone_ref(py);
-                    st.ready.push(Ready::Handle(h));
-                }
+                let slot = match direction {
+                    Direction::Read => &watch.reader,
+                    Direction::Write => &watch.writer,
+                };
+                let entry = match slot {
+                    None => continue,
+                    // Mirrors _process_events: a cancelled reader/writer is removed, not run.
+                    Some(Watcher::Handle(h)) if h.get().cb.is_cancelled() => {
+                        cancelled_io.push((ev.fd, direction));
+                        continue;
+                    }
+                    Some(Watcher::Handle(h)) => Ready::Handle(h.clone_ref(py)),
+                    Some(Watcher::Native(n)) => Ready::Native(Arc::clone(n), direction),
+                };
+                st.ready.push(entry);
             }
         }
         st.events = events;
@@ -94,8 +103,8 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         }
         st.ready.len()
     };
-    for (fd, writer) in cancelled_io {
-        this.unwatch(py, fd, writer)?;
+    for (fd, direction) in cancelled_io {
+        this.unwatch(py, fd, direction)?;
     }
 
     // 4. Run what is ready now.
@@ -112,19 +121,28 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
 #[inline]
 fn run_ready(slf: &Bound<'_, PyLoop>, item: Ready, debug: bool) -> PyResult<()> {
     let py = slf.py();
-    let (owner, cb) = match &item {
-        Ready::Handle(h) => (h.bind(py).as_any(), &h.get().cb),
-        Ready::Timer(t) => (t.bind(py).as_any(), &t.get().cb),
-    };
     if !debug {
-        return cb.run(py, owner);
+        return match &item {
+            Ready::Handle(h) => h.get().cb.run(py, h.bind(py).as_any()),
+            Ready::Timer(t) => t.get().cb.run(py, t.bind(py).as_any()),
+            Ready::Native(n, direction) => n.ready(py, *direction),
+        };
     }
-    if cb.is_cancelled() {
-        return Ok(());
-    }
-    slf.setattr(intern!(py, "_current_handle"), owner)?;
+    // The debug path: what asyncio's `_run_once` does when `self._debug` is set.
+    let owner = match &item {
+        Ready::Handle(h) if h.get().cb.is_cancelled() => return Ok(()),
+        Ready::Timer(t) if t.get().cb.is_cancelled() => return Ok(()),
+        Ready::Handle(h) => h.bind(py).clone().into_any(),
+        Ready::Timer(t) => t.bind(py).clone().into_any(),
+        Ready::Native(n, _) => n.describe(py)?,
+    };
+    slf.setattr(intern!(py, "_current_handle"), &owner)?;
     let t0 = sys::monotonic();
-    let result = cb.run(py, owner);
+    let result = match &item {
+        Ready::Handle(h) => h.get().cb.run(py, &owner),
+        Ready::Timer(t) => t.get().cb.run(py, &owner),
+        Ready::Native(n, direction) => n.ready(py, *direction),
+    };
     let dt = sys::monotonic() - t0;
     slf.setattr(intern!(py, "_current_handle"), py.None())?;
     result?;

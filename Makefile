@@ -1,0 +1,73 @@
+# oxloop: `make help` lists the commands.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.deps-stamp
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the commands
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) requirements-dev.txt
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements-dev.txt
+	touch $(STAMP)
+
+.PHONY: venv
+venv: $(STAMP) ## Create .venv with the build and test tools
+
+.PHONY: build
+build: venv ## Build oxloop in release mode into .venv
+	$(VENV)/bin/maturin develop --release --quiet 2>&1 | grep -v '^\s*$$' | tail -n 3
+
+.PHONY: demo
+demo: build ## Build, then run the showcase (examples/demo.py)
+	$(PY) examples/demo.py
+
+.PHONY: test
+test: test-rust test-py conformance ## Run every test: Rust unit tests, Python tests, conformance
+
+.PHONY: test-rust
+test-rust: ## Rust unit tests of oxloop-core (no Python needed)
+	cargo test -p oxloop-core --quiet
+
+.PHONY: test-py
+test-py: build ## Python tests on oxloop and asyncio's loop, then again in asyncio debug mode
+	$(PY) -m pytest -q tests
+	PYTHONASYNCIODEBUG=1 $(PY) -m pytest -q -p no:cacheprovider tests
+
+.PHONY: conformance
+conformance: build ## CPython's own test_asyncio with oxloop as the loop
+	$(PY) tests/conformance/run.py
+
+.PHONY: bench
+bench: build ## Full side-by-side benchmark (writes benchmarks/README.md)
+	$(PY) benchmarks/run.py
+
+.PHONY: bench-quick
+bench-quick: build ## Quick benchmark run (fewer repetitions)
+	$(PY) benchmarks/run.py --quick
+
+.PHONY: lint
+lint: venv ## cargo fmt --check, clippy -D warnings, ruff
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	$(VENV)/bin/ruff check python tests benchmarks examples
+	$(VENV)/bin/ruff format --check python tests benchmarks examples
+
+.PHONY: format
+format: venv ## Format Rust and Python sources
+	cargo fmt --all
+	$(VENV)/bin/ruff format python tests benchmarks examples
+
+.PHONY: clean
+clean: ## Remove build outputs and .venv
+	cargo clean
+	rm -rf $(VENV)

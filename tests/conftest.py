@@ -1,0 +1,79 @@
+"""Shared fixtures: every test body runs on oxloop and on asyncio's own loop.
+
+- ``loop``: a fresh loop of each kind (parametrised ``asyncio`` / ``oxloop``), closed afterwards.
+  Any call to the loop's exception handler that the test did not expect fails the test: a test
+  that expects some reads and clears ``loop.handled_errors``.
+- ``on_both(scenario)``: runs ``scenario(loop)`` on a fresh asyncio loop and a fresh oxloop loop and
+  returns both results, for tests that compare what happened.
+- Every test also checks that the process's open fd count is back where it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+
+import pytest
+
+import oxloop
+
+LOOPS = {"asyncio": asyncio.new_event_loop, "oxloop": oxloop.new_event_loop}
+
+
+def _make(kind: str):
+    loop = LOOPS[kind]()
+    loop.handled_errors = []
+    loop.set_exception_handler(lambda lp, ctx: lp.handled_errors.append(ctx))
+    return loop
+
+
+def _close(loop) -> None:
+    if not loop.is_closed():
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
+@pytest.fixture(params=sorted(LOOPS))
+def loop_kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def loop(loop_kind):
+    lp = _make(loop_kind)
+    asyncio.set_event_loop(None)
+    yield lp
+    errors = list(lp.handled_errors)
+    _close(lp)
+    assert not errors, f"unexpected call_exception_handler calls: {errors}"
+
+
+@pytest.fixture
+def on_both():
+    def run(scenario):
+        results = {}
+        for kind in ("asyncio", "oxloop"):
+            lp = _make(kind)
+            try:
+                results[kind] = scenario(lp)
+            finally:
+                _close(lp)
+        return results["asyncio"], results["oxloop"]
+
+    return run
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture(autouse=True)
+def no_fd_leak():
+    gc.collect()
+    before = _open_fds()
+    yield
+    gc.collect()
+    after = _open_fds()
+    assert after <= before, f"fd leak: {before} open before the test, {after} after"
