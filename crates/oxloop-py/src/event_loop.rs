@@ -137,9 +137,10 @@ pub struct State {
 pub struct PyLoop {
     /// Everything Python-facing; see [`GilCell`].
     pub state: GilCell<State>,
-    /// The poller. Locked by the loop thread around a poll (GIL released) and by methods that
+    /// The poller; `None` once the loop is closed (its fds are closed then, as asyncio closes
+    /// its selector). Locked by the loop thread around a poll (GIL released) and by methods that
     /// change interest (GIL held). Never held while calling into Python.
-    pub reactor: Mutex<Reactor>,
+    pub reactor: Mutex<Option<Reactor>>,
     /// Ends a poll from another thread (`call_soon_threadsafe`).
     pub waker: Arc<Waker>,
 }
@@ -166,7 +167,7 @@ impl PyLoop {
 
     /// Locks the reactor from a thread holding the GIL. If the loop thread is polling, it is woken
     /// first so the wait is short.
-    pub fn lock_reactor(&self) -> MutexGuard<'_, Reactor> {
+    pub fn lock_reactor(&self) -> MutexGuard<'_, Option<Reactor>> {
         match self.reactor.try_lock() {
             Ok(guard) => guard,
             Err(_) => {
@@ -294,7 +295,11 @@ impl PyLoop {
                 Direction::Read => wanted.readable = true,
                 Direction::Write => wanted.writable = true,
             }
-            if let Err(e) = self.lock_reactor().set_interest(fd, wanted) {
+            let set = match self.lock_reactor().as_mut() {
+                Some(reactor) => reactor.set_interest(fd, wanted),
+                None => return Err(errors::loop_closed()),
+            };
+            if let Err(e) = set {
                 if watch.interest().is_empty() {
                     st.watches.remove(&fd);
                 }
@@ -326,9 +331,10 @@ impl PyLoop {
             if old.is_some() {
                 // NOTE: lowering interest cannot fail in a way the caller can act on (a closed
                 // fd is already gone from epoll); the registration is forgotten either way.
-                let mut reactor = self.lock_reactor();
-                if reactor.set_interest(fd, interest).is_err() {
-                    reactor.remove(fd);
+                if let Some(reactor) = self.lock_reactor().as_mut() {
+                    if reactor.set_interest(fd, interest).is_err() {
+                        reactor.remove(fd);
+                    }
                 }
             }
             old
@@ -397,7 +403,7 @@ impl PyLoop {
                 thread_id: None,
                 debug: false,
             }),
-            reactor: Mutex::new(reactor),
+            reactor: Mutex::new(Some(reactor)),
             waker,
         })
     }
@@ -585,12 +591,10 @@ impl PyLoop {
             let watches: Vec<(RawFd, Watch)> = st.watches.drain().collect();
             (ready, timers, watches)
         };
-        {
-            let mut reactor = self.lock_reactor();
-            for (fd, _) in &watches {
-                reactor.remove(*fd);
-            }
-        }
+        // Dropping the reactor closes its epoll fd; the waker's eventfd is closed with it.
+        let reactor = self.lock_reactor().take();
+        drop(reactor);
+        self.waker.close();
         for t in &timers {
             t.0.get().scheduled.store(false, Ordering::Relaxed);
         }

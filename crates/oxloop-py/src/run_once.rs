@@ -49,23 +49,30 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     // watched (a pending wake-up stays in the eventfd and is consumed by the next blocking poll).
     events.clear();
     let polled = if timeout == Some(Duration::ZERO) {
-        let mut reactor = this.lock_reactor();
-        if reactor.is_empty() {
-            Ok(())
-        } else {
-            reactor.poll(timeout).map(|ev| events.extend_from_slice(ev))
+        match this.lock_reactor().as_mut() {
+            None => Err(None),
+            Some(reactor) if reactor.is_empty() => Ok(()),
+            Some(reactor) => reactor.poll(timeout).map(|ev| events.extend_from_slice(ev)).map_err(Some),
         }
     } else {
         let reactor = &this.reactor;
         let events = &mut events;
         py.detach(move || {
-            let mut reactor = reactor.lock().unwrap_or_else(|e| e.into_inner());
-            reactor.poll(timeout).map(|ev| events.extend_from_slice(ev))
+            let mut guard = reactor.lock().unwrap_or_else(|e| e.into_inner());
+            match guard.as_mut() {
+                None => Err(None),
+                Some(reactor) => {
+                    reactor.poll(timeout).map(|ev| events.extend_from_slice(ev)).map_err(Some)
+                }
+            }
         })
     };
     if let Err(e) = polled {
         this.state.borrow_mut(py).events = events;
-        return Err(errors::os_error(py, &e));
+        return Err(match e {
+            Some(e) => errors::os_error(py, &e),
+            None => errors::loop_closed(),
+        });
     }
 
     // 3. Queue ready I/O handles, then due timers.
