@@ -34,6 +34,9 @@ def run(main, *, debug=None):
     cancelled, async generators and the default executor are shut down, and Ctrl-C cancels the
     main task (as ``asyncio.Runner`` does).
     """
+    if asyncio.events._get_running_loop() is not None:
+        # Mirrors asyncio.run: refuse before creating (and then closing) a loop.
+        raise RuntimeError("oxloop.run() cannot be called from a running event loop")
     if sys.version_info >= (3, 11):
         with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
             return runner.run(main)
@@ -44,8 +47,6 @@ def _run_legacy(main, *, debug=None):
     # Python 3.9 and 3.10 have no asyncio.Runner: mirror that version's asyncio.run.
     from asyncio import coroutines, events, tasks
 
-    if events._get_running_loop() is not None:
-        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
     if not coroutines.iscoroutine(main):
         raise ValueError(f"a coroutine was expected, got {main!r}")
     loop = new_event_loop()

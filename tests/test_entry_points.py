@@ -1,0 +1,183 @@
+"""oxloop.run, asyncio.Runner with oxloop, the policy, install(), and python -m oxloop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+import oxloop
+
+
+async def _which_loop():
+    return type(asyncio.get_running_loop()).__module__
+
+
+def test_run_returns_the_result_on_oxloop():
+    assert oxloop.run(_which_loop()).startswith("oxloop")
+
+
+def test_run_matches_asyncio_run_semantics():
+    async def main():
+        async def lingering():
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                log.append("cancelled at shutdown")
+                raise
+
+        async def agen():
+            try:
+                yield 1
+                yield 2
+            finally:
+                log.append("agen closed")
+
+        asyncio.get_running_loop().create_task(lingering())
+        async for _ in agen():
+            break
+        await asyncio.sleep(0)
+        return "done"
+
+    results = []
+    for runner in (asyncio.run, oxloop.run):
+        log = []
+        results.append((runner(main()), sorted(log)))
+    assert results[0] == results[1] == ("done", ["agen closed", "cancelled at shutdown"])
+
+
+def test_run_propagates_exceptions_and_refuses_nesting():
+    async def fails():
+        raise LookupError("x")
+
+    with pytest.raises(LookupError):
+        oxloop.run(fails())
+
+    async def nested():
+        coro = _which_loop()
+        try:
+            oxloop.run(coro)
+        finally:
+            coro.close()
+
+    for runner in (asyncio.run, oxloop.run):
+        with pytest.raises(RuntimeError, match="cannot be called from a running event loop"):
+            runner(nested())
+
+
+def test_run_debug_flag():
+    async def debug():
+        return asyncio.get_running_loop().get_debug()
+
+    assert oxloop.run(debug(), debug=True) is True
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs main thread")
+def test_ctrl_c_cancels_the_main_task_like_asyncio():
+    async def main():
+        try:
+            signal.raise_signal(signal.SIGINT)
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            outcome.append("main cancelled")
+            raise
+
+    results = []
+    for runner in (asyncio.run, oxloop.run):
+        outcome = []
+        try:
+            runner(main())
+        except KeyboardInterrupt:
+            outcome.append("KeyboardInterrupt")
+        results.append(outcome)
+    assert results[0] == results[1] == ["main cancelled", "KeyboardInterrupt"]
+
+
+def test_asyncio_runner_with_loop_factory():
+    with asyncio.Runner(loop_factory=oxloop.new_event_loop) as runner:
+        assert runner.run(_which_loop()).startswith("oxloop")
+        assert isinstance(runner.get_loop(), asyncio.AbstractEventLoop)
+
+
+def test_policy_behaves_like_the_default_policy():
+    old = asyncio.get_event_loop_policy()
+    try:
+        oxloop.install()
+        policy = asyncio.get_event_loop_policy()
+        assert isinstance(policy, oxloop.EventLoopPolicy)
+        assert isinstance(policy, type(asyncio.DefaultEventLoopPolicy()))
+        # On 3.11 get_event_loop() in the main thread still creates a loop (as asyncio's does).
+        with pytest.warns(DeprecationWarning) if sys.version_info >= (3, 12) else _nullcontext():
+            loop = asyncio.get_event_loop()
+        assert isinstance(loop, oxloop.Loop)
+        assert loop.run_until_complete(_which_loop()).startswith("oxloop")
+        assert asyncio.run(_which_loop()).startswith("oxloop")
+        loop.close()
+        asyncio.set_event_loop(None)
+    finally:
+        asyncio.set_event_loop_policy(old)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _run_python(args, **kwargs):
+    env = dict(os.environ)
+    env.pop("PYTHONASYNCIODEBUG", None)
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=60, env=env, **kwargs
+    )
+
+
+def test_python_dash_m_oxloop_runs_an_unchanged_script(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio, sys
+
+            async def main():
+                await asyncio.sleep(0.001)
+                print(type(asyncio.get_running_loop()).__module__, sys.argv[1:], __name__)
+
+            asyncio.run(main())
+            """
+        )
+    )
+    proc = _run_python(["-m", "oxloop", str(script), "a", "b"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "oxloop._loop ['a', 'b'] __main__"
+
+
+def test_python_dash_m_oxloop_dash_m_module(tmp_path):
+    (tmp_path / "mymod.py").write_text(
+        "import asyncio\n"
+        "async def main():\n"
+        "    return type(asyncio.get_running_loop()).__module__\n"
+        "print(asyncio.run(main()))\n"
+    )
+    proc = _run_python(["-m", "oxloop", "-m", "mymod"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "oxloop._loop"
+
+
+def test_python_dash_m_oxloop_repl_supports_top_level_await():
+    proc = _run_python(
+        ["-m", "oxloop"],
+        input="await asyncio.sleep(0, result=6 * 7)\n"
+        "type(asyncio.get_running_loop()).__name__\n",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "42" in proc.stdout
+    assert "'Loop'" in proc.stdout
