@@ -14,9 +14,8 @@ import asyncio
 import gc
 import os
 
-import pytest
-
 import oxloop
+import pytest
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "oxloop": oxloop.new_event_loop}
 

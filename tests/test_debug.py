@@ -45,8 +45,11 @@ def test_slow_task_step_names_the_task(on_both, caplog):
         with caplog.at_level(logging.WARNING, logger="asyncio"):
             loop.run_until_complete(loop.create_task(slow_task(), name="the-slow-one"))
         loop.set_debug(False)
-        return [r.getMessage().startswith("Executing <Task") and "the-slow-one" in r.getMessage()
-                for r in caplog.records if "took" in r.getMessage()]
+        return [
+            r.getMessage().startswith("Executing <Task") and "the-slow-one" in r.getMessage()
+            for r in caplog.records
+            if "took" in r.getMessage()
+        ]
 
     a, o = on_both(scenario)
     assert a == o
@@ -73,7 +76,9 @@ def test_non_threadsafe_call_from_another_thread_is_detected(on_both):
 
     a, o = on_both(scenario)
     assert a == o
-    assert o == ["Non-thread-safe operation invoked on an event loop other than the current one"] * 2
+    assert (
+        o == ["Non-thread-safe operation invoked on an event loop other than the current one"] * 2
+    )
 
 
 def test_source_traceback_points_at_the_caller(on_both):

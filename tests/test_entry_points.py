@@ -10,9 +10,8 @@ import sys
 import textwrap
 import threading
 
-import pytest
-
 import oxloop
+import pytest
 
 
 async def _which_loop():
@@ -78,7 +77,9 @@ def test_run_debug_flag():
     assert oxloop.run(debug(), debug=True) is True
 
 
-@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs main thread")
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="needs main thread"
+)
 def test_ctrl_c_cancels_the_main_task_like_asyncio():
     async def main():
         try:
@@ -175,8 +176,7 @@ def test_python_dash_m_oxloop_dash_m_module(tmp_path):
 def test_python_dash_m_oxloop_repl_supports_top_level_await():
     proc = _run_python(
         ["-m", "oxloop"],
-        input="await asyncio.sleep(0, result=6 * 7)\n"
-        "type(asyncio.get_running_loop()).__name__\n",
+        input="await asyncio.sleep(0, result=6 * 7)\ntype(asyncio.get_running_loop()).__name__\n",
     )
     assert proc.returncode == 0, proc.stderr
     assert "42" in proc.stdout

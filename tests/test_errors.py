@@ -175,7 +175,9 @@ def test_default_exception_handler_logs_like_asyncio(on_both, caplog):
             loop.call_soon(boom)
             loop.call_soon(loop.call_soon, loop.stop)
             loop.run_forever()
-        records = [(r.levelname, r.getMessage().splitlines()[0], r.exc_info[0]) for r in caplog.records]
+        records = [
+            (r.levelname, r.getMessage().splitlines()[0], r.exc_info[0]) for r in caplog.records
+        ]
         return records
 
     a, o = on_both(scenario)

@@ -59,6 +59,7 @@ def test_timers_order_by_deadline_then_scheduling_order(on_both):
         return seen
 
     a, o = on_both(scenario)
+
     # Both order by deadline. asyncio's heapq does not keep scheduling order among equal
     # deadlines; oxloop does (the issue asks for deadline, then scheduling order).
     def by_deadline(trace):

@@ -28,7 +28,10 @@ def test_signal_handler_runs_as_a_loop_callback(on_both):
         loop.add_signal_handler(signal.SIGUSR1, on_usr1, "usr1")
         loop.call_soon(os.kill, os.getpid(), signal.SIGUSR1)
         loop.run_forever()
-        removed = [loop.remove_signal_handler(signal.SIGUSR1), loop.remove_signal_handler(signal.SIGUSR1)]
+        removed = [
+            loop.remove_signal_handler(signal.SIGUSR1),
+            loop.remove_signal_handler(signal.SIGUSR1),
+        ]
         return seen, removed, signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
 
     a, o = on_both(scenario)
@@ -74,7 +77,9 @@ def test_bad_signal_arguments(on_both):
 def test_signal_handlers_only_from_the_main_thread(on_both):
     def scenario(loop):
         out = []
-        t = threading.Thread(target=lambda: out.append(_error(loop.add_signal_handler, signal.SIGUSR1, print)))
+        t = threading.Thread(
+            target=lambda: out.append(_error(loop.add_signal_handler, signal.SIGUSR1, print))
+        )
         t.start()
         t.join()
         return out

@@ -1,8 +1,8 @@
 """``python -m oxloop``: run any asyncio program, or an async REPL, on oxloop.
 
-    python -m oxloop SCRIPT [ARGS...]    run a script as __main__
-    python -m oxloop -m MODULE [ARGS...] run a module as __main__
-    python -m oxloop                     async REPL with top-level await (like python -m asyncio)
+python -m oxloop SCRIPT [ARGS...]    run a script as __main__
+python -m oxloop -m MODULE [ARGS...] run a module as __main__
+python -m oxloop                     async REPL with top-level await (like python -m asyncio)
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _repl() -> None:
                 banner=(
                     f"oxloop {oxloop.__version__} REPL, Python {sys.version} on {sys.platform}\n"
                     'Use "await" directly instead of "asyncio.run()".\n'
-                    f'{getattr(sys, "ps1", ">>> ")}import asyncio'
+                    f"{getattr(sys, 'ps1', '>>> ')}import asyncio"
                 ),
                 exitmsg="exiting oxloop REPL...",
             )

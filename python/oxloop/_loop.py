@@ -269,9 +269,8 @@ class Loop(_oxloop.Loop, asyncio.AbstractEventLoop):
             exc_info = (type(exception), exception, exception.__traceback__)
         else:
             exc_info = False
-        if (
-            "source_traceback" not in context
-            and getattr(self._current_handle, "_source_traceback", None)
+        if "source_traceback" not in context and getattr(
+            self._current_handle, "_source_traceback", None
         ):
             context["handle_traceback"] = self._current_handle._source_traceback
         import traceback
@@ -368,7 +367,7 @@ class Loop(_oxloop.Loop, asyncio.AbstractEventLoop):
             raise RuntimeError("Executor shutdown has been called")
 
     def run_in_executor(self, executor, func, *args):
-        """Run ``func(*args)`` in ``executor`` (the default thread pool if None); return a Future."""
+        """Run ``func(*args)`` in ``executor`` (default thread pool if None); return a Future."""
         self._check_closed()
         if self.get_debug():
             self._check_callback(func, "run_in_executor")
@@ -411,8 +410,7 @@ class Loop(_oxloop.Loop, asyncio.AbstractEventLoop):
                     await future
             except TimeoutError:
                 warnings.warn(
-                    "The executor did not finishing joining "
-                    f"its threads within {timeout} seconds.",
+                    f"The executor did not finishing joining its threads within {timeout} seconds.",
                     RuntimeWarning,
                     stacklevel=2,
                 )

@@ -35,15 +35,13 @@ EXPECTED = HERE / "expected_failures.txt"
 PREFIX = "test.test_asyncio."
 # Modules that test other loops or platforms only.
 SKIP_MODULES = {"test_windows_events", "test_windows_utils", "test_proactor_events"}
-MODULE_TIMEOUT = 600
+MODULE_TIMEOUT = 300
 
 
 def all_modules() -> list[str]:
     import test.test_asyncio as pkg
 
-    names = sorted(
-        p.stem for p in pathlib.Path(pkg.__file__).parent.glob("test_*.py")
-    )
+    names = sorted(p.stem for p in pathlib.Path(pkg.__file__).parent.glob("test_*.py"))
     return [n for n in names if n not in SKIP_MODULES]
 
 
@@ -84,7 +82,9 @@ def oxloopify(module, loop_cls) -> None:
         if "Proactor" in name or "Kqueue" in name or obj.__bases__ in seen_bases:
             continue
         seen_bases.add(obj.__bases__)
-        new_name = "Oxloop" + name.replace("Select", "").replace("EPoll", "").replace("Selector", "")
+        new_name = "Oxloop" + name.replace("Select", "").replace("EPoll", "").replace(
+            "Selector", ""
+        )
         sub = type(new_name, (obj,), {hook: lambda self: loop_cls(), "__module__": module.__name__})
         setattr(module, new_name, sub)
 
@@ -98,6 +98,7 @@ class Recorder(unittest.TestResult):
 
     def startTest(self, test):
         super().startTest(test)
+        print("@@START " + test.id(), flush=True)
         self._before = LOOPS_CREATED
         self._t0 = time.monotonic()
         self._outcome = "passed"
@@ -105,7 +106,11 @@ class Recorder(unittest.TestResult):
 
     def _set(self, outcome, detail=""):
         # The first failure wins (a failing test can also error in tearDown).
-        if self._outcome == "passed" or outcome in ("failed", "error") and self._outcome == "skipped":
+        if (
+            self._outcome == "passed"
+            or outcome in ("failed", "error")
+            and self._outcome == "skipped"
+        ):
             self._outcome, self._detail = outcome, detail
 
     def addError(self, test, err):
@@ -136,7 +141,7 @@ class Recorder(unittest.TestResult):
         super().stopTest(test)
         test_id = test.id()
         if test_id.startswith(PREFIX):
-            test_id = test_id[len(PREFIX):]
+            test_id = test_id[len(PREFIX) :]
         rec = {
             "id": test_id,
             "outcome": self._outcome,
@@ -149,6 +154,11 @@ class Recorder(unittest.TestResult):
 
 def child(module_name: str) -> int:
     import importlib
+    import signal
+
+    # A parent started from a background shell job inherits SIGINT ignored, and Python then keeps
+    # it ignored: the suite's Ctrl-C tests would wait forever. Restore Python's own handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     loop_cls = patch_loop()
     module = importlib.import_module(PREFIX + module_name)
@@ -159,8 +169,13 @@ def child(module_name: str) -> int:
     for test, text in result.errors:
         if not hasattr(test, "id") or not test.id().startswith(PREFIX):
             # Errors outside a test (setUpModule, setUpClass, ...).
-            rec = {"id": f"{module_name}.<setup>", "outcome": "failed", "on_oxloop": True,
-                   "seconds": 0, "detail": text[-3000:]}
+            rec = {
+                "id": f"{module_name}.<setup>",
+                "outcome": "failed",
+                "on_oxloop": True,
+                "seconds": 0,
+                "detail": text[-3000:],
+            }
             print("@@RECORD " + json.dumps(rec), flush=True)
     return 0
 
@@ -198,10 +213,13 @@ def run_module(name: str) -> tuple[str, list[dict], str]:
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         err, code = f"timed out after {MODULE_TIMEOUT}s", -1
-    records = [json.loads(l[9:]) for l in out.splitlines() if l.startswith("@@RECORD ")]
+    lines = out.splitlines()
+    records = [json.loads(x[9:]) for x in lines if x.startswith("@@RECORD ")]
     problem = ""
     if code != 0:
-        problem = f"exit code {code}: {err[-2000:]}"
+        started = [x[8:] for x in lines if x.startswith("@@START ")]
+        last = f" (last test started: {started[-1]})" if started else ""
+        problem = f"exit code {code}{last}: {err[-2000:]}"
     return name, records, problem
 
 
@@ -260,7 +278,9 @@ def main() -> int:
 
     for rec in unexpected + foreign_failures:
         where = "" if rec["on_oxloop"] else " (did not run on oxloop)"
-        print(f"FAIL {rec['id']}{where}\n    " + rec["detail"].strip().replace("\n", "\n    ")[-1500:])
+        print(
+            f"FAIL {rec['id']}{where}\n    " + rec["detail"].strip().replace("\n", "\n    ")[-1500:]
+        )
     for rec in xpasses:
         print(f"UNEXPECTED PASS {rec['id']} (listed in expected_failures.txt)")
     for name, problem in crashes:
@@ -273,10 +293,13 @@ def main() -> int:
         f"\nconformance: {ran} tests ran on oxloop in {len(modules)} modules ({elapsed:.0f}s): "
         f"{counts['passed']} passed, {counts['failed']} unexpected failures, "
         f"{counts['xfail']} expected failures, {counts['xpass']} unexpected passes; "
-        f"{counts['skipped']} skipped by CPython's suite, {counts['not_on_oxloop']} did not use the loop"
+        f"{counts['skipped']} skipped by CPython's suite, "
+        f"{counts['not_on_oxloop']} did not use the loop"
     )
-    print(f"conformance: {counts['passed'] + counts['xpass']} passed, "
-          f"{counts['failed'] + len(foreign_failures) + len(crashes)} failed")
+    print(
+        f"conformance: {counts['passed'] + counts['xpass']} passed, "
+        f"{counts['failed'] + len(foreign_failures) + len(crashes)} failed"
+    )
     return 1 if unexpected or foreign_failures or crashes else 0
 
 

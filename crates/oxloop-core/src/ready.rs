@@ -22,7 +22,9 @@ impl<T> Default for ReadyQueue<T> {
 impl<T> ReadyQueue<T> {
     /// An empty queue.
     pub fn new() -> Self {
-        Self { items: VecDeque::with_capacity(64) }
+        Self {
+            items: VecDeque::with_capacity(64),
+        }
     }
 
     /// Queues `item` behind everything already queued.

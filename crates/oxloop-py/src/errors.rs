@@ -43,7 +43,9 @@ pub fn coroutine_callback(method: &str) -> PyErr {
 /// The `TypeError` of `BaseEventLoop._check_callback` for a non-callable.
 pub fn not_callable(method: &str, callback: &Bound<'_, PyAny>) -> PyErr {
     let r = callback.repr().map(|r| r.to_string()).unwrap_or_default();
-    PyTypeError::new_err(format!("a callable object was expected by {method}(), got {r}"))
+    PyTypeError::new_err(format!(
+        "a callable object was expected by {method}(), got {r}"
+    ))
 }
 
 /// `selectors._fileobj_to_fd`'s errors.

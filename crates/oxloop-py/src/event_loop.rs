@@ -101,7 +101,10 @@ pub struct Watch {
 
 impl Watch {
     fn interest(&self) -> Interest {
-        Interest { readable: self.reader.is_some(), writable: self.writer.is_some() }
+        Interest {
+            readable: self.reader.is_some(),
+            writable: self.writer.is_some(),
+        }
     }
 
     fn slot(&mut self, direction: Direction) -> &mut Option<Watcher> {
@@ -151,7 +154,9 @@ static COROUTINES: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 fn coroutines(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
-    COROUTINES.get_or_try_init(py, || Ok(py.import("asyncio.coroutines")?.unbind())).map(|m| m.bind(py))
+    COROUTINES
+        .get_or_try_init(py, || Ok(py.import("asyncio.coroutines")?.unbind()))
+        .map(|m| m.bind(py))
 }
 
 impl PyLoop {
@@ -229,8 +234,17 @@ impl PyLoop {
         debug: bool,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let handle = Py::new(py, Handle { cb: Callback::new(slf, callback, args, context, debug)? })?;
-        slf.get().state.borrow_mut(py).ready.push(Ready::Handle(handle.clone_ref(py)));
+        let handle = Py::new(
+            py,
+            Handle {
+                cb: Callback::new(slf, callback, args, context, debug)?,
+            },
+        )?;
+        slf.get()
+            .state
+            .borrow_mut(py)
+            .ready
+            .push(Ready::Handle(handle.clone_ref(py)));
         Ok(handle)
     }
 
@@ -254,7 +268,10 @@ impl PyLoop {
                 scheduled: std::sync::atomic::AtomicBool::new(true),
             },
         )?;
-        this.state.borrow_mut(py).timers.push(when, Scheduled(timer.clone_ref(py)));
+        this.state
+            .borrow_mut(py)
+            .timers
+            .push(when, Scheduled(timer.clone_ref(py)));
         Ok(timer)
     }
 
@@ -271,7 +288,12 @@ impl PyLoop {
         let this = slf.get();
         let fd = fileobj_to_fd(fd)?;
         let debug = this.guards(py, false)?;
-        let handle = Py::new(py, Handle { cb: Callback::new(slf, callback, args, None, debug)? })?;
+        let handle = Py::new(
+            py,
+            Handle {
+                cb: Callback::new(slf, callback, args, None, debug)?,
+            },
+        )?;
         this.watch(py, fd, direction, Watcher::Handle(handle))
     }
 
@@ -322,7 +344,9 @@ impl PyLoop {
             if st.closed {
                 return Ok(false);
             }
-            let Some(watch) = st.watches.get_mut(&fd) else { return Ok(false) };
+            let Some(watch) = st.watches.get_mut(&fd) else {
+                return Ok(false);
+            };
             let old = watch.slot(direction).take();
             let interest = watch.interest();
             if interest.is_empty() {
@@ -361,7 +385,10 @@ pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
     } else {
         let fileno = obj
             .call_method0(intern!(py, "fileno"))
-            .and_then(|n| n.call_method0(intern!(py, "__index__")).or_else(|_| n.call_method0(intern!(py, "__int__"))))
+            .and_then(|n| {
+                n.call_method0(intern!(py, "__index__"))
+                    .or_else(|_| n.call_method0(intern!(py, "__int__")))
+            })
             .and_then(|n| n.extract::<i64>());
         match fileno {
             Ok(fd) => fd,
@@ -457,7 +484,11 @@ impl PyLoop {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
         let delay: f64 = delay.extract().map_err(|_| {
-            let tname = delay.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+            let tname = delay
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
             PyTypeError::new_err(format!(
                 "unsupported operand type(s) for +: 'float' and '{tname}'"
             ))
@@ -624,7 +655,9 @@ impl PyLoop {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        let Some(st) = self.state.try_borrow_in_gc() else { return Ok(()) };
+        let Some(st) = self.state.try_borrow_in_gc() else {
+            return Ok(());
+        };
         for r in st.ready.iter() {
             match r {
                 Ready::Handle(h) => visit.call(h)?,
@@ -646,7 +679,9 @@ impl PyLoop {
     fn __clear__(&self) {
         Python::attach(|py| {
             let (ready, timers, watches) = {
-                let Some(mut st) = self.state.try_borrow_mut_in_gc(py) else { return };
+                let Some(mut st) = self.state.try_borrow_mut_in_gc(py) else {
+                    return;
+                };
                 let ready: Vec<Ready> = st.ready.drain().collect();
                 let timers: Vec<Scheduled> = st.timers.drain().collect();
                 let watches: Vec<(RawFd, Watch)> = st.watches.drain().collect();

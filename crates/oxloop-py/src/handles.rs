@@ -48,7 +48,11 @@ impl Callback {
             Some(c) => c.unbind(),
             None => ffi::copy_context(py)?.unbind(),
         };
-        let source_traceback = if debug { Some(extract_stack(py)?) } else { None };
+        let source_traceback = if debug {
+            Some(extract_stack(py)?)
+        } else {
+            None
+        };
         Ok(Self {
             target: GilCell::new(Some((callback.unbind(), args.unbind()))),
             context,
@@ -114,7 +118,10 @@ impl Callback {
     ) -> PyResult<()> {
         let source = format_callback_source(py, callback, args)?;
         let context = PyDict::new(py);
-        context.set_item(intern!(py, "message"), format!("Exception in callback {source}"))?;
+        context.set_item(
+            intern!(py, "message"),
+            format!("Exception in callback {source}"),
+        )?;
         context.set_item(intern!(py, "exception"), err.value(py))?;
         context.set_item(intern!(py, "handle"), owner)?;
         if let Some(tb) = &self.source_traceback {
@@ -122,7 +129,9 @@ impl Callback {
                 context.set_item(intern!(py, "source_traceback"), tb)?;
             }
         }
-        self.loop_.bind(py).call_method1(intern!(py, "call_exception_handler"), (context,))?;
+        self.loop_
+            .bind(py)
+            .call_method1(intern!(py, "call_exception_handler"), (context,))?;
         Ok(())
     }
 
@@ -136,7 +145,11 @@ impl Callback {
             info.push("cancelled".to_owned());
         }
         info.extend(extra);
-        let target = self.target.borrow(py).as_ref().map(|(c, a)| (c.clone_ref(py), a.clone_ref(py)));
+        let target = self
+            .target
+            .borrow(py)
+            .as_ref()
+            .map(|(c, a)| (c.clone_ref(py), a.clone_ref(py)));
         if let Some((c, a)) = target {
             info.push(format_callback_source(py, c.bind(py), a.bind(py))?);
         }
@@ -144,7 +157,11 @@ impl Callback {
             let tb = tb.bind(py);
             if tb.is_truthy()? {
                 let frame = tb.get_item(-1)?;
-                info.push(format!("created at {}:{}", frame.get_item(0)?, frame.get_item(1)?));
+                info.push(format!(
+                    "created at {}:{}",
+                    frame.get_item(0)?,
+                    frame.get_item(1)?
+                ));
             }
         }
         Ok(format!("<{}>", info.join(" ")))
@@ -166,11 +183,17 @@ impl Callback {
     }
 
     fn callback_attr(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.target.borrow(py).as_ref().map(|(c, _)| c.clone_ref(py))
+        self.target
+            .borrow(py)
+            .as_ref()
+            .map(|(c, _)| c.clone_ref(py))
     }
 
     fn args_attr(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
-        self.target.borrow(py).as_ref().map(|(_, a)| a.clone_ref(py))
+        self.target
+            .borrow(py)
+            .as_ref()
+            .map(|(_, a)| a.clone_ref(py))
     }
 }
 
@@ -188,7 +211,9 @@ fn format_callback_source(
 /// `format_helpers.extract_stack(sys._getframe(0))`: called from Rust, frame 0 is the Python code
 /// that called the loop method, which is where asyncio's trimmed traceback ends too.
 fn extract_stack(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    let frame = py.import(intern!(py, "sys"))?.call_method1(intern!(py, "_getframe"), (0,))?;
+    let frame = py
+        .import(intern!(py, "sys"))?
+        .call_method1(intern!(py, "_getframe"), (0,))?;
     Ok(py
         .import(intern!(py, "asyncio.format_helpers"))?
         .call_method1(intern!(py, "extract_stack"), (frame,))?
@@ -360,12 +385,16 @@ impl TimerHandle {
             pyo3::basic::CompareOp::Eq => same,
             pyo3::basic::CompareOp::Ne => !same,
         };
-        Ok(pyo3::types::PyBool::new(py, result).to_owned().into_any().unbind())
+        Ok(pyo3::types::PyBool::new(py, result)
+            .to_owned()
+            .into_any()
+            .unbind())
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let when = PyFloat::new(py, self.when).repr()?.to_string();
-        self.cb.repr(py, "TimerHandle", Some(format!("when={when}")))
+        self.cb
+            .repr(py, "TimerHandle", Some(format!("when={when}")))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use oxloop_core::sys;
-use pyo3::prelude::*;
 use pyo3::intern;
+use pyo3::prelude::*;
 
 use crate::errors;
 use std::sync::Arc;
@@ -52,7 +52,10 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         match this.lock_reactor().as_mut() {
             None => Err(None),
             Some(reactor) if reactor.is_empty() => Ok(()),
-            Some(reactor) => reactor.poll(timeout).map(|ev| events.extend_from_slice(ev)).map_err(Some),
+            Some(reactor) => reactor
+                .poll(timeout)
+                .map(|ev| events.extend_from_slice(ev))
+                .map_err(Some),
         }
     } else {
         let reactor = &this.reactor;
@@ -61,9 +64,10 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
             let mut guard = reactor.lock().unwrap_or_else(|e| e.into_inner());
             match guard.as_mut() {
                 None => Err(None),
-                Some(reactor) => {
-                    reactor.poll(timeout).map(|ev| events.extend_from_slice(ev)).map_err(Some)
-                }
+                Some(reactor) => reactor
+                    .poll(timeout)
+                    .map(|ev| events.extend_from_slice(ev))
+                    .map_err(Some),
             }
         })
     };
@@ -80,11 +84,16 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     let ntodo = {
         let mut st = this.state.borrow_mut(py);
         for ev in &events {
-            for (ready, direction) in [(ev.readable, Direction::Read), (ev.writable, Direction::Write)] {
+            for (ready, direction) in [
+                (ev.readable, Direction::Read),
+                (ev.writable, Direction::Write),
+            ] {
                 if !ready {
                     continue;
                 }
-                let Some(watch) = st.watches.get(&ev.fd) else { continue };
+                let Some(watch) = st.watches.get(&ev.fd) else {
+                    continue;
+                };
                 let slot = match direction {
                     Direction::Read => &watch.reader,
                     Direction::Write => &watch.writer,
@@ -105,7 +114,11 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         st.events = events;
         let now = sys::monotonic();
         while let Some(timer) = st.timers.pop_due(now) {
-            timer.0.get().scheduled.store(false, std::sync::atomic::Ordering::Relaxed);
+            timer
+                .0
+                .get()
+                .scheduled
+                .store(false, std::sync::atomic::Ordering::Relaxed);
             st.ready.push(Ready::Timer(timer.0));
         }
         st.ready.len()
@@ -118,7 +131,9 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     let debug = this.debug(py);
     for _ in 0..ntodo {
         // `close()` from a callback empties the queue: stop early then.
-        let Some(item) = this.state.borrow_mut(py).ready.pop() else { break };
+        let Some(item) = this.state.borrow_mut(py).ready.pop() else {
+            break;
+        };
         run_ready(slf, item, debug)?;
     }
     Ok(())
@@ -153,7 +168,9 @@ fn run_ready(slf: &Bound<'_, PyLoop>, item: Ready, debug: bool) -> PyResult<()> 
     let dt = sys::monotonic() - t0;
     slf.setattr(intern!(py, "_current_handle"), py.None())?;
     result?;
-    let slow: f64 = slf.getattr(intern!(py, "slow_callback_duration"))?.extract()?;
+    let slow: f64 = slf
+        .getattr(intern!(py, "slow_callback_duration"))?
+        .extract()?;
     if dt >= slow {
         slf.call_method1(intern!(py, "_log_slow_callback"), (owner, dt))?;
     }

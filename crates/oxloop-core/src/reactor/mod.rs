@@ -39,7 +39,10 @@ pub struct Interest {
 
 impl Interest {
     /// Interest in neither direction: the fd is not registered.
-    pub const NONE: Interest = Interest { readable: false, writable: false };
+    pub const NONE: Interest = Interest {
+        readable: false,
+        writable: false,
+    };
 
     /// Whether this interest asks for nothing.
     pub fn is_empty(self) -> bool {
@@ -81,7 +84,12 @@ impl Reactor {
     pub fn new() -> io::Result<Self> {
         let epoll = sys::epoll_create()?;
         let waker = Arc::new(Waker::new()?);
-        sys::epoll_add(&epoll, waker.raw_fd(), sys::epoll_flags(true, false), WAKER_TOKEN)?;
+        sys::epoll_add(
+            &epoll,
+            waker.raw_fd(),
+            sys::epoll_flags(true, false),
+            WAKER_TOKEN,
+        )?;
         Ok(Self {
             epoll,
             interests: HashMap::new(),
@@ -176,14 +184,20 @@ impl Reactor {
                 continue;
             }
             let fd = token as RawFd;
-            let Some(interest) = self.interests.get(&fd) else { continue };
+            let Some(interest) = self.interests.get(&fd) else {
+                continue;
+            };
             let flags = ev.flags;
             // Mirrors selectors.EpollSelector.select: anything but OUT counts as readable,
             // anything but IN counts as writable (so ERR/HUP wake both sides).
             let readable = interest.readable && !(flags - epoll::EventFlags::OUT).is_empty();
             let writable = interest.writable && !(flags - epoll::EventFlags::IN).is_empty();
             if readable || writable {
-                self.events.push(Event { fd, readable, writable });
+                self.events.push(Event {
+                    fd,
+                    readable,
+                    writable,
+                });
             }
         }
         Ok(&self.events)
@@ -201,11 +215,25 @@ mod tests {
     fn readable_is_level_triggered() {
         let mut r = Reactor::new().unwrap();
         let (mut a, b) = UnixStream::pair().unwrap();
-        r.set_interest(b.as_raw_fd(), Interest { readable: true, writable: false }).unwrap();
+        r.set_interest(
+            b.as_raw_fd(),
+            Interest {
+                readable: true,
+                writable: false,
+            },
+        )
+        .unwrap();
         assert!(r.poll(Some(Duration::ZERO)).unwrap().is_empty());
         a.write_all(b"x").unwrap();
         let ev = r.poll(Some(Duration::from_secs(1))).unwrap().to_vec();
-        assert_eq!(ev, vec![Event { fd: b.as_raw_fd(), readable: true, writable: false }]);
+        assert_eq!(
+            ev,
+            vec![Event {
+                fd: b.as_raw_fd(),
+                readable: true,
+                writable: false
+            }]
+        );
         // Not drained: reported again, as a level-triggered selector does.
         assert_eq!(r.poll(Some(Duration::ZERO)).unwrap().len(), 1);
     }
@@ -215,7 +243,14 @@ mod tests {
         let mut r = Reactor::new().unwrap();
         let (a, _b) = UnixStream::pair().unwrap();
         let fd = a.as_raw_fd();
-        r.set_interest(fd, Interest { readable: false, writable: true }).unwrap();
+        r.set_interest(
+            fd,
+            Interest {
+                readable: false,
+                writable: true,
+            },
+        )
+        .unwrap();
         assert_eq!(r.poll(Some(Duration::ZERO)).unwrap().len(), 1);
         r.remove(fd);
         assert!(r.is_empty());
@@ -229,10 +264,24 @@ mod tests {
         let (c, _d) = UnixStream::pair().unwrap();
         let mut a: OwnedFd = a.into();
         let fd = a.as_raw_fd();
-        r.set_interest(fd, Interest { readable: true, writable: false }).unwrap();
+        r.set_interest(
+            fd,
+            Interest {
+                readable: true,
+                writable: false,
+            },
+        )
+        .unwrap();
         // The number now names another file: the old one was closed behind the reactor's back.
         rustix::io::dup2(&c, &mut a).unwrap();
-        r.set_interest(fd, Interest { readable: true, writable: true }).unwrap();
+        r.set_interest(
+            fd,
+            Interest {
+                readable: true,
+                writable: true,
+            },
+        )
+        .unwrap();
         assert_eq!(r.poll(Some(Duration::ZERO)).unwrap().len(), 1);
     }
 

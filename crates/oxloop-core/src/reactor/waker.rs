@@ -27,7 +27,11 @@ impl Waker {
     pub(super) fn new() -> io::Result<Self> {
         let fd = sys::eventfd_create()?;
         let raw = fd.as_raw_fd();
-        Ok(Self { fd: Mutex::new(Some(fd)), raw, pending: AtomicBool::new(false) })
+        Ok(Self {
+            fd: Mutex::new(Some(fd)),
+            raw,
+            pending: AtomicBool::new(false),
+        })
     }
 
     pub(super) fn raw_fd(&self) -> RawFd {

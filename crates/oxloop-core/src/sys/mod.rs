@@ -47,12 +47,27 @@ pub fn epoll_flags(readable: bool, writable: bool) -> epoll::EventFlags {
 
 /// `EPOLL_CTL_ADD` of `fd` with `data`.
 pub fn epoll_add(ep: &OwnedFd, fd: RawFd, flags: epoll::EventFlags, data: u64) -> io::Result<()> {
-    Ok(epoll::add(ep, borrow(fd), epoll::EventData::new_u64(data), flags)?)
+    Ok(epoll::add(
+        ep,
+        borrow(fd),
+        epoll::EventData::new_u64(data),
+        flags,
+    )?)
 }
 
 /// `EPOLL_CTL_MOD` of `fd` to `flags`.
-pub fn epoll_modify(ep: &OwnedFd, fd: RawFd, flags: epoll::EventFlags, data: u64) -> io::Result<()> {
-    Ok(epoll::modify(ep, borrow(fd), epoll::EventData::new_u64(data), flags)?)
+pub fn epoll_modify(
+    ep: &OwnedFd,
+    fd: RawFd,
+    flags: epoll::EventFlags,
+    data: u64,
+) -> io::Result<()> {
+    Ok(epoll::modify(
+        ep,
+        borrow(fd),
+        epoll::EventData::new_u64(data),
+        flags,
+    )?)
 }
 
 /// `EPOLL_CTL_DEL` of `fd`.
@@ -124,6 +139,9 @@ mod tests {
         eventfd_signal(&fd).unwrap();
         eventfd_drain(&fd);
         let mut buf = [0u8; 8];
-        assert_eq!(rustix::io::read(&fd, &mut buf), Err(rustix::io::Errno::AGAIN));
+        assert_eq!(
+            rustix::io::read(&fd, &mut buf),
+            Err(rustix::io::Errno::AGAIN)
+        );
     }
 }

@@ -29,7 +29,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock reading `start`.
     pub fn new(start: f64) -> Self {
-        Self { now: Cell::new(start) }
+        Self {
+            now: Cell::new(start),
+        }
     }
 
     /// Moves the clock forward by `seconds`.

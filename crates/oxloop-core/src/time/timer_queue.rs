@@ -39,7 +39,10 @@ impl<T> PartialOrd for Entry<T> {
 impl<T> Ord for Entry<T> {
     fn cmp(&self, other: &Self) -> Ordering {
         // Reversed: BinaryHeap is a max-heap and we want the earliest deadline on top.
-        other.when.total_cmp(&self.when).then_with(|| other.seq.cmp(&self.seq))
+        other
+            .when
+            .total_cmp(&self.when)
+            .then_with(|| other.seq.cmp(&self.seq))
     }
 }
 
@@ -63,7 +66,11 @@ impl<T> Default for TimerQueue<T> {
 impl<T> TimerQueue<T> {
     /// An empty queue.
     pub fn new() -> Self {
-        Self { heap: BinaryHeap::new(), next_seq: 0, cancelled: 0 }
+        Self {
+            heap: BinaryHeap::new(),
+            next_seq: 0,
+            cancelled: 0,
+        }
     }
 
     /// Schedules `item` at `when`.
@@ -131,8 +138,10 @@ impl<T: Timer> TimerQueue<T> {
         if len > MIN_SCHEDULED_FOR_COMPACTION
             && self.cancelled as f64 / len as f64 > MIN_CANCELLED_FRACTION
         {
-            let (dead, live): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut self.heap).into_vec().into_iter().partition(|e| e.item.cancelled());
+            let (dead, live): (Vec<_>, Vec<_>) = std::mem::take(&mut self.heap)
+                .into_vec()
+                .into_iter()
+                .partition(|e| e.item.cancelled());
             self.heap = BinaryHeap::from(live);
             removed.extend(dead.into_iter().map(|e| e.item));
             self.cancelled = 0;
@@ -166,7 +175,10 @@ mod tests {
     }
 
     fn due(q: &mut TimerQueue<T>, now: f64) -> Vec<u32> {
-        std::iter::from_fn(|| q.pop_due(now)).filter(|x| !x.cancelled()).map(|x| x.0).collect()
+        std::iter::from_fn(|| q.pop_due(now))
+            .filter(|x| !x.cancelled())
+            .map(|x| x.0)
+            .collect()
     }
 
     #[test]
