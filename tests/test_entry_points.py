@@ -181,3 +181,34 @@ def test_python_dash_m_oxloop_repl_supports_top_level_await():
     assert proc.returncode == 0, proc.stderr
     assert "42" in proc.stdout
     assert "'Loop'" in proc.stdout
+
+
+def test_ctrl_c_reaches_an_idle_loop_like_asyncio():
+    # The loop sleeps in the poller; SIGINT must still interrupt it at once.
+    def interrupt_soon():
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    async def idle():
+        interrupt_soon()
+        await asyncio.sleep(30)
+
+    results = []
+    for runner in (asyncio.run, oxloop.run):
+        try:
+            runner(idle())
+        except KeyboardInterrupt:
+            results.append("KeyboardInterrupt")
+
+    def plain(loop):
+        interrupt_soon()
+        loop.call_later(30, loop.stop)
+        try:
+            loop.run_forever()
+        except KeyboardInterrupt:
+            results.append("plain KeyboardInterrupt")
+        finally:
+            loop.close()
+
+    plain(asyncio.new_event_loop())
+    plain(oxloop.new_event_loop())
+    assert results == ["KeyboardInterrupt"] * 2 + ["plain KeyboardInterrupt"] * 2

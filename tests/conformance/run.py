@@ -25,6 +25,7 @@ import fnmatch
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -36,6 +37,12 @@ PREFIX = "test.test_asyncio."
 # Modules that test other loops or platforms only.
 SKIP_MODULES = {"test_windows_events", "test_windows_utils", "test_proactor_events"}
 MODULE_TIMEOUT = 300
+# One test may take at most this long; then it fails with TestTimedOut and the module goes on.
+TEST_TIMEOUT = 60
+
+
+class TestTimedOut(BaseException):
+    """Raised into a test that ran longer than TEST_TIMEOUT (BaseException: tests can't eat it)."""
 
 
 def all_modules() -> list[str]:
@@ -99,6 +106,7 @@ class Recorder(unittest.TestResult):
     def startTest(self, test):
         super().startTest(test)
         print("@@START " + test.id(), flush=True)
+        signal.setitimer(signal.ITIMER_REAL, TEST_TIMEOUT)
         self._before = LOOPS_CREATED
         self._t0 = time.monotonic()
         self._outcome = "passed"
@@ -138,6 +146,7 @@ class Recorder(unittest.TestResult):
         super().addUnexpectedSuccess(test)
 
     def stopTest(self, test):
+        signal.setitimer(signal.ITIMER_REAL, 0)
         super().stopTest(test)
         test_id = test.id()
         if test_id.startswith(PREFIX):
@@ -154,11 +163,15 @@ class Recorder(unittest.TestResult):
 
 def child(module_name: str) -> int:
     import importlib
-    import signal
 
     # A parent started from a background shell job inherits SIGINT ignored, and Python then keeps
     # it ignored: the suite's Ctrl-C tests would wait forever. Restore Python's own handler.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def on_alarm(signum, frame):
+        raise TestTimedOut(f"test ran longer than {TEST_TIMEOUT}s")
+
+    signal.signal(signal.SIGALRM, on_alarm)
 
     loop_cls = patch_loop()
     module = importlib.import_module(PREFIX + module_name)

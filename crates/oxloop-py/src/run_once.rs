@@ -30,7 +30,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
 
     // 1. Prune and compute the timeout.
     let mut pruned = Vec::new();
-    let (timeout, mut events) = {
+    let (timeout, watching, mut events) = {
         let mut st = this.state.borrow_mut(py);
         st.timers.prune(&mut pruned);
         let timeout = if !st.ready.is_empty() || st.stopping {
@@ -41,21 +41,29 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
                 Duration::from_secs_f64(t)
             })
         };
-        (timeout, std::mem::take(&mut st.events))
+        (
+            timeout,
+            !st.watches.is_empty(),
+            std::mem::take(&mut st.events),
+        )
     };
     drop(pruned);
 
-    // 2. Poll. A zero-timeout poll cannot block: keep the GIL, and skip the syscall when no fd is
-    // watched (a pending wake-up stays in the eventfd and is consumed by the next blocking poll).
+    // 2. Poll. A zero-timeout poll cannot block: keep the GIL, and skip the syscall (and the
+    // reactor lock) when no fd is watched; a pending wake-up stays in the eventfd and is consumed
+    // by the next blocking poll.
     events.clear();
     let polled = if timeout == Some(Duration::ZERO) {
-        match this.lock_reactor().as_mut() {
-            None => Err(None),
-            Some(reactor) if reactor.is_empty() => Ok(()),
-            Some(reactor) => reactor
-                .poll(timeout)
-                .map(|ev| events.extend_from_slice(ev))
-                .map_err(Some),
+        if watching {
+            match this.lock_reactor().as_mut() {
+                None => Err(None),
+                Some(reactor) => reactor
+                    .poll(timeout)
+                    .map(|ev| events.extend_from_slice(ev))
+                    .map_err(Some),
+            }
+        } else {
+            Ok(())
         }
     } else {
         let reactor = &this.reactor;
@@ -71,12 +79,17 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
             }
         })
     };
+    let polled = match polled {
+        // Mirrors the selectors' EINTR handling: run Python's signal handlers now (Ctrl-C raises
+        // KeyboardInterrupt out of run_forever), then carry on with an empty event list.
+        Err(Some(e)) if e.kind() == std::io::ErrorKind::Interrupted => py.check_signals(),
+        Err(Some(e)) => Err(errors::os_error(py, &e)),
+        Err(None) => Err(errors::loop_closed()),
+        Ok(()) => Ok(()),
+    };
     if let Err(e) = polled {
         this.state.borrow_mut(py).events = events;
-        return Err(match e {
-            Some(e) => errors::os_error(py, &e),
-            None => errors::loop_closed(),
-        });
+        return Err(e);
     }
 
     // 3. Queue ready I/O handles, then due timers.
@@ -112,7 +125,11 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
             }
         }
         st.events = events;
-        let now = sys::monotonic();
+        let now = if st.timers.is_empty() {
+            0.0
+        } else {
+            sys::monotonic()
+        };
         while let Some(timer) = st.timers.pop_due(now) {
             timer
                 .0

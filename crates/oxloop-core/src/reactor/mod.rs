@@ -170,6 +170,7 @@ impl Reactor {
 
     /// Waits up to `timeout` (`None`: forever) and returns the ready descriptors. A wake-up from
     /// [`Waker::wake`] ends the wait and is consumed here; it is not among the returned events.
+    /// A signal ends the wait with `ErrorKind::Interrupted`.
     pub fn poll(&mut self, timeout: Option<Duration>) -> io::Result<&[Event]> {
         let want = self.interests.len() + 1;
         if self.raw.capacity() < want {

@@ -76,8 +76,8 @@ pub fn epoll_delete(ep: &OwnedFd, fd: RawFd) -> io::Result<()> {
 }
 
 /// Waits for events; `None` waits forever. Sub-millisecond timeouts round up, never down, so the
-/// loop does not spin waiting for a timer. `EINTR` returns no events (Python signal handlers run
-/// when the caller re-enters Python).
+/// loop does not spin waiting for a timer. `EINTR` is returned as an error: the caller must let
+/// pending signal handlers run (Python's `PyErr_CheckSignals`) before polling again.
 pub fn epoll_wait(
     ep: &OwnedFd,
     buf: &mut Vec<epoll::Event>,
@@ -88,11 +88,8 @@ pub fn epoll_wait(
         tv_sec: d.as_secs().min(i32::MAX as u64 / 1000) as _,
         tv_nsec: d.subsec_nanos() as _,
     });
-    match epoll::wait(ep, rustix::buffer::spare_capacity(buf), ts.as_ref()) {
-        Ok(_) => Ok(()),
-        Err(rustix::io::Errno::INTR) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    epoll::wait(ep, rustix::buffer::spare_capacity(buf), ts.as_ref())?;
+    Ok(())
 }
 
 /// A non-blocking, close-on-exec eventfd.
