@@ -17,10 +17,12 @@ part; then it prints ``RESULT <json>``.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 import os
 import random
 import resource
+import signal
 import socket
 import sys
 import threading
@@ -213,4 +215,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # A crash in a loop's native code still shows the Python stack; run.py sends SIGUSR1 to a
+    # cell that timed out, for the stacks of a hang.
+    faulthandler.enable()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     main(sys.argv[1:])

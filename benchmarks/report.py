@@ -209,7 +209,37 @@ def markdown(data: dict, json_path: str, chart_path: str | None) -> str:
         lines += ["Server CPU utilisation and server peak RSS in MiB (medians):", ""]
         lines += _pair_table(summary, echo_rows, loops, ("cpu_util", "CPU", _short_cell, _fmt_pct))
         lines.append("")
+    lines += _problems(data)
     return "\n".join(lines)
+
+
+def _problems(data: dict) -> list[str]:
+    """Error cells and oddities, grouped: what failed, on which loop, in which benchmarks."""
+    errors, notes = {}, {}
+    for run in data["runs"]:
+        if not run["ok"]:
+            errors.setdefault((run["loop"], run["error"]), set()).add(run["bench"])
+            continue
+        for text in run.get("exception_handler_calls", []):
+            notes.setdefault((run["loop"], f"exception handler called: {text}"), set()).add(
+                run["bench"]
+            )
+        if run.get("close_error"):
+            notes.setdefault((run["loop"], f"close(): {run['close_error']}"), set()).add(
+                run["bench"]
+            )
+    if not errors and not notes:
+        return []
+    lines = ["## Error cells and notes", ""]
+    lines += ["Tracebacks are in the JSON file (`traceback` of each failed repetition).", ""]
+    lines += _table(
+        ["loop", "what", "benchmarks"],
+        [
+            [loop, text.replace("|", "\\|")[:200], ", ".join(sorted(benches))]
+            for (loop, text), benches in sorted({**errors, **notes}.items())
+        ],
+    )
+    return [*lines, ""]
 
 
 SMOKE = """\
@@ -236,7 +266,7 @@ installed and gets no column.
   runs a warm-up of a tenth of the work in the same process and discards it; the echo client warms
   every connection up before the measured part.
 - CPU is user + system time of the benchmark process (all its threads, from `getrusage`), peak RSS
-  its maximum resident set. Every benchmark checks its answer (counts, sums, timers never early,
+  its maximum resident set. Every benchmark checks its answer (counts, sums, order of turns,
   every echoed byte): a wrong answer is an error cell, not a fast one.
 - Echo: the server runs on the loop under test; the client is one program for every loop, on
   CPython's own asyncio loop in another process, {echo}. Server CPU µs per request is the server

@@ -22,6 +22,7 @@ import os
 import re
 import select
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -51,148 +52,172 @@ def _last_result(stdout: str):
     return None
 
 
-def _crash(proc_rc, stderr: str) -> dict:
-    tail = stderr.strip().splitlines()[-20:]
-    why = f"crash: exit {proc_rc}" if proc_rc else "crash: no result"
+def _crash(returncode, stderr: str) -> dict:
+    tail = stderr.strip().splitlines()[-30:]
+    if returncode is not None and returncode < 0:
+        why = f"crash: {signal.Signals(-returncode).name}"
+    else:
+        why = f"crash: exit {returncode}" if returncode else "crash: no result"
     return {"ok": False, "error": why, "traceback": "\n".join(tail)}
 
 
-def run_worker(args: list[str], timeout: float = CELL_TIMEOUT) -> dict:
+def _dump_stacks(proc: subprocess.Popen) -> None:
+    """Ask a hung child for its Python stacks (faulthandler on SIGUSR1 writes them to stderr)."""
     try:
-        proc = subprocess.run(
-            [PY, os.path.join(HERE, "worker.py"), *args],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired as exc:
-        stderr = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-        return {"ok": False, "error": f"timeout after {timeout:.0f} s", "traceback": stderr}
-    result = _last_result(proc.stdout)
-    return result if result is not None else _crash(proc.returncode, proc.stderr)
-
-
-class Line:
-    """Reads ``PREFIX payload`` lines from a child's stdout, with a deadline."""
-
-    def __init__(self, proc: subprocess.Popen):
-        self.proc = proc
-
-    def expect(self, deadline: float) -> tuple[str, str]:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return "TIMEOUT", ""
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if not ready:
-                continue
-            line = self.proc.stdout.readline()
-            if not line:
-                return "EOF", ""
-            word, _, payload = line.strip().partition(" ")
-            if word in ("READY", "ERROR", "STATS", "WARM", "RESULT"):
-                return word, payload
-
-
-def _spawn(args: list[str], stderr) -> subprocess.Popen:
-    return subprocess.Popen(
-        [PY, os.path.join(HERE, "net.py"), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-        bufsize=1,
-    )
-
-
-def _send(proc: subprocess.Popen, line: str) -> None:
-    try:
-        proc.stdin.write(line + "\n")
-        proc.stdin.flush()
-    except (BrokenPipeError, OSError):
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+    except ProcessLookupError:
         pass
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    _send(proc, "quit")
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the child and whatever it started (each child leads a session of its own)."""
     try:
-        proc.wait(timeout=5)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def run_worker(args: list[str], timeout: float | None = None) -> dict:
+    timeout = timeout or CELL_TIMEOUT
+    proc = subprocess.Popen(
+        [PY, os.path.join(HERE, "worker.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        _dump_stacks(proc)
+        _kill_group(proc)
+        _, stderr = proc.communicate()
+        return {"ok": False, "error": f"timeout after {timeout:.0f} s", "traceback": stderr}
+    result = _last_result(stdout)
+    return result if result is not None else _crash(proc.returncode, stderr)
+
+
+class Child:
+    """A net.py process that talks in ``WORD payload`` lines on stdin and stdout, with deadlines."""
+
+    WORDS = ("READY", "ERROR", "STATS", "WARM", "RESULT")
+
+    def __init__(self, who: str, args: list[str]):
+        self.who = who
+        self.stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by stop()
+        self.proc = subprocess.Popen(
+            [PY, os.path.join(HERE, "net.py"), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            start_new_session=True,
+        )
+        # NOTE: raw reads into our own buffer: select() cannot see lines a buffered reader holds.
+        self.buffer = b""
+
+    def send(self, line: str) -> None:
+        try:
+            self.proc.stdin.write(line.encode() + b"\n")
+            self.proc.stdin.flush()
+        except OSError:
+            pass  # it died; expect() reports how
+
+    def expect(self, want: str, deadline: float) -> str:
+        """The payload of the next ``want`` line; raises CellError if anything else comes."""
+        fd = self.proc.stdout.fileno()
+        while True:
+            line, sep, rest = self.buffer.partition(b"\n")
+            if sep:
+                self.buffer = rest
+                word, _, payload = line.decode().strip().partition(" ")
+                if word == want:
+                    return payload
+                if word == "ERROR" or (word == "RESULT" and not json.loads(payload)["ok"]):
+                    raise CellError(json.loads(payload))
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                _dump_stacks(self.proc)
+                raise CellError(
+                    {
+                        "error": f"timeout after {CELL_TIMEOUT:.0f} s ({self.who})",
+                        "traceback": self._stderr_tail(),
+                    }
+                )
+            if select.select([fd], [], [], left)[0]:
+                data = os.read(fd, 65536)
+                if not data:
+                    raise CellError(self._crash())
+                self.buffer += data
+
+    def _stderr_tail(self) -> str:
+        self.stderr.seek(0)
+        return "\n".join(self.stderr.read().strip().splitlines()[-30:])
+
+    def _crash(self) -> dict:
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        result = _crash(self.proc.returncode, self._stderr_tail())
+        result["error"] = f"{self.who} {result['error']}"
+        return result
+
+    def stop(self) -> None:
+        self.send("quit")
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        _kill_group(self.proc)
+        for stream in (self.proc.stdin, self.proc.stdout, self.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass  # stdin's last flush to a child that is gone
+
+
+class CellError(Exception):
+    """The cell failed; its argument is the error cell (``error``, ``traceback``)."""
 
 
 def run_echo(loop: str, kind: str, family: str, size: int, requests: int, tmp: str) -> dict:
     """One echo cell: server on ``loop``, the stdlib client, server CPU read around the run."""
     deadline = time.monotonic() + CELL_TIMEOUT
-    path = os.path.join(tmp, f"echo-{os.getpid()}.sock")
+    path = os.path.join(tmp, "echo.sock")
     if os.path.exists(path):
         os.unlink(path)
-    with tempfile.TemporaryFile("w+") as server_err, tempfile.TemporaryFile("w+") as client_err:
-        server = _spawn(["server", loop, kind, family, path], server_err)
-        client = None
-        try:
-            word, payload = Line(server).expect(deadline)
-            if word == "ERROR":
-                return {"ok": False, **json.loads(payload)}
-            if word != "READY":
-                return _child_failure("server", word, server, server_err)
-            warmup = max(ECHO_CONNS, requests // 10)
-            client = _spawn(
-                ["client", family, payload, str(size), str(ECHO_CONNS), str(requests), str(warmup)],
-                client_err,
-            )
-            word, _ = Line(client).expect(deadline)
-            if word != "WARM":
-                if word == "RESULT":
-                    return json.loads(_)
-                return _child_failure("client", word, client, client_err)
-            _send(server, "stats")
-            word, before = Line(server).expect(deadline)
-            if word != "STATS":
-                return _child_failure("server", word, server, server_err)
-            _send(client, "GO")
-            word, result = Line(client).expect(deadline)
-            if word != "RESULT":
-                return _child_failure("client", word, client, client_err)
-            result = json.loads(result)
-            if not result["ok"]:
-                return result
-            _send(server, "stats")
-            word, after = Line(server).expect(deadline)
-            if word != "STATS":
-                return _child_failure("server", word, server, server_err)
-            before, after = json.loads(before), json.loads(after)
-            cpu = (after["user"] - before["user"]) + (after["sys"] - before["sys"])
-            return {
-                **result,
-                "server_cpu": cpu,
-                "server_user": after["user"] - before["user"],
-                "server_sys": after["sys"] - before["sys"],
-                "server_maxrss_kib": after["maxrss_kib"],
-            }
-        finally:
-            for proc in (client, server):
-                if proc is not None:
-                    _stop(proc)
-
-
-def _child_failure(who: str, word: str, proc: subprocess.Popen, err_file) -> dict:
-    if word == "TIMEOUT":
-        return {
-            "ok": False,
-            "error": f"timeout after {CELL_TIMEOUT:.0f} s ({who})",
-            "traceback": "",
-        }
+    children = []
     try:
-        proc.wait(timeout=2)
-    except subprocess.TimeoutExpired:
-        pass
-    err_file.seek(0)
-    result = _crash(proc.returncode, err_file.read())
-    result["error"] = f"{who} {result['error']}"
-    return result
+        server = Child("server", ["server", loop, kind, family, path])
+        children.append(server)
+        address = server.expect("READY", deadline)
+        warmup = max(ECHO_CONNS, requests // 10)
+        args = [family, address, str(size), str(ECHO_CONNS), str(requests), str(warmup)]
+        client = Child("client", ["client", *args])
+        children.append(client)
+        client.expect("WARM", deadline)
+        server.send("stats")
+        before = json.loads(server.expect("STATS", deadline))
+        client.send("GO")
+        result = json.loads(client.expect("RESULT", deadline))
+        server.send("stats")
+        after = json.loads(server.expect("STATS", deadline))
+    except CellError as exc:
+        return {"ok": False, **exc.args[0]}
+    finally:
+        for child in reversed(children):
+            child.stop()
+    user, sys_ = after["user"] - before["user"], after["sys"] - before["sys"]
+    return {
+        **result,
+        "server_cpu": user + sys_,
+        "server_user": user,
+        "server_sys": sys_,
+        "server_maxrss_kib": after["maxrss_kib"],
+    }
 
 
 def plan(quick: bool, only: str | None) -> list[dict]:

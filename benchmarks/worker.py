@@ -10,9 +10,11 @@ behaviour difference worth reading). ``python worker.py probe`` prints which loo
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 import os
 import resource
+import signal
 import sys
 import time
 import traceback
@@ -93,4 +95,8 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    # A crash in a loop's native code still shows the Python stack; run.py sends SIGUSR1 to a
+    # cell that timed out, for the stacks of a hang.
+    faulthandler.enable()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     main(sys.argv[1:])
