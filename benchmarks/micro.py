@@ -302,17 +302,17 @@ class Micro:
 MICRO = [
     Micro("call_soon", call_soon, 400_000, "callback", 40_000),
     Micro("call_soon_args", call_soon_args, 400_000, "callback", 40_000),
-    Micro("call_later", call_later, 200_000, "timer", 20_000),
+    Micro("call_later", call_later, 150_000, "timer", 15_000),
     Micro("call_later_cancel", call_later_cancel, 300_000, "timer", 30_000),
     Micro("tasks_gather_100k", tasks_gather, 100_000, "task", 10_000, fixed=True),
-    Micro("sleep0_pingpong", sleep0_pingpong, 100_000, "switch", 10_000),
+    Micro("sleep0_pingpong", sleep0_pingpong, 200_000, "switch", 20_000),
     Micro("future_roundtrip", future_roundtrip, 100_000, "future", 10_000),
-    Micro("queue", queue, 100_000, "item", 10_000),
-    Micro("call_soon_threadsafe", call_soon_threadsafe, 200_000, "callback", 20_000),
+    Micro("queue", queue, 300_000, "item", 30_000),
+    Micro("call_soon_threadsafe", call_soon_threadsafe, 100_000, "callback", 10_000),
     Micro("run_in_executor", run_in_executor, 10_000, "call", 1_000),
-    Micro("subprocess_spawn", subprocess_spawn, 60, "spawn", 5),
+    Micro("subprocess_spawn", subprocess_spawn, 300, "spawn", 30),
     Micro("subprocess_pipe_100MiB", subprocess_pipe, 100, "MiB", 10, fixed=True),
-    Micro("getaddrinfo_localhost", getaddrinfo_localhost, 2_000, "lookup", 200),
+    Micro("getaddrinfo_localhost", getaddrinfo_localhost, 4_000, "lookup", 400),
     Micro("getaddrinfo_numeric", getaddrinfo_numeric, 4_000, "lookup", 400),
 ]
 BY_NAME = {m.name: m for m in MICRO}

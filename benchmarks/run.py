@@ -41,7 +41,7 @@ CELL_TIMEOUT = 120.0  # seconds for one cell before it is killed and shown as "t
 # Echo benchmark rows: (server kind, family, message size, total requests of a full run).
 ECHO_KINDS = ("protocol", "streams", "sock")
 ECHO_FAMILIES = ("tcp", "unix")
-ECHO_SIZES = ((1024, 10_000), (100 * 1024, 1_000))
+ECHO_SIZES = ((1024, 12_000), (100 * 1024, 3_000))
 ECHO_CONNS = 4
 
 
@@ -271,12 +271,12 @@ def _short(result: dict, row: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, less work")
-    parser.add_argument("--reps", type=int, help="repetitions (default: 5 full, 2 quick)")
+    parser.add_argument("--reps", type=int, help="repetitions (default: 10 full, 3 quick)")
     parser.add_argument("--only", help="regular expression: run only the matching benchmarks")
     parser.add_argument("--loops", help="comma-separated loops (default: all that import)")
     parser.add_argument("--label", help="run label, e.g. 'smoke' (default: full or quick)")
     args = parser.parse_args()
-    reps = args.reps or (2 if args.quick else 5)
+    reps = args.reps or (3 if args.quick else 10)
     label = args.label or ("quick" if args.quick else "full")
     started = time.time()
 
@@ -296,14 +296,19 @@ def main() -> None:
             for row in rows:
                 cells = []
                 for loop in available:
+                    at = round(time.time() - started, 2)
                     result = run_cell(row, loop, tmp)
-                    runs.append({"bench": row["name"], "loop": loop, "rep": rep, **result})
+                    runs.append(
+                        {"bench": row["name"], "loop": loop, "rep": rep, "at": at, **result}
+                    )
                     cells.append(f"{loop} {_short(result, row)}")
                 elapsed = time.time() - started
                 print(
                     f"[{elapsed:5.0f}s rep {rep + 1}/{reps}] {row['name']}: " + " | ".join(cells),
                     file=sys.stderr,
                 )
+            left = (time.time() - started) / (rep + 1) * (reps - rep - 1)
+            print(f"rep {rep + 1}/{reps} done, about {left:.0f} s left", file=sys.stderr)
 
     meta = {
         "label": label,
