@@ -195,6 +195,8 @@ def markdown(data: dict, json_path: str, chart_path: str | None) -> str:
         )
         lines += ["", "Throughput ratio vs asyncio / vs uvloop (paired medians, higher is better):"]
         lines += ["", *_ratio_table(summary, micro_rows, loops, "throughput"), ""]
+        lines += ["CPU per operation, ratio vs asyncio / vs uvloop (higher is better):", ""]
+        lines += [*_ratio_table(summary, micro_rows, loops, "cpu_us"), ""]
         lines += ["CPU µs per operation (lower is better) and peak RSS in MiB:", ""]
         lines += _pair_table(summary, micro_rows, loops, ("cpu_us", "CPU µs", _cell, _fmt_us))
         lines.append("")
@@ -339,7 +341,7 @@ def chart(data: dict, path: str) -> bool:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from matplotlib.patches import Patch
-        from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     except ImportError:
         return False
     summary = summarise(data)
@@ -370,8 +372,8 @@ def chart(data: dict, path: str) -> bool:
                     ys.append(value)
             ax.bar(xs, ys, width, color=_colour(loop))
         ax.set_yscale("log")
-        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.axhline(1.0, color="black", linewidth=0.6)
         ax.set_xticks(range(len(names)))

@@ -332,6 +332,7 @@ def main() -> None:
         "columns": available,
     }
     data = {"meta": meta, "rows": rows, "runs": runs}
+    data["summary"] = report.summarise(data)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = os.path.join(HERE, "results", f"{stamp}-{label}.json")
