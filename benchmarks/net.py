@@ -123,7 +123,7 @@ def serve(loop_name: str, kind: str, family: str, address: str) -> None:
     try:
         loop = factory(loop_name)()
         asyncio.set_event_loop(loop)
-        bound, keep = loop.run_until_complete(start_server(loop, kind, family, address))
+        bound, _server = loop.run_until_complete(start_server(loop, kind, family, address))
     except BaseException as exc:  # noqa: BLE001 - reported as the cell's error
         print("ERROR " + json.dumps(describe_error(exc)), flush=True)
         return
@@ -139,7 +139,6 @@ def serve(loop_name: str, kind: str, family: str, address: str) -> None:
     threading.Thread(target=control, daemon=True).start()
     print("READY " + json.dumps(bound), flush=True)
     loop.run_forever()
-    del keep
     os._exit(0)  # skip teardown: its cost and its failures are not what is measured
 
 

@@ -81,7 +81,7 @@ def summarise(data: dict) -> dict:
             reps = by.get(row["name"], {}).get(loop, {})
             good = [r for r in reps.values() if r["ok"]]
             if not good:
-                first = next(iter(reps.values()), {"error": "not run"})
+                first = next(iter(reps.values()), {"error": "not installed"})
                 cells[loop] = {"error": first["error"]}
                 continue
             cell = {"failed": len(reps) - len(good)}
@@ -253,8 +253,8 @@ METHOD = """
 Every loop, every benchmark, one interleaved run: `make bench` (full, about 10 minutes on 2 cores)
 or `make bench-quick` (under 2 minutes). `benchmarks/run.py --help` lists the options (`--only
 REGEX`, `--loops`, `--reps`, `--label`). Both install the peer loops and matplotlib from
-`benchmarks/requirements.txt` first; a loop that does not install or import is listed below as not
-installed and gets no column.
+`benchmarks/requirements.txt` first; a loop that does not install or import shows "not installed"
+in its column (why: under Machine).
 
 ## How it is measured
 

@@ -104,8 +104,6 @@ def run_worker(args: list[str], timeout: float | None = None) -> dict:
 class Child:
     """A net.py process that talks in ``WORD payload`` lines on stdin and stdout, with deadlines."""
 
-    WORDS = ("READY", "ERROR", "STATS", "WARM", "RESULT")
-
     def __init__(self, who: str, args: list[str]):
         self.who = who
         self.stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by stop()
@@ -239,10 +237,9 @@ def plan(quick: bool, only: str | None) -> list[dict]:
     for family in ECHO_FAMILIES:
         for kind in ECHO_KINDS:
             for size, requests in ECHO_SIZES:
-                label = f"{size // 1024} KiB"
                 rows.append(
                     {
-                        "name": f"echo_{kind}_{family}_{label.replace(' ', '')}",
+                        "name": f"echo_{kind}_{family}_{size // 1024}KiB",
                         "group": "echo",
                         "unit": "request",
                         "kind": kind,
@@ -283,10 +280,9 @@ def main() -> None:
     started = time.time()
 
     probe = run_worker(["probe"], timeout=60)
-    available = [name for name in LOOPS if probe.get(name, {}).get("ok")]
-    if args.loops:
-        wanted = args.loops.split(",")
-        available = [name for name in available if name in wanted]
+    # Every loop gets a column; one that does not import shows "not installed" in every cell.
+    columns = args.loops.split(",") if args.loops else list(LOOPS)
+    available = [name for name in columns if probe.get(name, {}).get("ok")]
     for name in LOOPS:
         status = probe.get(name, {}).get("version") or probe.get(name, {}).get("error")
         print(f"  {name:8} {status}", file=sys.stderr)
@@ -329,7 +325,7 @@ def main() -> None:
         "python": sys.version.split()[0],
         "machine": report.machine(),
         "loops": probe,
-        "columns": available,
+        "columns": columns,
     }
     data = {"meta": meta, "rows": rows, "runs": runs}
     data["summary"] = report.summarise(data)
