@@ -1,0 +1,49 @@
+"""The event loops under comparison: how to import each one and make a loop of it.
+
+Every loop is built by ``new_event_loop()`` of its package with default settings: no per-loop
+tuning. ``probe()`` runs in a worker process, so a loop that fails to import never touches the
+orchestrator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import platform
+
+# Column order of every table: the baseline first, oxloop last.
+LOOPS = ("asyncio", "uvloop", "rloop", "rsloop", "oxloop")
+
+
+def _version(name: str) -> str:
+    if name == "asyncio":
+        return "CPython " + platform.python_version()
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return getattr(importlib.import_module(name), "__version__", "?")
+
+
+def factory(name: str):
+    """Return a zero-argument callable that makes a new loop of ``name``."""
+    if name == "asyncio":
+        return asyncio.new_event_loop
+    module = importlib.import_module(name)
+    return module.new_event_loop
+
+
+def probe() -> dict:
+    """For each loop: its version, or why it cannot be used ("not installed: ...")."""
+    found = {}
+    for name in LOOPS:
+        try:
+            loop = factory(name)()
+            loop.close()
+            found[name] = {"ok": True, "version": _version(name)}
+        except ImportError as exc:
+            found[name] = {"ok": False, "error": f"not installed: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - a broken loop is a result, not a crash
+            found[name] = {"ok": False, "error": f"broken: {type(exc).__name__}: {exc}"}
+    return found

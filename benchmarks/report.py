@@ -1,0 +1,396 @@
+"""Turns a run's JSON into benchmarks/README.md and benchmarks/chart.png.
+
+Medians and min-max over the repetitions that succeeded; ratios are paired: for each repetition
+the loop's figure over the baseline's from the same repetition (they ran side by side), then the
+median of those ratios. A ratio above 1 is always better for the loop: more throughput, or less
+CPU per operation.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+
+from loops import LOOPS
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BASELINES = ("asyncio", "uvloop")
+
+
+def machine() -> dict:
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "os": f"{platform.system()} {platform.release()}",
+    }
+
+
+def si(x: float) -> str:
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+# Each metric: (key, how to compute it from one repetition, higher is better).
+def _throughput(r):
+    return (r["ops"] if "ops" in r else r["requests"]) / r["wall"]
+
+
+def _cpu_per_op(r):
+    if "ops" in r:
+        return r["cpu"] / r["ops"] * 1e6
+    return r["server_cpu"] / r["requests"] * 1e6
+
+
+def _cpu_util(r):
+    return 100.0 * (r["cpu"] if "ops" in r else r["server_cpu"]) / r["wall"]
+
+
+def _rss(r):
+    return r.get("maxrss_kib", r.get("server_maxrss_kib", 0)) / 1024.0
+
+
+METRICS = {
+    "throughput": (_throughput, True),
+    "cpu_us": (_cpu_per_op, False),
+    "cpu_util": (_cpu_util, False),
+    "rss_mib": (_rss, False),
+}
+
+
+def summarise(data: dict) -> dict:
+    """{bench: {loop: {"error": str} | {metric: (median, lo, hi)}, "ratios": {...}}}."""
+    by = {}
+    for run in data["runs"]:
+        by.setdefault(run["bench"], {}).setdefault(run["loop"], {})[run["rep"]] = run
+    out = {}
+    for row in data["rows"]:
+        cells = {}
+        for loop in data["meta"]["columns"]:
+            reps = by.get(row["name"], {}).get(loop, {})
+            good = [r for r in reps.values() if r["ok"]]
+            if not good:
+                first = next(iter(reps.values()), {"error": "not installed"})
+                cells[loop] = {"error": first["error"]}
+                continue
+            cell = {"failed": len(reps) - len(good)}
+            for key, (fn, _) in METRICS.items():
+                values = [fn(r) for r in good]
+                cell[key] = (statistics.median(values), min(values), max(values))
+            for base in BASELINES:
+                for key in ("throughput", "cpu_us"):
+                    fn, higher = METRICS[key]
+                    ratios = [
+                        fn(r) / fn(b) if higher else fn(b) / fn(r)
+                        for rep, r in reps.items()
+                        if r["ok"]
+                        and (b := by[row["name"]].get(base, {}).get(rep))
+                        and b["ok"]
+                        and fn(r) > 0
+                        and fn(b) > 0
+                    ]
+                    if ratios:
+                        cell[f"{key}_vs_{base}"] = statistics.median(ratios)
+            cells[loop] = cell
+        out[row["name"]] = cells
+    return out
+
+
+def _cell(cell: dict, key: str, fmt) -> str:
+    if "error" in cell:
+        return f"*{cell['error']}*"
+    med, lo, hi = cell[key]
+    text = f"{fmt(med)} ({fmt(lo)}–{fmt(hi)})"
+    if cell["failed"]:
+        text += f" [{cell['failed']} failed]"
+    return text
+
+
+def _ratio(cell: dict, key: str, loop: str) -> str:
+    parts = []
+    for base in BASELINES:
+        value = None if base == loop else cell.get(f"{key}_vs_{base}")
+        parts.append("–" if value is None else f"{value:.2f}x")
+    return " / ".join(parts)
+
+
+def _table(header: list[str], lines: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(line) + " |" for line in lines]
+    return out
+
+
+def _rows(data, summary, group):
+    return [row for row in data["rows"] if row["group"] == group and row["name"] in summary]
+
+
+def _fmt_us(x):
+    return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def _fmt_pct(x):
+    return f"{x:.0f}%"
+
+
+def _fmt_mib(x):
+    return f"{x:.0f}"
+
+
+def markdown(data: dict, json_path: str, chart_path: str | None) -> str:
+    meta = data["meta"]
+    summary = summarise(data)
+    loops = meta["columns"]
+    lines = ["# Benchmarks", ""]
+    if meta["label"] != "full":
+        lines += [SMOKE.format(label=meta["label"].upper(), reps=meta["reps"]), ""]
+    loop_versions = "; ".join(
+        f"{name} {info.get('version') or '(' + info.get('error', '?') + ')'}"
+        for name, info in meta["loops"].items()
+    )
+    lines += [
+        METHOD.format(echo=ECHO_NOTE).strip(),
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {meta['machine']['cpu']}, {meta['machine']['cores']} cores",
+        f"- OS: {meta['machine']['os']}; Python {meta['python']}",
+        f"- Loops: {loop_versions}",
+        f"- Command: `{meta['command']}` ({meta['reps']} repetitions, {meta['seconds']:.0f} s)",
+        f"- Date: {meta['date']}",
+        f"- Every repetition: [`{json_path}`]({json_path})",
+        "",
+    ]
+    if chart_path:
+        lines += [f"![each loop relative to asyncio]({chart_path})", ""]
+    else:
+        lines += ["*(no chart: matplotlib is not installed)*", ""]
+
+    micro_rows = _rows(data, summary, "micro")
+    echo_rows = _rows(data, summary, "echo")
+    if micro_rows:
+        lines += [
+            "## Scheduling micro-benchmarks",
+            "",
+            "Operations per second (higher is better):",
+            "",
+        ]
+        lines += _table(
+            ["benchmark", "unit", *loops],
+            [
+                [r["name"], f"{r['unit']} ×{si(r['n'])}"]
+                + [_cell(summary[r["name"]][lp], "throughput", si) for lp in loops]
+                for r in micro_rows
+            ],
+        )
+        lines += ["", "Throughput ratio vs asyncio / vs uvloop (paired medians, higher is better):"]
+        lines += ["", *_ratio_table(summary, micro_rows, loops, "throughput"), ""]
+        lines += ["CPU per operation, ratio vs asyncio / vs uvloop (higher is better):", ""]
+        lines += [*_ratio_table(summary, micro_rows, loops, "cpu_us"), ""]
+        lines += ["CPU µs per operation (lower is better) and peak RSS in MiB:", ""]
+        lines += _pair_table(summary, micro_rows, loops, ("cpu_us", "CPU µs", _cell, _fmt_us))
+        lines.append("")
+    if echo_rows:
+        lines += ["## Echo servers", "", f"{ECHO_NOTE.capitalize()}.", ""]
+        lines += ["Requests per second (higher is better):", ""]
+        lines += _metric_table(summary, echo_rows, loops, "throughput", si)
+        lines += ["", "Server CPU µs per request (lower is better):", ""]
+        lines += _metric_table(summary, echo_rows, loops, "cpu_us", _fmt_us)
+        lines += ["", "Server CPU µs per request, ratio vs asyncio / vs uvloop (higher is better):"]
+        lines += ["", *_ratio_table(summary, echo_rows, loops, "cpu_us"), ""]
+        lines += ["Server CPU utilisation and server peak RSS in MiB (medians):", ""]
+        lines += _pair_table(summary, echo_rows, loops, ("cpu_util", "CPU", _short_cell, _fmt_pct))
+        lines.append("")
+    lines += _problems(data)
+    return "\n".join(lines)
+
+
+def _problems(data: dict) -> list[str]:
+    """Error cells and oddities, grouped: what failed, on which loop, in which benchmarks."""
+    errors, notes = {}, {}
+    for run in data["runs"]:
+        if not run["ok"]:
+            errors.setdefault((run["loop"], run["error"]), set()).add(run["bench"])
+            continue
+        for text in run.get("exception_handler_calls", []):
+            notes.setdefault((run["loop"], f"exception handler called: {text}"), set()).add(
+                run["bench"]
+            )
+        if run.get("close_error"):
+            notes.setdefault((run["loop"], f"close(): {run['close_error']}"), set()).add(
+                run["bench"]
+            )
+    if not errors and not notes:
+        return []
+    lines = ["## Error cells and notes", ""]
+    lines += ["Tracebacks are in the JSON file (`traceback` of each failed repetition).", ""]
+    lines += _table(
+        ["loop", "what", "benchmarks"],
+        [
+            [loop, text.replace("|", "\\|")[:200], ", ".join(sorted(benches))]
+            for (loop, text), benches in sorted({**errors, **notes}.items())
+        ],
+    )
+    return [*lines, ""]
+
+
+SMOKE = """\
+> **{label} RUN**: {reps} repetition(s) on a shared machine while others compiled and tested. The
+> numbers are noisy: they show that the harness works, not where oxloop stands. The lead commits the
+> table of a full run made on a quiet machine."""
+
+METHOD = """
+Every loop, every benchmark, one interleaved run: `make bench` (full, about 10 minutes on 2 cores)
+or `make bench-quick` (under 2 minutes). `benchmarks/run.py --help` lists the options (`--only
+REGEX`, `--loops`, `--reps`, `--label`). Both install the peer loops and matplotlib from
+`benchmarks/requirements.txt` first; a loop that does not install or import shows "not installed"
+in its column (why: under Machine).
+
+## How it is measured
+
+- Each (benchmark, loop) cell runs in a process of its own, so a crash, a hang or a missing API is
+  an error cell and the run goes on. Loops are interleaved (A B C A B C ...) within every
+  repetition; a cell shows the median and, in brackets, the min–max over the repetitions.
+- Ratios are paired: per repetition, the loop's figure over asyncio's (or uvloop's) from the same
+  repetition, then the median of those ratios. Above 1 is better for the loop: more operations per
+  second, or fewer CPU µs per operation.
+- Same work for every loop, same interpreter, default settings, no tuning. Each micro cell first
+  runs a warm-up of a tenth of the work in the same process and discards it; the echo client warms
+  every connection up before the measured part.
+- CPU is user + system time of the benchmark process (all its threads, from `getrusage`), peak RSS
+  its maximum resident set. Every benchmark checks its answer (counts, sums, order of turns,
+  every echoed byte): a wrong answer is an error cell, not a fast one.
+- Echo: the server runs on the loop under test; the client is one program for every loop, on
+  CPython's own asyncio loop in another process, {echo}. Server CPU µs per request is the server
+  process's user + system time during the measured requests over their number; utilisation is
+  that CPU time over the wall time. The Python client can be the bottleneck for the fastest
+  servers, so requests per second flatten out first: server CPU per request is the figure to
+  compare.
+"""
+
+ECHO_NOTE = "4 concurrent ping-pong connections, each message checked byte for byte"
+
+
+def _metric_table(summary, rows, loops, key, fmt):
+    return _table(
+        ["benchmark", *loops],
+        [[r["name"]] + [_cell(summary[r["name"]][lp], key, fmt) for lp in loops] for r in rows],
+    )
+
+
+def _pair_table(summary, rows, loops, first):
+    """A table of one metric per loop (``first``: key, header, cell function, format), then RSS."""
+    key, header, cell, fmt = first
+    return _table(
+        ["benchmark", *[f"{lp} {header}" for lp in loops], *[f"{lp} MiB" for lp in loops]],
+        [
+            [r["name"]]
+            + [cell(summary[r["name"]][lp], key, fmt) for lp in loops]
+            + [_short_cell(summary[r["name"]][lp], "rss_mib", _fmt_mib) for lp in loops]
+            for r in rows
+        ],
+    )
+
+
+def _short_cell(cell, key, fmt):
+    return "–" if "error" in cell else fmt(cell[key][0])
+
+
+def _ratio_table(summary, rows, loops, key):
+    others = [lp for lp in loops if lp != "asyncio"]
+    return _table(
+        ["benchmark", *others],
+        [
+            [r["name"]]
+            + [
+                "–"
+                if "error" in summary[r["name"]][lp]
+                else _ratio(summary[r["name"]][lp], key, lp)
+                for lp in others
+            ]
+            for r in rows
+        ],
+    )
+
+
+CHART_PANELS = (
+    ("micro", "throughput", "micro-benchmarks: ops/s ÷ asyncio's"),
+    ("echo", "cpu_us", "echo: asyncio's server CPU per request ÷ the loop's"),
+)
+
+
+def _colour(loop: str) -> str:
+    return f"C{LOOPS.index(loop)}"
+
+
+def chart(data: dict, path: str) -> bool:
+    """Bars per benchmark, one colour per loop, relative to asyncio (log scale; above 1 = better)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    except ImportError:
+        return False
+    summary = summarise(data)
+    loops = data["meta"]["columns"]
+    panels = [
+        (key, title, [r["name"] for r in _rows(data, summary, group)])
+        for group, key, title in CHART_PANELS
+    ]
+    panels = [p for p in panels if p[2]]
+    if not panels:
+        return False
+    widest = max(len(names) for _, _, names in panels)
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(max(8, 0.3 * widest * max(1, len(loops))), 5 * len(panels))
+    )
+    axes = [axes] if len(panels) == 1 else list(axes)
+    width = 0.8 / max(1, len(loops))
+    for ax, (key, title, names) in zip(axes, panels):
+        for i, loop in enumerate(loops):
+            xs, ys = [], []
+            for j, name in enumerate(names):
+                cell = summary[name][loop]
+                if "error" in cell:
+                    continue
+                value = 1.0 if loop == "asyncio" else cell.get(f"{key}_vs_asyncio")
+                if value:
+                    xs.append(j + (i - (len(loops) - 1) / 2) * width)
+                    ys.append(value)
+            ax.bar(xs, ys, width, color=_colour(loop))
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.axhline(1.0, color="black", linewidth=0.6)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=40, ha="right", fontsize=8)
+        ax.set_title(title + " (paired medians; no bar = error cell)", fontsize=10)
+        # One fixed colour per loop, whether or not it has bars in this panel.
+        ax.legend(handles=[Patch(color=_colour(lp), label=lp) for lp in loops], fontsize=8)
+    meta = data["meta"]
+    fig.suptitle(f"oxloop benchmarks: {meta['label']} run, {meta['date']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def write(data: dict, json_path: str) -> None:
+    chart_ok = chart(data, os.path.join(HERE, "chart.png"))
+    text = markdown(data, json_path, "chart.png" if chart_ok else None)
+    with open(os.path.join(HERE, "README.md"), "w") as f:
+        f.write(text)
