@@ -1,6 +1,7 @@
 //! The few CPython C-API calls PyO3 has no safe wrapper for.
 
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 use pyo3::{ffi, Bound, PyAny, PyResult};
 
 /// `threading.get_ident()` of the calling thread.
@@ -33,4 +34,28 @@ pub fn run_in_context<'py, R>(
         return Err(PyErr::fetch(py));
     }
     result
+}
+
+/// `callback(*args)` through vectorcall on the tuple's items, skipping `PyObject_Call`'s
+/// tuple-to-vector unpacking. The result is discarded.
+#[inline]
+pub fn call_with_tuple(callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    let py = callback.py();
+    let nargs = args.len();
+    // SAFETY: GIL held; `args` is a live tuple, so its item array holds `nargs` valid borrowed
+    // references for the duration of the call (the tuple is kept alive by `args`). Vectorcall
+    // does not take ownership of the arguments and returns a new reference or NULL with an
+    // exception set.
+    let result = unsafe {
+        let items = (*(args.as_ptr() as *mut ffi::PyTupleObject))
+            .ob_item
+            .as_ptr();
+        ffi::PyObject_Vectorcall(callback.as_ptr(), items, nargs, std::ptr::null_mut())
+    };
+    if result.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: `result` is a new, non-null reference that we own and release here.
+    unsafe { ffi::Py_DECREF(result) };
+    Ok(())
 }

@@ -93,7 +93,7 @@ impl Callback {
             None => return Ok(()),
         };
         let result = ffi::run_in_context(self.context.bind(py), || {
-            callback.bind(py).call1(args.bind(py)).map(drop)
+            ffi::call_with_tuple(callback.bind(py), args.bind(py))
         });
         match result {
             Ok(()) => Ok(()),
