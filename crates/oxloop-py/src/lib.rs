@@ -15,6 +15,7 @@ mod ffi;
 mod gil;
 mod handles;
 mod run_once;
+mod sock;
 
 use pyo3::prelude::*;
 
@@ -24,6 +25,7 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::PyLoop>()?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
+    sock::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
