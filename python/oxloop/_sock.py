@@ -21,10 +21,11 @@ import logging
 import os
 import socket
 import stat
+import weakref
 
 from asyncio import exceptions
 
-from . import _oxloop
+from . import _oxloop, _udp
 
 try:
     import ssl
@@ -111,6 +112,13 @@ class SocketMethods:
         _check_ssl_socket(sock)
         if self.get_debug() and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
+
+    def _sock_transports(self):
+        # asyncio's loop._transports (fd -> transport), created on first use.
+        transports = self.__dict__.get("_transports")
+        if transports is None:
+            transports = self.__dict__["_transports"] = weakref.WeakValueDictionary()
+        return transports
 
     def _ensure_fd_no_transport(self, fd):
         # Mirrors BaseSelectorEventLoop._ensure_fd_no_transport.
@@ -392,3 +400,143 @@ class SocketMethods:
         if info is not None:
             return [info]
         return await loop.getaddrinfo(host, port, family=family, type=type, proto=proto, flags=flags)
+
+    # -- UDP -----------------------------------------------------------------------------------
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        return _udp.DatagramTransport(self, sock, protocol, address, waiter, extra)
+
+    async def create_datagram_endpoint(
+        self,
+        protocol_factory,
+        local_addr=None,
+        remote_addr=None,
+        *,
+        family=0,
+        proto=0,
+        flags=0,
+        reuse_port=None,
+        allow_broadcast=None,
+        sock=None,
+    ):
+        """Create a datagram endpoint; return ``(transport, protocol)``.
+
+        Same arguments and checks as asyncio's (``reuse_address`` is refused, as in 3.11+).
+        """
+        # Mirrors BaseEventLoop.create_datagram_endpoint.
+        if sock is not None:
+            if sock.type != socket.SOCK_DGRAM:
+                raise ValueError(f"A UDP Socket was expected, got {sock!r}")
+            if local_addr or remote_addr or family or proto or flags or reuse_port or allow_broadcast:
+                opts = dict(
+                    local_addr=local_addr,
+                    remote_addr=remote_addr,
+                    family=family,
+                    proto=proto,
+                    flags=flags,
+                    reuse_port=reuse_port,
+                    allow_broadcast=allow_broadcast,
+                )
+                problems = ", ".join(f"{k}={v}" for k, v in opts.items() if v)
+                raise ValueError(
+                    "socket modifier keyword arguments can not be used "
+                    f"when sock is specified. ({problems})"
+                )
+            sock.setblocking(False)
+            r_addr = None
+        else:
+            if not (local_addr or remote_addr):
+                if family == 0:
+                    raise ValueError("unexpected address family")
+                addr_pairs_info = (((family, proto), (None, None)),)
+            elif hasattr(socket, "AF_UNIX") and family == socket.AF_UNIX:
+                for addr in (local_addr, remote_addr):
+                    if addr is not None and not isinstance(addr, str):
+                        raise TypeError("string is expected")
+                if local_addr and local_addr[0] not in (0, "\x00"):
+                    try:
+                        if stat.S_ISSOCK(os.stat(local_addr).st_mode):
+                            os.remove(local_addr)
+                    except FileNotFoundError:
+                        pass
+                    except OSError as err:
+                        # The directory may only allow creating the socket.
+                        logger.error(
+                            "Unable to check or remove stale UNIX socket %r: %r", local_addr, err
+                        )
+                addr_pairs_info = (((family, proto), (local_addr, remote_addr)),)
+            else:
+                # (family, proto) -> [local address, remote address], in resolution order.
+                addr_infos = {}
+                for idx, addr in ((0, local_addr), (1, remote_addr)):
+                    if addr is None:
+                        continue
+                    if not (isinstance(addr, tuple) and len(addr) == 2):
+                        raise TypeError("2-tuple is expected")
+                    infos = await self._ensure_resolved(
+                        addr, family=family, type=socket.SOCK_DGRAM, proto=proto, flags=flags,
+                        loop=self,
+                    )
+                    if not infos:
+                        raise OSError("getaddrinfo() returned empty list")
+                    for fam, _, pro, _, address in infos:
+                        addr_infos.setdefault((fam, pro), [None, None])[idx] = address
+                # Each (family, proto) needs an address for every side that was asked for.
+                addr_pairs_info = [
+                    (key, pair)
+                    for key, pair in addr_infos.items()
+                    if not ((local_addr and pair[0] is None) or (remote_addr and pair[1] is None))
+                ]
+                if not addr_pairs_info:
+                    raise ValueError("can not get address information")
+
+            exceptions_ = []
+            for (family, proto), (local_address, remote_address) in addr_pairs_info:
+                sock = None
+                r_addr = None
+                try:
+                    sock = socket.socket(family=family, type=socket.SOCK_DGRAM, proto=proto)
+                    if reuse_port:
+                        _udp.set_reuseport(sock)
+                    if allow_broadcast:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+                    sock.setblocking(False)
+                    if local_addr:
+                        sock.bind(local_address)
+                    if remote_addr:
+                        if not allow_broadcast:
+                            await self.sock_connect(sock, remote_address)
+                        r_addr = remote_address
+                except OSError as exc:
+                    if sock is not None:
+                        sock.close()
+                    exceptions_.append(exc)
+                except BaseException:
+                    if sock is not None:
+                        sock.close()
+                    raise
+                else:
+                    break
+            else:
+                raise exceptions_[0]
+
+        protocol = protocol_factory()
+        waiter = self.create_future()
+        transport = self._make_datagram_transport(sock, protocol, r_addr, waiter)
+        if self.get_debug():
+            if local_addr:
+                logger.info(
+                    "Datagram endpoint local_addr=%r remote_addr=%r created: (%r, %r)",
+                    local_addr, remote_addr, transport, protocol,
+                )
+            else:
+                logger.debug(
+                    "Datagram endpoint remote_addr=%r created: (%r, %r)",
+                    remote_addr, transport, protocol,
+                )
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        return transport, protocol

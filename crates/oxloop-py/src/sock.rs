@@ -133,11 +133,13 @@ impl NativeWatcher for Registration {
     }
 }
 
-fn is_retry(py: Python<'_>, err: &PyErr) -> bool {
+/// `BlockingIOError` or `InterruptedError`: the call would block, try again when ready.
+pub(crate) fn is_retry(py: Python<'_>, err: &PyErr) -> bool {
     err.is_instance_of::<PyBlockingIOError>(py) || err.is_instance_of::<PyInterruptedError>(py)
 }
 
-fn is_fatal(py: Python<'_>, err: &PyErr) -> bool {
+/// `SystemExit` or `KeyboardInterrupt`: must stop the loop, never be swallowed.
+pub(crate) fn is_fatal(py: Python<'_>, err: &PyErr) -> bool {
     err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
 }
 
