@@ -138,6 +138,11 @@ class SocketMethods:
         self._ensure_fd_no_transport(fd)
         return _oxloop.sock_wait(self, sock, fd, kind, args)
 
+    def _stop_serving(self, sock):
+        # Mirrors BaseSelectorEventLoop._stop_serving.
+        self.remove_reader(sock.fileno())
+        sock.close()
+
     # -- sock_* --------------------------------------------------------------------------------
 
     async def sock_recv(self, sock, n):
