@@ -545,3 +545,25 @@ class SocketMethods:
             transport.close()
             raise
         return transport, protocol
+
+
+def _mirror_qualnames(cls):
+    """Gives each public method the qualified name of the asyncio method it mirrors, so argument
+    errors read the same (``BaseEventLoop.create_datagram_endpoint() got an unexpected keyword
+    argument ...``)."""
+    from asyncio import base_events, selector_events
+
+    owners = (selector_events.BaseSelectorEventLoop, base_events.BaseEventLoop)
+    for name, func in vars(cls).items():
+        code = getattr(func, "__code__", None)
+        if name.startswith("_") or code is None or not hasattr(code, "co_qualname"):
+            continue
+        owner = next((o for o in owners if name in vars(o)), None)
+        if owner is not None:
+            # NOTE: only the code object's name changes; the method stays oxloop's.
+            qualname = f"{owner.__name__}.{name}"
+            func.__code__ = code.replace(co_qualname=qualname)
+            func.__qualname__ = qualname
+
+
+_mirror_qualnames(SocketMethods)
