@@ -15,13 +15,29 @@ import threading
 
 import pytest
 
-HOSTS = [None, "", "localhost", "127.0.0.1", "127.1", "::1", "::ffff:127.0.0.1", "fe80::1%lo",
-         b"127.0.0.1", "0.0.0.0", "::"]
+HOSTS = [
+    None,
+    "",
+    "localhost",
+    "127.0.0.1",
+    "127.1",
+    "::1",
+    "::ffff:127.0.0.1",
+    "fe80::1%lo",
+    b"127.0.0.1",
+    "0.0.0.0",
+    "::",
+]
 PORTS = [None, 0, 80, "80", "http", b"https", "", "no-such-service-xyz"]
 FAMILIES = [0, socket.AF_INET, socket.AF_INET6]
 TYPES = [0, socket.SOCK_STREAM, socket.SOCK_DGRAM]
-FLAGS = [0, socket.AI_PASSIVE, socket.AI_NUMERICHOST, socket.AI_CANONNAME,
-         socket.AI_PASSIVE | socket.AI_NUMERICSERV]
+FLAGS = [
+    0,
+    socket.AI_PASSIVE,
+    socket.AI_NUMERICHOST,
+    socket.AI_CANONNAME,
+    socket.AI_PASSIVE | socket.AI_NUMERICSERV,
+]
 
 
 def _table():

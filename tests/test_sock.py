@@ -110,9 +110,10 @@ def test_recv_into_and_memoryview(loop):
 
 def test_udp_sendto_recvfrom(loop):
     async def main():
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, socket.socket(
-            socket.AF_INET, socket.SOCK_DGRAM
-        ) as c:
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c,
+        ):
             s.bind(("127.0.0.1", 0))
             s.setblocking(False)
             c.setblocking(False)
@@ -295,8 +296,17 @@ def test_bad_input_same_exception(on_both, name, debug):
 
 @pytest.mark.parametrize(
     "call",
-    ["recv", "recv_into", "recvfrom", "recvfrom_into", "sendall", "sendto", "connect", "accept",
-     "sendfile"],
+    [
+        "recv",
+        "recv_into",
+        "recvfrom",
+        "recvfrom_into",
+        "sendall",
+        "sendto",
+        "connect",
+        "accept",
+        "sendfile",
+    ],
 )
 def test_blocking_socket_refused_in_debug_mode(on_both, call):
     def scenario(loop):
@@ -367,7 +377,7 @@ class _NoFileno:
 
 
 SENDFILE_BAD = {
-    "text_mode": lambda lp, s, f, d: lp.sock_sendfile(s, open(os.devnull, "r")),
+    "text_mode": lambda lp, s, f, d: lp.sock_sendfile(s, open(os.devnull)),  # noqa: SIM115 - closed by the test
     "dgram": lambda lp, s, f, d: lp.sock_sendfile(d, f),
     "count_zero": lambda lp, s, f, d: lp.sock_sendfile(s, f, 0, 0),
     "count_str": lambda lp, s, f, d: lp.sock_sendfile(s, f, 0, "1"),

@@ -204,13 +204,13 @@ def test_abort_drops_buffer_and_close_waits_for_flush(loop):
 
 
 BAD = {
-    "no_addr_no_family": dict(),
-    "reuse_address": dict(local_addr=("127.0.0.1", 0), reuse_address=True),
-    "local_not_tuple": dict(local_addr="127.0.0.1"),
-    "local_3_tuple": dict(local_addr=("127.0.0.1", 0, 0)),
-    "port_out_of_range": dict(local_addr=("127.0.0.1", 70000)),
-    "family_mismatch": dict(local_addr=("127.0.0.1", 0), family=socket.AF_INET6),
-    "unix_not_str": dict(family=socket.AF_UNIX, local_addr=("a", 1)),
+    "no_addr_no_family": {},
+    "reuse_address": {"local_addr": ("127.0.0.1", 0), "reuse_address": True},
+    "local_not_tuple": {"local_addr": "127.0.0.1"},
+    "local_3_tuple": {"local_addr": ("127.0.0.1", 0, 0)},
+    "port_out_of_range": {"local_addr": ("127.0.0.1", 70000)},
+    "family_mismatch": {"local_addr": ("127.0.0.1", 0), "family": socket.AF_INET6},
+    "unix_not_str": {"family": socket.AF_UNIX, "local_addr": ("a", 1)},
     "sock_with_modifiers": "sock+local_addr",
     "sock_not_udp": "tcp sock",
 }
@@ -223,10 +223,10 @@ def test_bad_arguments(on_both, name):
         sock = None
         if kwargs == "sock+local_addr":
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            kwargs = dict(sock=sock, local_addr=("127.0.0.1", 0), reuse_port=True)
+            kwargs = {"sock": sock, "local_addr": ("127.0.0.1", 0), "reuse_port": True}
         elif kwargs == "tcp sock":
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            kwargs = dict(sock=sock)
+            kwargs = {"sock": sock}
         try:
             kind, text = _outcome(
                 loop, lambda: loop.create_datagram_endpoint(asyncio.DatagramProtocol, **kwargs)

@@ -22,7 +22,6 @@ import os
 import socket
 import stat
 import weakref
-
 from asyncio import exceptions
 
 from . import _oxloop, _udp
@@ -300,15 +299,17 @@ class SocketMethods:
                 except (BlockingIOError, InterruptedError):
                     sent = None
                 except OSError as exc:
-                    if not first and exc.errno == errno.ENOTCONN and type(exc) is not ConnectionError:
-                        # The peer went away mid-transfer: the same error on every POSIX system.
-                        new_exc = ConnectionError("socket is not connected", errno.ENOTCONN)
-                        new_exc.__cause__ = exc
-                        exc = new_exc
                     if total_sent == 0:
                         # Not an mmap-able file, say: the caller falls back to plain send().
                         raise exceptions.SendfileNotAvailableError("os.sendfile call failed")
-                    raise exc
+                    if (
+                        not first
+                        and exc.errno == errno.ENOTCONN
+                        and type(exc) is not ConnectionError
+                    ):
+                        # The peer went away mid-transfer: the same error on every POSIX system.
+                        raise ConnectionError("socket is not connected", errno.ENOTCONN) from exc
+                    raise
                 if sent == 0:
                     return total_sent  # EOF
                 if sent is not None:
@@ -384,7 +385,7 @@ class SocketMethods:
                     return socket.getaddrinfo(
                         host, port, family, type, proto, flags | socket.AI_NUMERICHOST
                     )
-                except Exception:
+                except Exception:  # noqa: BLE001, S110 - the executor call below decides
                     pass  # not numeric after all, or an error the executor call reproduces
         return await self.run_in_executor(None, func, host, port, family, type, proto, flags)
 
@@ -404,7 +405,9 @@ class SocketMethods:
         info = _ipaddr_info(host, port, family, type, proto, *address[2:])
         if info is not None:
             return [info]
-        return await loop.getaddrinfo(host, port, family=family, type=type, proto=proto, flags=flags)
+        return await loop.getaddrinfo(
+            host, port, family=family, type=type, proto=proto, flags=flags
+        )
 
     # -- UDP -----------------------------------------------------------------------------------
 
@@ -432,16 +435,24 @@ class SocketMethods:
         if sock is not None:
             if sock.type != socket.SOCK_DGRAM:
                 raise ValueError(f"A UDP Socket was expected, got {sock!r}")
-            if local_addr or remote_addr or family or proto or flags or reuse_port or allow_broadcast:
-                opts = dict(
-                    local_addr=local_addr,
-                    remote_addr=remote_addr,
-                    family=family,
-                    proto=proto,
-                    flags=flags,
-                    reuse_port=reuse_port,
-                    allow_broadcast=allow_broadcast,
-                )
+            if (
+                local_addr
+                or remote_addr
+                or family
+                or proto
+                or flags
+                or reuse_port
+                or allow_broadcast
+            ):
+                opts = {
+                    "local_addr": local_addr,
+                    "remote_addr": remote_addr,
+                    "family": family,
+                    "proto": proto,
+                    "flags": flags,
+                    "reuse_port": reuse_port,
+                    "allow_broadcast": allow_broadcast,
+                }
                 problems = ", ".join(f"{k}={v}" for k, v in opts.items() if v)
                 raise ValueError(
                     "socket modifier keyword arguments can not be used "
@@ -479,7 +490,11 @@ class SocketMethods:
                     if not (isinstance(addr, tuple) and len(addr) == 2):
                         raise TypeError("2-tuple is expected")
                     infos = await self._ensure_resolved(
-                        addr, family=family, type=socket.SOCK_DGRAM, proto=proto, flags=flags,
+                        addr,
+                        family=family,
+                        type=socket.SOCK_DGRAM,
+                        proto=proto,
+                        flags=flags,
                         loop=self,
                     )
                     if not infos:
@@ -496,11 +511,11 @@ class SocketMethods:
                     raise ValueError("can not get address information")
 
             exceptions_ = []
-            for (family, proto), (local_address, remote_address) in addr_pairs_info:
+            for (af, pro), (local_address, remote_address) in addr_pairs_info:
                 sock = None
                 r_addr = None
                 try:
-                    sock = socket.socket(family=family, type=socket.SOCK_DGRAM, proto=proto)
+                    sock = socket.socket(family=af, type=socket.SOCK_DGRAM, proto=pro)
                     if reuse_port:
                         _udp.set_reuseport(sock)
                     if allow_broadcast:
@@ -532,12 +547,17 @@ class SocketMethods:
             if local_addr:
                 logger.info(
                     "Datagram endpoint local_addr=%r remote_addr=%r created: (%r, %r)",
-                    local_addr, remote_addr, transport, protocol,
+                    local_addr,
+                    remote_addr,
+                    transport,
+                    protocol,
                 )
             else:
                 logger.debug(
                     "Datagram endpoint remote_addr=%r created: (%r, %r)",
-                    remote_addr, transport, protocol,
+                    remote_addr,
+                    transport,
+                    protocol,
                 )
         try:
             await waiter

@@ -82,7 +82,7 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
             if self._core is not None:
                 try:
                     self._core.release()
-                except Exception:  # noqa: BLE001 - the loop may be gone at shutdown
+                except Exception:  # noqa: BLE001, S110 - the loop may be gone at shutdown
                     pass
 
     @property
@@ -155,7 +155,7 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
         # Called by the core for errors that are not OSError of a single send or receive.
         if isinstance(exc, OSError):
             if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
+                logger.debug("%r: %s", self, message, exc_info=exc)
         else:
             self._loop.call_exception_handler(
                 {

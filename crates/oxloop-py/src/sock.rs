@@ -71,7 +71,11 @@ impl Kind {
             "accept" => Kind::Accept,
             "readable" => Kind::Readable,
             "writable" => Kind::Writable,
-            _ => return Err(PyValueError::new_err(format!("unknown sock_wait kind {name:?}"))),
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown sock_wait kind {name:?}"
+                )))
+            }
         })
     }
 
@@ -171,7 +175,12 @@ impl SockWait {
         let py = slf.py();
         let this = slf.get();
         let parts = this.parts.borrow(py).as_ref().map(|p| {
-            (p.fut.clone_ref(py), p.sock.clone_ref(py), p.args.clone_ref(py), p.pos)
+            (
+                p.fut.clone_ref(py),
+                p.sock.clone_ref(py),
+                p.args.clone_ref(py),
+                p.pos,
+            )
         });
         let Some((fut, sock, args, pos)) = parts else {
             return this.unregister(py);
@@ -191,13 +200,15 @@ impl SockWait {
                 }
                 Ok(Step::Done(value)) => {
                     this.unregister(py)?;
-                    fut.call_method1(intern!(py, "set_result"), (value,)).map(drop)
+                    fut.call_method1(intern!(py, "set_result"), (value,))
+                        .map(drop)
                 }
                 Err(err) if is_retry(py, &err) => Ok(()),
                 Err(err) if is_fatal(py, &err) => Err(err),
                 Err(err) => {
                     this.unregister(py)?;
-                    fut.call_method1(intern!(py, "set_exception"), (err.value(py),)).map(drop)
+                    fut.call_method1(intern!(py, "set_exception"), (err.value(py),))
+                        .map(drop)
                 }
             }
         })();
@@ -243,7 +254,10 @@ impl SockWait {
                 let err = so_error(self.fd).map_err(|e| crate::errors::os_error(py, &e))?;
                 if err != 0 {
                     let address = args.get_item(0)?.str()?;
-                    return Err(PyOSError::new_err((err, format!("Connect call failed {address}"))));
+                    return Err(PyOSError::new_err((
+                        err,
+                        format!("Connect call failed {address}"),
+                    )));
                 }
                 Ok(Step::Done(py.None()))
             }
@@ -287,9 +301,14 @@ impl SockWait {
     /// as asyncio's `Handle._run` would send it.
     fn report(&self, py: Python<'_>, owner: &Bound<'_, PyAny>, err: PyErr) -> PyResult<()> {
         let context = PyDict::new(py);
-        context.set_item(intern!(py, "message"), format!("Exception in callback {}", owner.repr()?))?;
+        context.set_item(
+            intern!(py, "message"),
+            format!("Exception in callback {}", owner.repr()?),
+        )?;
         context.set_item(intern!(py, "exception"), err.value(py))?;
-        self.loop_.bind(py).call_method1(intern!(py, "call_exception_handler"), (context,))?;
+        self.loop_
+            .bind(py)
+            .call_method1(intern!(py, "call_exception_handler"), (context,))?;
         Ok(())
     }
 }
@@ -313,7 +332,11 @@ impl SockWait {
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
-        let state = if self.parts.borrow(py).is_some() { "pending" } else { "done" };
+        let state = if self.parts.borrow(py).is_some() {
+            "pending"
+        } else {
+            "done"
+        };
         format!("<SockWait {:?} fd={} {state}>", self.kind, self.fd)
     }
 
@@ -331,7 +354,10 @@ impl SockWait {
 
     fn __clear__(&self) {
         Python::attach(|py| {
-            let parts = self.parts.try_borrow_mut_in_gc(py).and_then(|mut p| p.take());
+            let parts = self
+                .parts
+                .try_borrow_mut_in_gc(py)
+                .and_then(|mut p| p.take());
             drop(parts);
         });
     }
@@ -360,14 +386,23 @@ pub fn sock_wait(
                 fut: fut.clone().unbind(),
                 sock: sock.clone().unbind(),
                 args: args.clone().unbind(),
-                pos: if kind == Kind::SendAll { args.get_item(1)?.extract()? } else { 0 },
+                pos: if kind == Kind::SendAll {
+                    args.get_item(1)?.extract()?
+                } else {
+                    0
+                },
             })),
             token: AtomicUsize::new(0),
         },
     )?;
     let registration: Arc<dyn NativeWatcher> = Arc::new(Registration(wait.clone_ref(py)));
-    wait.get().token.store(Arc::as_ptr(&registration) as *const () as usize, Ordering::Relaxed);
-    loop_.get().watch(py, fd, kind.direction(), Watcher::Native(registration))?;
+    wait.get().token.store(
+        Arc::as_ptr(&registration) as *const () as usize,
+        Ordering::Relaxed,
+    );
+    loop_
+        .get()
+        .watch(py, fd, kind.direction(), Watcher::Native(registration))?;
     fut.call_method1(intern!(py, "add_done_callback"), (wait,))?;
     Ok(fut.unbind())
 }

@@ -60,8 +60,16 @@ impl UdpState {
     /// Takes every Python object out, for the caller to drop once no borrow is held.
     #[allow(clippy::type_complexity)]
     fn take_objects(&mut self) -> (Vec<Py<PyAny>>, VecDeque<(Py<PyAny>, Py<PyAny>)>) {
-        let objects = [self.sock.take(), self.protocol.take(), self.transport.take(), self.address.take()];
-        (objects.into_iter().flatten().collect(), std::mem::take(&mut self.buffer))
+        let objects = [
+            self.sock.take(),
+            self.protocol.take(),
+            self.transport.take(),
+            self.address.take(),
+        ];
+        (
+            objects.into_iter().flatten().collect(),
+            std::mem::take(&mut self.buffer),
+        )
     }
 }
 
@@ -94,7 +102,14 @@ impl NativeWatcher for Registration {
     }
 
     fn describe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let transport = self.0.get().state.borrow(py).transport.as_ref().map(|t| t.clone_ref(py));
+        let transport = self
+            .0
+            .get()
+            .state
+            .borrow(py)
+            .transport
+            .as_ref()
+            .map(|t| t.clone_ref(py));
         Ok(match transport {
             Some(t) => t.into_bound(py),
             None => self.0.bind(py).clone().into_any(),
@@ -118,7 +133,9 @@ impl DatagramCore {
     fn objects(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyAny>, Py<PyAny>)> {
         let st = self.state.borrow(py);
         match (&st.sock, &st.protocol, &st.transport) {
-            (Some(s), Some(p), Some(t)) => Some((s.clone_ref(py), p.clone_ref(py), t.clone_ref(py))),
+            (Some(s), Some(p), Some(t)) => {
+                Some((s.clone_ref(py), p.clone_ref(py), t.clone_ref(py)))
+            }
             _ => None,
         }
     }
@@ -130,15 +147,24 @@ impl DatagramCore {
         if this.state.borrow(py).conn_lost != 0 {
             return Ok(());
         }
-        let Some((sock, protocol, transport)) = this.objects(py) else { return Ok(()) };
-        match sock.bind(py).call_method1(intern!(py, "recvfrom"), (MAX_SIZE,)) {
+        let Some((sock, protocol, transport)) = this.objects(py) else {
+            return Ok(());
+        };
+        match sock
+            .bind(py)
+            .call_method1(intern!(py, "recvfrom"), (MAX_SIZE,))
+        {
             Ok(pair) => {
                 let (data, addr): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
-                protocol.bind(py).call_method1(intern!(py, "datagram_received"), (data, addr))?;
+                protocol
+                    .bind(py)
+                    .call_method1(intern!(py, "datagram_received"), (data, addr))?;
             }
             Err(err) if is_retry(py, &err) => {}
             Err(err) if err.is_instance_of::<PyOSError>(py) => {
-                protocol.bind(py).call_method1(intern!(py, "error_received"), (err.value(py),))?;
+                protocol
+                    .bind(py)
+                    .call_method1(intern!(py, "error_received"), (err.value(py),))?;
             }
             Err(err) if is_fatal(py, &err) => return Err(err),
             Err(err) => {
@@ -171,7 +197,9 @@ impl DatagramCore {
             Ok(_) => Ok(Ok(())),
             Err(err) if is_retry(py, &err) => Ok(Err(Failure::Retry)),
             Err(err) if err.is_instance_of::<PyOSError>(py) => {
-                protocol.bind(py).call_method1(intern!(py, "error_received"), (err.value(py),))?;
+                protocol
+                    .bind(py)
+                    .call_method1(intern!(py, "error_received"), (err.value(py),))?;
                 Ok(Err(Failure::Handled))
             }
             Err(err) if is_fatal(py, &err) => Err(err),
@@ -189,7 +217,9 @@ impl DatagramCore {
     fn write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let Some(objects) = this.objects(py) else { return Ok(()) };
+        let Some(objects) = this.objects(py) else {
+            return Ok(());
+        };
         loop {
             let next = {
                 let mut st = this.state.borrow_mut(py);
@@ -224,7 +254,12 @@ impl DatagramCore {
 
     fn watch(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()> {
         let registration: Arc<dyn NativeWatcher> = Arc::new(Registration(slf.clone().unbind()));
-        slf.get().loop_.get().watch(slf.py(), slf.get().fd, direction, Watcher::Native(registration))
+        slf.get().loop_.get().watch(
+            slf.py(),
+            slf.get().fd,
+            direction,
+            Watcher::Native(registration),
+        )
     }
 
     fn is_watching(&self, py: Python<'_>, direction: Direction) -> bool {
@@ -237,7 +272,12 @@ impl DatagramCore {
 
     /// A protocol callback raised: report it as asyncio's `Handle._run` would.
     fn report(&self, py: Python<'_>, direction: Direction, err: PyErr) -> PyResult<()> {
-        let transport = self.state.borrow(py).transport.as_ref().map(|t| t.clone_ref(py));
+        let transport = self
+            .state
+            .borrow(py)
+            .transport
+            .as_ref()
+            .map(|t| t.clone_ref(py));
         let method = match direction {
             Direction::Read => "_read_ready",
             Direction::Write => "_sendto_ready",
@@ -247,12 +287,17 @@ impl DatagramCore {
             Some(t) => t.bind(py).repr()?.to_string(),
             None => "<closed transport>".to_owned(),
         };
-        context.set_item(intern!(py, "message"), format!("Exception in callback {name}.{method}()"))?;
+        context.set_item(
+            intern!(py, "message"),
+            format!("Exception in callback {name}.{method}()"),
+        )?;
         context.set_item(intern!(py, "exception"), err.value(py))?;
         if let Some(t) = transport {
             context.set_item(intern!(py, "transport"), t)?;
         }
-        self.loop_.bind(py).call_method1(intern!(py, "call_exception_handler"), (context,))?;
+        self.loop_
+            .bind(py)
+            .call_method1(intern!(py, "call_exception_handler"), (context,))?;
         Ok(())
     }
 }
@@ -288,7 +333,11 @@ impl DatagramCore {
 
     /// Mirrors `_SelectorDatagramTransport.sendto`.
     #[pyo3(signature = (data, addr=None))]
-    fn sendto(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>, addr: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn sendto(
+        slf: &Bound<'_, Self>,
+        data: &Bound<'_, PyAny>,
+        addr: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         if !(data.is_instance_of::<PyBytes>()
@@ -308,7 +357,12 @@ impl DatagramCore {
             Some(a) => a.clone(),
             None => py.None().into_bound(py),
         };
-        let address = this.state.borrow(py).address.as_ref().map(|a| a.clone_ref(py));
+        let address = this
+            .state
+            .borrow(py)
+            .address
+            .as_ref()
+            .map(|a| a.clone_ref(py));
         if let Some(address) = &address {
             let address = address.bind(py);
             if !(addr.is_none() || addr.eq(address)?) {
@@ -345,13 +399,19 @@ impl DatagramCore {
         }
         // Ensure that what we buffer is immutable.
         let n = data.len()?;
-        let copy = py.import(intern!(py, "builtins"))?.getattr(intern!(py, "bytes"))?.call1((data,))?;
+        let copy = py
+            .import(intern!(py, "builtins"))?
+            .getattr(intern!(py, "bytes"))?
+            .call1((data,))?;
         {
             let mut st = this.state.borrow_mut(py);
             st.buffer.push_back((copy.unbind(), addr.unbind()));
             st.buffer_size += n;
         }
-        objects.2.bind(py).call_method0(intern!(py, "_maybe_pause_protocol"))?;
+        objects
+            .2
+            .bind(py)
+            .call_method0(intern!(py, "_maybe_pause_protocol"))?;
         Ok(())
     }
 
@@ -373,7 +433,10 @@ impl DatagramCore {
             std::mem::take(&mut st.buffer)
         };
         drop(buffer);
-        self.loop_.get().unwatch(py, self.fd, Direction::Write).map(drop)
+        self.loop_
+            .get()
+            .unwatch(py, self.fd, Direction::Write)
+            .map(drop)
     }
 
     /// asyncio's `_conn_lost` counter.
@@ -403,17 +466,30 @@ impl DatagramCore {
 
     /// Stops watching the socket for datagrams.
     fn stop_reading(&self, py: Python<'_>) -> PyResult<()> {
-        self.loop_.get().unwatch(py, self.fd, Direction::Read).map(drop)
+        self.loop_
+            .get()
+            .unwatch(py, self.fd, Direction::Read)
+            .map(drop)
     }
 
     /// Stops waiting for writability.
     fn stop_writing(&self, py: Python<'_>) -> PyResult<()> {
-        self.loop_.get().unwatch(py, self.fd, Direction::Write).map(drop)
+        self.loop_
+            .get()
+            .unwatch(py, self.fd, Direction::Write)
+            .map(drop)
     }
 
     /// Whether the socket is watched for reading (`True`) / writing, for `repr()`.
     fn polling(&self, py: Python<'_>, write: bool) -> bool {
-        self.is_watching(py, if write { Direction::Write } else { Direction::Read })
+        self.is_watching(
+            py,
+            if write {
+                Direction::Write
+            } else {
+                Direction::Read
+            },
+        )
     }
 
     /// Drops every Python object held (after `connection_lost`); the fd is no longer watched.
@@ -428,8 +504,13 @@ impl DatagramCore {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.loop_)?;
-        let Some(st) = self.state.try_borrow_in_gc() else { return Ok(()) };
-        for obj in [&st.sock, &st.protocol, &st.transport, &st.address].into_iter().flatten() {
+        let Some(st) = self.state.try_borrow_in_gc() else {
+            return Ok(());
+        };
+        for obj in [&st.sock, &st.protocol, &st.transport, &st.address]
+            .into_iter()
+            .flatten()
+        {
             visit.call(obj)?;
         }
         for (d, a) in &st.buffer {
@@ -441,7 +522,10 @@ impl DatagramCore {
 
     fn __clear__(&self) {
         Python::attach(|py| {
-            let dropped = self.state.try_borrow_mut_in_gc(py).map(|mut st| st.take_objects());
+            let dropped = self
+                .state
+                .try_borrow_mut_in_gc(py)
+                .map(|mut st| st.take_objects());
             drop(dropped);
         });
     }
