@@ -53,6 +53,12 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
         self._core = _oxloop.DatagramCore(
             loop, self, sock, protocol, address, bool(self._extra["peername"])
         )
+        # NOTE: the hot calls go straight to the core's bound methods (no Python frame); the
+        # class methods below stay for documentation, introspection and subclasses.
+        if type(self).sendto is DatagramTransport.sendto:
+            self.sendto = self._core.sendto
+        if type(self).get_write_buffer_size is DatagramTransport.get_write_buffer_size:
+            self.get_write_buffer_size = self._core.buffer_size
         loop._sock_transports()[self._sock_fd] = self
         self._loop.call_soon(self._protocol.connection_made, self)
         # Only start reading when connection_made() has been called.

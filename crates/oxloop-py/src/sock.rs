@@ -188,8 +188,9 @@ impl SockWait {
         let fut = fut.bind(py);
         let result = (|| -> PyResult<()> {
             if fut.call_method0(intern!(py, "done"))?.is_truthy()? {
-                // Cancelled since the fd was reported ready: the done callback cleans up.
-                return Ok(());
+                // Cancelled since the fd was reported ready: stop watching now rather than wait
+                // for the done callback (it finds nothing left to do).
+                return this.unregister(py);
             }
             match this.attempt(py, sock.bind(py), args.bind(py), pos) {
                 Ok(Step::Sent(n)) => {
