@@ -53,8 +53,8 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
         self._core = _oxloop.DatagramCore(
             loop, self, sock, protocol, address, bool(self._extra["peername"])
         )
-        # NOTE: the hot calls go straight to the core's bound methods (no Python frame); the
-        # class methods below stay for documentation, introspection and subclasses.
+        # NOTE: the hot calls go straight to the core's bound methods (no Python frame); a
+        # subclass that overrides them keeps its own.
         if type(self).sendto is DatagramTransport.sendto:
             self.sendto = self._core.sendto
         if type(self).get_write_buffer_size is DatagramTransport.get_write_buffer_size:
