@@ -121,7 +121,10 @@ pub struct SockWait {
 }
 
 /// The `Arc` the loop holds for a [`SockWait`].
-struct Registration(Py<SockWait>);
+struct Registration(
+    /// The pending call; the loop's watch keeps it alive until it is unregistered.
+    Py<SockWait>,
+);
 
 impl NativeWatcher for Registration {
     fn ready(&self, py: Python<'_>, _direction: Direction) -> PyResult<()> {

@@ -85,7 +85,10 @@ pub struct DatagramCore {
 }
 
 /// The `Arc` the loop holds for a [`DatagramCore`].
-struct Registration(Py<DatagramCore>);
+struct Registration(
+    /// The transport core; the loop's watch keeps it alive while reading or flushing.
+    Py<DatagramCore>,
+);
 
 impl NativeWatcher for Registration {
     fn ready(&self, py: Python<'_>, direction: Direction) -> PyResult<()> {
