@@ -313,3 +313,26 @@ def test_cancelled_waiter_closes_socket(loop):
             await asyncio.sleep(0)
 
     loop.run_until_complete(main())
+
+
+def test_sock_calls_refuse_a_transport_socket(on_both):
+    """sock_* on a socket a live transport owns raises RuntimeError, as asyncio does."""
+
+    def scenario(loop):
+        async def main():
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("127.0.0.1", 0))
+            t, p = await loop.create_datagram_endpoint(Recorder, sock=sock)
+            result = "no error"
+            try:
+                await loop.sock_recv(sock, 10)
+            except RuntimeError as exc:
+                result = str(exc).startswith("File descriptor")
+            t.close()
+            await p.lost
+            return result
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox is True
