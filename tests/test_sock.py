@@ -436,3 +436,30 @@ def test_sendfile_peer_gone(on_both):
 
     aio, ox = on_both(scenario)
     assert aio == ox
+
+
+def test_unix_stream_accept_connect_echo(on_both):
+    """AF_UNIX addresses are passed through unresolved, as asyncio does."""
+
+    def scenario(loop):
+        async def main():
+            with tempfile.TemporaryDirectory() as d:
+                path = os.path.join(d, "s.sock")
+                with (
+                    socket.socket(socket.AF_UNIX) as listener,
+                    socket.socket(socket.AF_UNIX) as client,
+                ):
+                    listener.bind(path)
+                    listener.listen()
+                    listener.setblocking(False)
+                    client.setblocking(False)
+                    accept = asyncio.ensure_future(loop.sock_accept(listener))
+                    await loop.sock_connect(client, path)
+                    server, _ = await accept
+                    with server:
+                        data = _payload(200_000)
+                        return await _echo(loop, client, server, data) == data
+
+        return loop.run_until_complete(main())
+
+    assert on_both(scenario) == (True, True)

@@ -336,3 +336,26 @@ def test_sock_calls_refuse_a_transport_socket(on_both):
 
     aio, ox = on_both(scenario)
     assert aio == ox is True
+
+
+def test_unix_local_addr_replaces_stale_socket_file(on_both):
+    def scenario(loop):
+        async def main():
+            with tempfile.TemporaryDirectory() as d:
+                path = os.path.join(d, "stale.sock")
+                with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as old:
+                    old.bind(path)  # closed below: the file stays behind
+                t, p = await loop.create_datagram_endpoint(
+                    Recorder, local_addr=path, family=socket.AF_UNIX
+                )
+                with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as c:
+                    c.sendto(b"unix", path)
+                    await _until(lambda: len(p.events) == 2)
+                t.close()
+                await p.lost
+                return t.get_extra_info("sockname") == path, p.events[1]
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox == (True, ("data", b"unix"))
