@@ -12,12 +12,18 @@
 //! Mirrors `_SelectorDatagramTransport` in `asyncio/selector_events.py`.
 //!
 //! # Implementation
-//! Sends and receives go through the Python socket's `send`/`sendto`/`recvfrom`, which convert
-//! every address family exactly as Python does. The transport owns the socket: the Python class
+//! Sends go through the Python socket's `send`/`sendto`, which convert every address family
+//! exactly as Python does. Receives on an IPv4 socket are a raw `recvfrom` into a per-thread
+//! buffer reused across reads (asyncio allocates `max_size` bytes per read), then one `bytes` of
+//! the datagram's length and the `(host, port)` pair Python would build; other families call the
+//! socket's `recvfrom`. The transport owns the socket: the Python class
 //! closes it in `_call_connection_lost` and calls [`DatagramCore::release`], which drops every
 //! Python object held here and so breaks the transport/core cycle.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
@@ -35,6 +41,44 @@ use crate::sock::{is_fatal, is_retry};
 const MAX_SIZE: usize = 256 * 1024;
 /// Mirrors `asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+
+thread_local! {
+    /// The receive buffer of IPv4 reads, shared by every transport of this thread (a tick reads
+    /// one datagram at a time); `MAX_SIZE` bytes once first used.
+    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `recvfrom` on an IPv4 socket into `buf`: the datagram's length and its sender.
+fn recvfrom_v4(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddrV4)> {
+    let mut addr = libc::sockaddr_in {
+        sin_family: 0,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: 0 },
+        sin_zero: [0; 8],
+    };
+    let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes; `addr` and `len` are live
+    // locals sized for an IPv4 address, which is all an AF_INET socket reports. A stale fd only
+    // makes the kernel answer EBADF.
+    let n = unsafe {
+        libc::recvfrom(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            0,
+            (&mut addr as *mut libc::sockaddr_in).cast(),
+            &mut len,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let ip = Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
+    Ok((
+        n as usize,
+        SocketAddrV4::new(ip, u16::from_be(addr.sin_port)),
+    ))
+}
 
 /// Mutable state of a datagram transport.
 struct UdpState {
@@ -80,6 +124,8 @@ pub struct DatagramCore {
     loop_: Py<PyLoop>,
     /// The socket's fd, the key of its watches.
     fd: RawFd,
+    /// The socket is `AF_INET`: reads take the raw path (see the module docs).
+    ipv4: bool,
     /// Everything else; never borrowed across a call into Python.
     state: GilCell<UdpState>,
 }
@@ -153,6 +199,32 @@ impl DatagramCore {
         let Some((sock, protocol, transport)) = this.objects(py) else {
             return Ok(());
         };
+        if this.ipv4 {
+            let received = READ_BUF.with_borrow_mut(|buf| {
+                buf.resize(MAX_SIZE, 0);
+                recvfrom_v4(this.fd, buf).map(|(n, from)| (PyBytes::new(py, &buf[..n]), from))
+            });
+            match received {
+                Ok((data, from)) => {
+                    let addr = (from.ip().to_string(), from.port());
+                    protocol
+                        .bind(py)
+                        .call_method1(intern!(py, "datagram_received"), (data, addr))?;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => {
+                    let exc = crate::errors::os_error(py, &e);
+                    protocol
+                        .bind(py)
+                        .call_method1(intern!(py, "error_received"), (exc.value(py),))?;
+                }
+            }
+            return Ok(());
+        }
         match sock
             .bind(py)
             .call_method1(intern!(py, "recvfrom"), (MAX_SIZE,))
@@ -318,9 +390,11 @@ impl DatagramCore {
         connected: bool,
     ) -> PyResult<Self> {
         let fd = crate::event_loop::fileobj_to_fd(sock)?;
+        let family: i32 = sock.getattr(intern!(loop_.py(), "family"))?.extract()?;
         Ok(Self {
             loop_: loop_.clone().unbind(),
             fd,
+            ipv4: family == libc::AF_INET,
             state: GilCell::new(UdpState {
                 sock: Some(sock.clone().unbind()),
                 protocol: Some(protocol.clone().unbind()),
