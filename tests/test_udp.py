@@ -359,3 +359,51 @@ def test_unix_local_addr_replaces_stale_socket_file(on_both):
 
     aio, ox = on_both(scenario)
     assert aio == ox == (True, ("data", b"unix"))
+
+
+@pytest.mark.parametrize("kind", ["v4", "v6", "v4-mapped", "unix"])
+def test_sender_address_as_python_builds_it(on_both, kind):
+    """datagram_received gets the sender address exactly as socket.recvfrom would give it."""
+
+    def scenario(loop):
+        async def main():
+            with tempfile.TemporaryDirectory() as d:
+                if kind == "unix":
+                    family, here = socket.AF_UNIX, os.path.join(d, "recv.sock")
+                    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                    sender.bind(os.path.join(d, "send.sock"))
+                elif kind == "v4":
+                    family, here = socket.AF_INET, ("127.0.0.1", 0)
+                    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                else:
+                    family, here = socket.AF_INET6, ("::", 0) if kind == "v4-mapped" else ("::1", 0)
+                    sender = socket.socket(
+                        socket.AF_INET if kind == "v4-mapped" else socket.AF_INET6,
+                        socket.SOCK_DGRAM,
+                    )
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                if kind == "v4-mapped":
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                sock.bind(here)
+                with sender:
+                    t, p = await loop.create_datagram_endpoint(Recorder, sock=sock)
+                    target = sock.getsockname()
+                    if kind == "v4-mapped":
+                        target = ("127.0.0.1", target[1])
+                    got = []
+                    p.datagram_received = lambda data, addr: got.append((data, addr))
+                    sender.sendto(b"who", target)
+                    await _until(lambda: got)
+                    data, addr = got[0]
+                    mine = sender.getsockname()
+                    t.close()
+                    await p.lost
+                    if kind == "unix":
+                        return data, addr == mine, type(addr).__name__
+                    return data, addr[1] == mine[1], (addr[0],) + tuple(addr[2:])
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
+    assert ox[1] is True

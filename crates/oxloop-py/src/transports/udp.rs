@@ -13,17 +13,17 @@
 //!
 //! # Implementation
 //! Sends go through the Python socket's `send`/`sendto`, which convert every address family
-//! exactly as Python does. Receives on an IPv4 socket are a raw `recvfrom` into a per-thread
-//! buffer reused across reads (asyncio allocates `max_size` bytes per read), then one `bytes` of
-//! the datagram's length and the `(host, port)` pair Python would build; other families call the
-//! socket's `recvfrom`. The transport owns the socket: the Python class
+//! exactly as Python does. Receives on an IPv4/IPv6 socket are a raw `recvfrom` into a
+//! per-thread buffer reused across reads (asyncio allocates `max_size` bytes per read), then one
+//! `bytes` of the datagram's length and the address tuple CPython builds (host text from
+//! `inet_ntop`, as CPython's); other families (Unix datagrams) call the socket's `recvfrom`. The transport owns the socket: the Python class
 //! closes it in `_call_connection_lost` and calls [`DatagramCore::release`], which drops every
 //! Python object held here and so breaks the transport/core cycle.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
@@ -43,22 +43,59 @@ const MAX_SIZE: usize = 256 * 1024;
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
 thread_local! {
-    /// The receive buffer of IPv4 reads, shared by every transport of this thread (a tick reads
+    /// The receive buffer of inet reads, shared by every transport of this thread (a tick reads
     /// one datagram at a time); `MAX_SIZE` bytes once first used.
     static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `recvfrom` on an IPv4 socket into `buf`: the datagram's length and its sender.
-fn recvfrom_v4(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddrV4)> {
-    let mut addr = libc::sockaddr_in {
-        sin_family: 0,
-        sin_port: 0,
-        sin_addr: libc::in_addr { s_addr: 0 },
-        sin_zero: [0; 8],
+extern "C" {
+    /// POSIX `inet_ntop` (glibc), the function CPython formats socket addresses with.
+    fn inet_ntop(
+        af: libc::c_int,
+        src: *const libc::c_void,
+        dst: *mut libc::c_char,
+        size: libc::socklen_t,
+    ) -> *const libc::c_char;
+}
+
+/// A datagram's sender, as CPython's `makesockaddr` builds it for an inet socket.
+enum Sender {
+    /// `(host, port)`.
+    V4(String, u16),
+    /// `(host, port, flowinfo, scope_id)`.
+    V6(String, u16, u32, u32),
+}
+
+/// `inet_ntop(AF_INET6, addr)`: the text CPython gives an IPv6 address.
+fn ntop6(addr: &libc::in6_addr) -> String {
+    const INET6_ADDRSTRLEN: usize = 46;
+    let mut out = [0 as libc::c_char; INET6_ADDRSTRLEN];
+    // SAFETY: `addr` is a live in6_addr and `out` a live buffer of the size passed; inet_ntop
+    // writes at most that many bytes, NUL included, or returns NULL.
+    let p = unsafe {
+        inet_ntop(
+            libc::AF_INET6,
+            (addr as *const libc::in6_addr).cast(),
+            out.as_mut_ptr(),
+            INET6_ADDRSTRLEN as libc::socklen_t,
+        )
     };
-    let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes; `addr` and `len` are live
-    // locals sized for an IPv4 address, which is all an AF_INET socket reports. A stale fd only
+    if p.is_null() {
+        return std::net::Ipv6Addr::from(addr.s6_addr).to_string();
+    }
+    // SAFETY: on success inet_ntop wrote a NUL-terminated string into `out`.
+    unsafe { std::ffi::CStr::from_ptr(out.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `recvfrom` on an `AF_INET` or `AF_INET6` socket into `buf`: the datagram's length and sender.
+fn recvfrom_inet(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Sender)> {
+    // SAFETY: sockaddr_storage is plain old data, valid when all zero.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `buf` is a live, writable slice of `buf.len()` bytes; `storage` and `len` are live
+    // locals and `len` is the storage's size, so the kernel never writes past it. A stale fd only
     // makes the kernel answer EBADF.
     let n = unsafe {
         libc::recvfrom(
@@ -66,18 +103,38 @@ fn recvfrom_v4(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddrV4)> {
             buf.as_mut_ptr().cast(),
             buf.len(),
             0,
-            (&mut addr as *mut libc::sockaddr_in).cast(),
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
             &mut len,
         )
     };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    let ip = Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
-    Ok((
-        n as usize,
-        SocketAddrV4::new(ip, u16::from_be(addr.sin_port)),
-    ))
+    let sender = match i32::from(storage.ss_family) {
+        libc::AF_INET6 => {
+            // SAFETY: the kernel reported AF_INET6, so `storage` holds a sockaddr_in6, and
+            // sockaddr_storage is large and aligned enough for any address type.
+            let a = unsafe {
+                &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            Sender::V6(
+                ntop6(&a.sin6_addr),
+                u16::from_be(a.sin6_port),
+                u32::from_be(a.sin6_flowinfo),
+                a.sin6_scope_id,
+            )
+        }
+        _ => {
+            // SAFETY: an AF_INET socket (the only other caller) reports a sockaddr_in, which
+            // sockaddr_storage is large and aligned enough to hold.
+            let a = unsafe {
+                &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Sender::V4(ip.to_string(), u16::from_be(a.sin_port))
+        }
+    };
+    Ok((n as usize, sender))
 }
 
 /// Mutable state of a datagram transport.
@@ -124,8 +181,8 @@ pub struct DatagramCore {
     loop_: Py<PyLoop>,
     /// The socket's fd, the key of its watches.
     fd: RawFd,
-    /// The socket is `AF_INET`: reads take the raw path (see the module docs).
-    ipv4: bool,
+    /// The socket is `AF_INET` or `AF_INET6`: reads take the raw path (see the module docs).
+    inet: bool,
     /// Everything else; never borrowed across a call into Python.
     state: GilCell<UdpState>,
 }
@@ -199,14 +256,19 @@ impl DatagramCore {
         let Some((sock, protocol, transport)) = this.objects(py) else {
             return Ok(());
         };
-        if this.ipv4 {
+        if this.inet {
             let received = READ_BUF.with_borrow_mut(|buf| {
                 buf.resize(MAX_SIZE, 0);
-                recvfrom_v4(this.fd, buf).map(|(n, from)| (PyBytes::new(py, &buf[..n]), from))
+                recvfrom_inet(this.fd, buf).map(|(n, from)| (PyBytes::new(py, &buf[..n]), from))
             });
             match received {
                 Ok((data, from)) => {
-                    let addr = (from.ip().to_string(), from.port());
+                    let addr = match from {
+                        Sender::V4(host, port) => (host, port).into_pyobject(py)?.into_any(),
+                        Sender::V6(host, port, flow, scope) => {
+                            (host, port, flow, scope).into_pyobject(py)?.into_any()
+                        }
+                    };
                     protocol
                         .bind(py)
                         .call_method1(intern!(py, "datagram_received"), (data, addr))?;
@@ -394,7 +456,7 @@ impl DatagramCore {
         Ok(Self {
             loop_: loop_.clone().unbind(),
             fd,
-            ipv4: family == libc::AF_INET,
+            inet: family == libc::AF_INET || family == libc::AF_INET6,
             state: GilCell::new(UdpState {
                 sock: Some(sock.clone().unbind()),
                 protocol: Some(protocol.clone().unbind()),
