@@ -15,6 +15,8 @@ mod ffi;
 mod gil;
 mod handles;
 mod run_once;
+mod sock;
+mod transports;
 
 use pyo3::prelude::*;
 
@@ -24,6 +26,8 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::PyLoop>()?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
+    sock::register(m)?;
+    m.add_class::<transports::udp::DatagramCore>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

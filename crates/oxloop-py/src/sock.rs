@@ -1,0 +1,419 @@
+//! Pending `sock_*` calls: the slow path of `loop.sock_recv` and friends.
+//!
+//! The Python half (`oxloop._sock`) tries the socket call at once, as asyncio does. Only when the
+//! call would block does it ask [`sock_wait`] for a future: a [`SockWait`] is registered with the
+//! loop as a [`NativeWatcher`] on the socket's fd (no Python `Handle`), retries the call each time
+//! the tick reports the fd ready, and resolves the future with the call's result or exception.
+//!
+//! Cancellation safety: the `SockWait` is also the future's done callback. Whenever the future
+//! completes (result, exception or `cancel()`), the registration is removed if it is still the
+//! fd's current watcher, so a cancelled call leaves the socket usable and no stale watcher
+//! behind. Mirrors `_sock_read_done` / `_sock_write_done` in `asyncio/selector_events.py`.
+//!
+//! # Implementation
+//! The retried calls go through the Python socket object's own methods (`recv`, `sendto`, ...):
+//! they take every address family and buffer type Python accepts and raise exactly Python's
+//! exceptions. The measured cost of the method call is small next to the wake-up itself, and the
+//! fast path (the first attempt) is the same code asyncio runs. Only `connect`'s completion check
+//! (`SO_ERROR`) is a raw `getsockopt`.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use pyo3::exceptions::{
+    PyBlockingIOError, PyInterruptedError, PyKeyboardInterrupt, PyOSError, PySystemExit,
+    PyValueError,
+};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PySlice, PyTuple};
+use pyo3::{intern, PyTraverseError};
+
+use crate::event_loop::{Direction, NativeWatcher, PyLoop, Watcher};
+use crate::gil::GilCell;
+
+/// What a pending call retries when its fd is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `sock.recv(*args)`.
+    Recv,
+    /// `sock.recv_into(*args)`.
+    RecvInto,
+    /// `sock.recvfrom(*args)`.
+    RecvFrom,
+    /// `sock.recvfrom_into(*args)`.
+    RecvFromInto,
+    /// `sock.sendto(*args)`.
+    SendTo,
+    /// `sock.send(view[pos:])` until the whole view is sent; `args` is `(view, pos)`.
+    SendAll,
+    /// A non-blocking `connect` in progress; `args` is `(address,)`, used in the error text.
+    Connect,
+    /// `sock.accept()`, the new socket made non-blocking.
+    Accept,
+    /// Nothing to retry: the future gets `None` once the fd is readable.
+    Readable,
+    /// Nothing to retry: the future gets `None` once the fd is writable.
+    Writable,
+}
+
+impl Kind {
+    fn parse(name: &str) -> PyResult<Self> {
+        Ok(match name {
+            "recv" => Kind::Recv,
+            "recv_into" => Kind::RecvInto,
+            "recvfrom" => Kind::RecvFrom,
+            "recvfrom_into" => Kind::RecvFromInto,
+            "sendto" => Kind::SendTo,
+            "sendall" => Kind::SendAll,
+            "connect" => Kind::Connect,
+            "accept" => Kind::Accept,
+            "readable" => Kind::Readable,
+            "writable" => Kind::Writable,
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown sock_wait kind {name:?}"
+                )))
+            }
+        })
+    }
+
+    fn direction(self) -> Direction {
+        match self {
+            Kind::Recv
+            | Kind::RecvInto
+            | Kind::RecvFrom
+            | Kind::RecvFromInto
+            | Kind::Accept
+            | Kind::Readable => Direction::Read,
+            Kind::SendTo | Kind::SendAll | Kind::Connect | Kind::Writable => Direction::Write,
+        }
+    }
+}
+
+/// The Python objects of a pending call.
+struct Parts {
+    /// The future the caller awaits.
+    fut: Py<PyAny>,
+    /// The socket object the call retries on.
+    sock: Py<PyAny>,
+    /// The call's arguments (see [`Kind`]).
+    args: Py<PyTuple>,
+    /// `SendAll` only: how many bytes of the view were sent so far.
+    pos: usize,
+}
+
+/// One pending `sock_*` call, watching its fd through the loop's reactor.
+#[pyclass(frozen, module = "oxloop._oxloop")]
+pub struct SockWait {
+    /// The loop the fd is watched on.
+    loop_: Py<PyLoop>,
+    /// The socket's fd when the call started.
+    fd: RawFd,
+    /// What is retried on readiness.
+    kind: Kind,
+    /// The future, socket and arguments; `None` once the call finished or the GC cleared it.
+    parts: GilCell<Option<Parts>>,
+    /// Data address of the `Arc` registered with the loop, to recognise our own registration
+    /// among the fd's watchers (0 before registration).
+    token: AtomicUsize,
+}
+
+/// The `Arc` the loop holds for a [`SockWait`].
+struct Registration(
+    /// The pending call; the loop's watch keeps it alive until it is unregistered.
+    Py<SockWait>,
+);
+
+impl NativeWatcher for Registration {
+    fn ready(&self, py: Python<'_>, _direction: Direction) -> PyResult<()> {
+        SockWait::ready(self.0.bind(py))
+    }
+
+    fn describe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(self.0.bind(py).clone().into_any())
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.0)
+    }
+}
+
+/// `BlockingIOError` or `InterruptedError`: the call would block, try again when ready.
+pub(crate) fn is_retry(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PyBlockingIOError>(py) || err.is_instance_of::<PyInterruptedError>(py)
+}
+
+/// `SystemExit` or `KeyboardInterrupt`: must stop the loop, never be swallowed.
+pub(crate) fn is_fatal(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
+}
+
+/// `getsockopt(fd, SOL_SOCKET, SO_ERROR)`.
+fn so_error(fd: RawFd) -> std::io::Result<i32> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are live locals of the sizes getsockopt expects for SO_ERROR; a
+    // stale fd only makes the kernel answer EBADF.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(value)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+impl SockWait {
+    /// The fd is ready: retry the call and settle the future if it is done.
+    fn ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let parts = this.parts.borrow(py).as_ref().map(|p| {
+            (
+                p.fut.clone_ref(py),
+                p.sock.clone_ref(py),
+                p.args.clone_ref(py),
+                p.pos,
+            )
+        });
+        let Some((fut, sock, args, pos)) = parts else {
+            return this.unregister(py);
+        };
+        let fut = fut.bind(py);
+        let result = (|| -> PyResult<()> {
+            if fut.call_method0(intern!(py, "done"))?.is_truthy()? {
+                // Cancelled since the fd was reported ready: stop watching now rather than wait
+                // for the done callback (it finds nothing left to do).
+                return this.unregister(py);
+            }
+            match this.attempt(py, sock.bind(py), args.bind(py), pos) {
+                Ok(Step::Sent(n)) => {
+                    if let Some(p) = this.parts.borrow_mut(py).as_mut() {
+                        p.pos = n;
+                    }
+                    Ok(())
+                }
+                Ok(Step::Done(value)) => {
+                    this.unregister(py)?;
+                    fut.call_method1(intern!(py, "set_result"), (value,))
+                        .map(drop)
+                }
+                Err(err) if is_retry(py, &err) => Ok(()),
+                Err(err) if is_fatal(py, &err) => Err(err),
+                Err(err) => {
+                    this.unregister(py)?;
+                    fut.call_method1(intern!(py, "set_exception"), (err.value(py),))
+                        .map(drop)
+                }
+            }
+        })();
+        match result {
+            Ok(()) => Ok(()),
+            Err(err) if is_fatal(py, &err) => Err(err),
+            Err(err) => this.report(py, slf.as_any(), err),
+        }
+    }
+
+    /// One try of the call.
+    fn attempt(
+        &self,
+        py: Python<'_>,
+        sock: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        pos: usize,
+    ) -> PyResult<Step> {
+        let call = |name: &Bound<'_, pyo3::types::PyString>| -> PyResult<Step> {
+            Ok(Step::Done(sock.call_method1(name, args)?.unbind()))
+        };
+        match self.kind {
+            Kind::Recv => call(intern!(py, "recv")),
+            Kind::RecvInto => call(intern!(py, "recv_into")),
+            Kind::RecvFrom => call(intern!(py, "recvfrom")),
+            Kind::RecvFromInto => call(intern!(py, "recvfrom_into")),
+            Kind::SendTo => call(intern!(py, "sendto")),
+            Kind::SendAll => {
+                // Mirrors BaseSelectorEventLoop._sock_sendall.
+                let view = args.get_item(0)?;
+                let len = view.len()?;
+                let rest = view.get_item(PySlice::new(py, pos as isize, isize::MAX, 1))?;
+                let n: usize = sock.call_method1(intern!(py, "send"), (rest,))?.extract()?;
+                let pos = pos + n;
+                if pos >= len {
+                    Ok(Step::Done(py.None()))
+                } else {
+                    Ok(Step::Sent(pos))
+                }
+            }
+            Kind::Connect => {
+                // Mirrors BaseSelectorEventLoop._sock_connect_cb.
+                let err = so_error(self.fd).map_err(|e| crate::errors::os_error(py, &e))?;
+                if err != 0 {
+                    let address = args.get_item(0)?.str()?;
+                    return Err(PyOSError::new_err((
+                        err,
+                        format!("Connect call failed {address}"),
+                    )));
+                }
+                Ok(Step::Done(py.None()))
+            }
+            Kind::Accept => {
+                let pair = sock.call_method0(intern!(py, "accept"))?;
+                let conn = pair.get_item(0)?;
+                if let Err(err) = conn.call_method1(intern!(py, "setblocking"), (false,)) {
+                    // The new socket has no other owner yet: close it rather than leak it.
+                    let _ = conn.call_method0(intern!(py, "close"));
+                    return Err(err);
+                }
+                Ok(Step::Done(pair.unbind()))
+            }
+            Kind::Readable | Kind::Writable => Ok(Step::Done(py.None())),
+        }
+    }
+
+    /// Removes our registration from the loop if it is still the fd's watcher.
+    fn unregister(&self, py: Python<'_>) -> PyResult<()> {
+        let token = self.token.swap(0, Ordering::Relaxed);
+        if token == 0 {
+            return Ok(());
+        }
+        let lp = self.loop_.get();
+        let direction = self.kind.direction();
+        let current = {
+            let st = lp.state.borrow(py);
+            let slot = st.watches.get(&self.fd).and_then(|w| match direction {
+                Direction::Read => w.reader.as_ref(),
+                Direction::Write => w.writer.as_ref(),
+            });
+            matches!(slot, Some(Watcher::Native(n)) if Arc::as_ptr(n) as *const () as usize == token)
+        };
+        if current {
+            lp.unwatch(py, self.fd, direction)?;
+        }
+        Ok(())
+    }
+
+    /// An unexpected error (the future refused its result, say) goes to the exception handler,
+    /// as asyncio's `Handle._run` would send it.
+    fn report(&self, py: Python<'_>, owner: &Bound<'_, PyAny>, err: PyErr) -> PyResult<()> {
+        let context = PyDict::new(py);
+        context.set_item(
+            intern!(py, "message"),
+            format!("Exception in callback {}", owner.repr()?),
+        )?;
+        context.set_item(intern!(py, "exception"), err.value(py))?;
+        self.loop_
+            .bind(py)
+            .call_method1(intern!(py, "call_exception_handler"), (context,))?;
+        Ok(())
+    }
+}
+
+/// The outcome of one try.
+enum Step {
+    /// `SendAll` made progress: this many bytes are sent in total.
+    Sent(usize),
+    /// Finished with this result.
+    Done(Py<PyAny>),
+}
+
+#[pymethods]
+impl SockWait {
+    /// The future's done callback: drop the fd registration (cancellation included).
+    fn __call__(&self, py: Python<'_>, _fut: &Bound<'_, PyAny>) -> PyResult<()> {
+        let parts = self.parts.borrow_mut(py).take();
+        let result = self.unregister(py);
+        drop(parts);
+        result
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let state = if self.parts.borrow(py).is_some() {
+            "pending"
+        } else {
+            "done"
+        };
+        format!("<SockWait {:?} fd={} {state}>", self.kind, self.fd)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        if let Some(parts) = self.parts.try_borrow_in_gc() {
+            if let Some(p) = &*parts {
+                visit.call(&p.fut)?;
+                visit.call(&p.sock)?;
+                visit.call(&p.args)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let parts = self
+                .parts
+                .try_borrow_mut_in_gc(py)
+                .and_then(|mut p| p.take());
+            drop(parts);
+        });
+    }
+}
+
+/// Waits for `fd` (the fileno of `sock`) to be ready for the call `kind` (`"recv"`, `"sendall"`,
+/// ...), retrying it on each readiness; returns the future that gets its result.
+#[pyfunction]
+pub fn sock_wait(
+    loop_: &Bound<'_, PyLoop>,
+    sock: &Bound<'_, PyAny>,
+    fd: RawFd,
+    kind: &str,
+    args: &Bound<'_, PyTuple>,
+) -> PyResult<Py<PyAny>> {
+    let py = loop_.py();
+    let kind = Kind::parse(kind)?;
+    let fut = loop_.call_method0(intern!(py, "create_future"))?;
+    let wait = Py::new(
+        py,
+        SockWait {
+            loop_: loop_.clone().unbind(),
+            fd,
+            kind,
+            parts: GilCell::new(Some(Parts {
+                fut: fut.clone().unbind(),
+                sock: sock.clone().unbind(),
+                args: args.clone().unbind(),
+                pos: if kind == Kind::SendAll {
+                    args.get_item(1)?.extract()?
+                } else {
+                    0
+                },
+            })),
+            token: AtomicUsize::new(0),
+        },
+    )?;
+    let registration: Arc<dyn NativeWatcher> = Arc::new(Registration(wait.clone_ref(py)));
+    wait.get().token.store(
+        Arc::as_ptr(&registration) as *const () as usize,
+        Ordering::Relaxed,
+    );
+    loop_
+        .get()
+        .watch(py, fd, kind.direction(), Watcher::Native(registration))?;
+    fut.call_method1(intern!(py, "add_done_callback"), (wait,))?;
+    Ok(fut.unbind())
+}
+
+/// Adds this module's functions and classes to the extension module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<SockWait>()?;
+    m.add_function(wrap_pyfunction!(sock_wait, m)?)?;
+    Ok(())
+}

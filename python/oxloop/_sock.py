@@ -1,0 +1,589 @@
+"""Socket-level methods of ``oxloop.Loop``: ``sock_*``, ``getaddrinfo``/``getnameinfo``, UDP.
+
+Mixed into ``Loop`` (see ``_loop.py``). Each ``sock_*`` coroutine mirrors CPython's
+``asyncio/selector_events.py`` for the running version: the same checks, then one immediate try of
+the socket call. Only when that would block does the Rust side take over
+(``_oxloop.sock_wait``): the fd is watched by a native reactor watcher, the call is retried on
+readiness, and the future's done callback drops the watch, so cancellation leaves the socket
+usable and nothing registered.
+
+Name resolution never blocks the loop: like asyncio it runs ``socket.getaddrinfo`` in the default
+executor, except when the host is ``None`` or a numeric address literal; those are resolved at once
+in the loop thread with ``AI_NUMERICHOST`` (no DNS can happen), giving ``socket.getaddrinfo``'s own
+result.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import logging
+import os
+import socket
+import stat
+import weakref
+from asyncio import exceptions
+
+from . import _oxloop, _udp
+
+try:
+    import ssl
+except ImportError:  # pragma: no cover - Python built without ssl
+    ssl = None
+
+logger = logging.getLogger("asyncio")
+
+_HAS_IPv6 = hasattr(socket, "AF_INET6")
+# Mirrors asyncio.constants.SENDFILE_FALLBACK_READBUFFER_SIZE.
+_SENDFILE_FALLBACK_READBUFFER_SIZE = 1024 * 256
+_NUMERIC_CHARS = frozenset("0123456789.")
+
+
+def _check_ssl_socket(sock):
+    # Mirrors asyncio.base_events._check_ssl_socket.
+    if ssl is not None and isinstance(sock, ssl.SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
+
+
+def _looks_numeric(host):
+    """True if ``host`` is None or may be a numeric address (getaddrinfo will tell for sure)."""
+    if host is None:
+        return True
+    if isinstance(host, (bytes, bytearray)):
+        try:
+            host = host.decode("ascii")
+        except UnicodeDecodeError:
+            return False
+    if not isinstance(host, str) or not host:
+        return False
+    # Host names never contain ':'; dotted digits cover IPv4 in every form inet_aton takes.
+    return ":" in host or all(c in _NUMERIC_CHARS for c in host)
+
+
+def _ipaddr_info(host, port, family, type, proto, flowinfo=0, scopeid=0):
+    """The addrinfo of an already resolved ``host``, or None if getaddrinfo is needed.
+
+    Same answers as asyncio.base_events._ipaddr_info.
+    """
+    if proto not in {0, socket.IPPROTO_TCP, socket.IPPROTO_UDP} or host is None:
+        return None
+    if type == socket.SOCK_STREAM:
+        proto = socket.IPPROTO_TCP
+    elif type == socket.SOCK_DGRAM:
+        proto = socket.IPPROTO_UDP
+    else:
+        return None
+    if port is None or port == b"" or port == "":
+        port = 0
+    else:
+        try:
+            port = int(port)  # a service name such as "http" needs getaddrinfo
+        except (TypeError, ValueError):
+            return None
+    if family == socket.AF_UNSPEC:
+        families = [socket.AF_INET, socket.AF_INET6] if _HAS_IPv6 else [socket.AF_INET]
+    else:
+        families = [family]
+    if isinstance(host, bytes):
+        host = host.decode("idna")
+    if "%" in host:
+        # inet_pton refuses a zone index ('::1%lo'): let getaddrinfo handle it.
+        return None
+    for af in families:
+        try:
+            socket.inet_pton(af, host)
+        except OSError:
+            continue
+        if _HAS_IPv6 and af == socket.AF_INET6:
+            return af, type, proto, "", (host, port, flowinfo, scopeid)
+        return af, type, proto, "", (host, port)
+    return None
+
+
+class SocketMethods:
+    """``sock_*``, name resolution and datagram endpoints; mixed into ``oxloop.Loop``."""
+
+    __slots__ = ()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _sock_check(self, sock):
+        _check_ssl_socket(sock)
+        if self.get_debug() and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+
+    def _sock_transports(self):
+        # asyncio's loop._transports (fd -> transport), created on first use.
+        transports = self.__dict__.get("_transports")
+        if transports is None:
+            transports = self.__dict__["_transports"] = weakref.WeakValueDictionary()
+        return transports
+
+    def _ensure_fd_no_transport(self, fd):
+        # Mirrors BaseSelectorEventLoop._ensure_fd_no_transport.
+        fileno = fd
+        if not isinstance(fileno, int):
+            try:
+                fileno = int(fileno.fileno())
+            except (AttributeError, TypeError, ValueError):
+                raise ValueError(f"Invalid file object: {fd!r}") from None
+        transports = self.__dict__.get("_transports")
+        transport = transports.get(fileno) if transports is not None else None
+        if transport is not None and not transport.is_closing():
+            raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
+
+    def _sock_wait(self, sock, kind, args=()):
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        return _oxloop.sock_wait(self, sock, fd, kind, args)
+
+    def _stop_serving(self, sock):
+        # Mirrors BaseSelectorEventLoop._stop_serving.
+        self.remove_reader(sock.fileno())
+        sock.close()
+
+    # -- sock_* --------------------------------------------------------------------------------
+
+    async def sock_recv(self, sock, n):
+        """Receive up to ``n`` bytes from ``sock``; return them as bytes."""
+        self._sock_check(sock)
+        try:
+            return sock.recv(n)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(sock, "recv", (n,))
+
+    async def sock_recv_into(self, sock, buf):
+        """Receive data from ``sock`` into the writable buffer ``buf``; return the byte count."""
+        self._sock_check(sock)
+        try:
+            return sock.recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(sock, "recv_into", (buf,))
+
+    async def sock_recvfrom(self, sock, bufsize):
+        """Receive a datagram of up to ``bufsize`` bytes; return ``(data, address)``."""
+        self._sock_check(sock)
+        try:
+            return sock.recvfrom(bufsize)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(sock, "recvfrom", (bufsize,))
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        """Receive a datagram into ``buf``; return ``(nbytes, address)``."""
+        self._sock_check(sock)
+        if not nbytes:
+            nbytes = len(buf)
+        try:
+            return sock.recvfrom_into(buf, nbytes)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(sock, "recvfrom_into", (buf, nbytes))
+
+    async def sock_sendall(self, sock, data):
+        """Send all of ``data`` to the connected ``sock``; return None."""
+        self._sock_check(sock)
+        try:
+            n = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        if n == len(data):
+            return
+        return await self._sock_wait(sock, "sendall", (memoryview(data), n))
+
+    async def sock_sendto(self, sock, data, address):
+        """Send the datagram ``data`` to ``address``; return the number of bytes sent."""
+        self._sock_check(sock)
+        try:
+            return sock.sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            pass
+        return await self._sock_wait(sock, "sendto", (data, 0, address))
+
+    async def sock_connect(self, sock, address):
+        """Connect ``sock`` to ``address`` (resolved first for IPv4/IPv6 sockets)."""
+        self._sock_check(sock)
+        if sock.family == socket.AF_INET or (_HAS_IPv6 and sock.family == socket.AF_INET6):
+            resolved = await self._ensure_resolved(
+                address, family=sock.family, type=sock.type, proto=sock.proto, loop=self
+            )
+            _, _, _, _, address = resolved[0]
+        try:
+            sock.connect(address)
+        except (BlockingIOError, InterruptedError):
+            # A connect interrupted by EINTR goes on in the background: wait for writability.
+            pass
+        else:
+            return None
+        fut = self._sock_wait(sock, "connect", (address,))
+        try:
+            return await fut
+        finally:
+            # Break the cycle through the exception's traceback.
+            fut = None
+
+    async def sock_accept(self, sock):
+        """Accept a connection on the listening ``sock``; return ``(conn, address)``."""
+        self._sock_check(sock)
+        try:
+            conn, address = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return await self._sock_wait(sock, "accept")
+        try:
+            conn.setblocking(False)
+        except BaseException:
+            conn.close()
+            raise
+        return conn, address
+
+    # -- sendfile ------------------------------------------------------------------------------
+
+    async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
+        """Send ``file`` over ``sock`` with ``os.sendfile``, or read-and-send if unavailable."""
+        if self.get_debug() and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        _check_ssl_socket(sock)
+        self._check_sendfile_params(sock, file, offset, count)
+        try:
+            return await self._sock_sendfile_native(sock, file, offset, count)
+        except exceptions.SendfileNotAvailableError:
+            if not fallback:
+                raise
+        return await self._sock_sendfile_fallback(sock, file, offset, count)
+
+    def _check_sendfile_params(self, sock, file, offset, count):
+        # Mirrors BaseEventLoop._check_sendfile_params.
+        if "b" not in getattr(file, "mode", "b"):
+            raise ValueError("file should be opened in binary mode")
+        if not sock.type == socket.SOCK_STREAM:
+            raise ValueError("only SOCK_STREAM type sockets are supported")
+        if count is not None:
+            if not isinstance(count, int):
+                raise TypeError(f"count must be a positive integer (got {count!r})")
+            if count <= 0:
+                raise ValueError(f"count must be a positive integer (got {count!r})")
+        if not isinstance(offset, int):
+            raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
+        if offset < 0:
+            raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
+
+    async def _sock_sendfile_native(self, sock, file, offset, count):
+        # Mirrors _UnixSelectorEventLoop._sock_sendfile_native, as a loop over os.sendfile that
+        # waits for writability between chunks (through the native watcher).
+        if not hasattr(os, "sendfile"):
+            raise exceptions.SendfileNotAvailableError("os.sendfile() is not available")
+        try:
+            fileno = file.fileno()
+        except (AttributeError, io.UnsupportedOperation):
+            raise exceptions.SendfileNotAvailableError("not a regular file")
+        try:
+            fsize = os.fstat(fileno).st_size
+        except OSError:
+            raise exceptions.SendfileNotAvailableError("not a regular file")
+        blocksize = count if count else fsize
+        if not blocksize:
+            return 0  # empty file
+        fd = sock.fileno()
+        total_sent = 0
+        first = True
+        try:
+            while True:
+                if count:
+                    blocksize = count - total_sent
+                    if blocksize <= 0:
+                        return total_sent
+                try:
+                    sent = os.sendfile(fd, fileno, offset, blocksize)
+                except (BlockingIOError, InterruptedError):
+                    sent = None
+                except OSError as exc:
+                    if total_sent == 0:
+                        # Not an mmap-able file, say: the caller falls back to plain send().
+                        raise exceptions.SendfileNotAvailableError("os.sendfile call failed")
+                    if (
+                        not first
+                        and exc.errno == errno.ENOTCONN
+                        and type(exc) is not ConnectionError
+                    ):
+                        # The peer went away mid-transfer: the same error on every POSIX system.
+                        raise ConnectionError("socket is not connected", errno.ENOTCONN) from exc
+                    raise
+                if sent == 0:
+                    return total_sent  # EOF
+                if sent is not None:
+                    offset += sent
+                    total_sent += sent
+                first = False
+                await self._sock_wait(sock, "writable")
+        finally:
+            if total_sent > 0:
+                os.lseek(fileno, offset, os.SEEK_SET)
+
+    async def _sock_sendfile_fallback(self, sock, file, offset, count):
+        # Mirrors BaseEventLoop._sock_sendfile_fallback.
+        if offset:
+            file.seek(offset)
+        blocksize = (
+            min(count, _SENDFILE_FALLBACK_READBUFFER_SIZE)
+            if count
+            else _SENDFILE_FALLBACK_READBUFFER_SIZE
+        )
+        buf = bytearray(blocksize)
+        total_sent = 0
+        try:
+            while True:
+                if count:
+                    blocksize = min(count - total_sent, blocksize)
+                    if blocksize <= 0:
+                        break
+                view = memoryview(buf)[:blocksize]
+                read = await self.run_in_executor(None, file.readinto, view)
+                if not read:
+                    break  # EOF
+                await self.sock_sendall(sock, view[:read])
+                total_sent += read
+            return total_sent
+        finally:
+            if total_sent > 0 and hasattr(file, "seek"):
+                file.seek(offset + total_sent)
+
+    # -- name resolution -----------------------------------------------------------------------
+
+    def _getaddrinfo_debug(self, host, port, family, type, proto, flags):
+        # Mirrors BaseEventLoop._getaddrinfo_debug.
+        msg = [f"{host}:{port!r}"]
+        if family:
+            msg.append(f"family={family!r}")
+        if type:
+            msg.append(f"type={type!r}")
+        if proto:
+            msg.append(f"proto={proto!r}")
+        if flags:
+            msg.append(f"flags={flags!r}")
+        msg = ", ".join(msg)
+        logger.debug("Get address info %s", msg)
+        t0 = self.time()
+        addrinfo = socket.getaddrinfo(host, port, family, type, proto, flags)
+        dt = self.time() - t0
+        msg = f"Getting address info {msg} took {dt * 1e3:.3f}ms: {addrinfo!r}"
+        if dt >= self.slow_callback_duration:
+            logger.info(msg)
+        else:
+            logger.debug(msg)
+        return addrinfo
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        """``socket.getaddrinfo`` without blocking the loop."""
+        if self.get_debug():
+            func = self._getaddrinfo_debug
+        else:
+            func = socket.getaddrinfo
+            if not flags & socket.AI_CANONNAME and _looks_numeric(host):
+                try:
+                    return socket.getaddrinfo(
+                        host, port, family, type, proto, flags | socket.AI_NUMERICHOST
+                    )
+                except Exception:  # noqa: BLE001, S110 - the executor call below decides
+                    pass  # not numeric after all, or an error the executor call reproduces
+        return await self.run_in_executor(None, func, host, port, family, type, proto, flags)
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        """``socket.getnameinfo`` without blocking the loop."""
+        numeric = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+        if flags & numeric == numeric:
+            # Neither a host nor a service lookup can happen: answer at once.
+            return socket.getnameinfo(sockaddr, flags)
+        return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
+
+    async def _ensure_resolved(
+        self, address, *, family=0, type=socket.SOCK_STREAM, proto=0, flags=0, loop
+    ):
+        # Mirrors BaseEventLoop._ensure_resolved.
+        host, port = address[:2]
+        info = _ipaddr_info(host, port, family, type, proto, *address[2:])
+        if info is not None:
+            return [info]
+        return await loop.getaddrinfo(
+            host, port, family=family, type=type, proto=proto, flags=flags
+        )
+
+    # -- UDP -----------------------------------------------------------------------------------
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        return _udp.DatagramTransport(self, sock, protocol, address, waiter, extra)
+
+    async def create_datagram_endpoint(
+        self,
+        protocol_factory,
+        local_addr=None,
+        remote_addr=None,
+        *,
+        family=0,
+        proto=0,
+        flags=0,
+        reuse_port=None,
+        allow_broadcast=None,
+        sock=None,
+    ):
+        """Create a datagram endpoint; return ``(transport, protocol)``.
+
+        Same arguments and checks as asyncio's (``reuse_address`` is refused, as in 3.11+).
+        """
+        # Mirrors BaseEventLoop.create_datagram_endpoint.
+        if sock is not None:
+            if sock.type != socket.SOCK_DGRAM:
+                raise ValueError(f"A UDP Socket was expected, got {sock!r}")
+            if (
+                local_addr
+                or remote_addr
+                or family
+                or proto
+                or flags
+                or reuse_port
+                or allow_broadcast
+            ):
+                opts = {
+                    "local_addr": local_addr,
+                    "remote_addr": remote_addr,
+                    "family": family,
+                    "proto": proto,
+                    "flags": flags,
+                    "reuse_port": reuse_port,
+                    "allow_broadcast": allow_broadcast,
+                }
+                problems = ", ".join(f"{k}={v}" for k, v in opts.items() if v)
+                raise ValueError(
+                    "socket modifier keyword arguments can not be used "
+                    f"when sock is specified. ({problems})"
+                )
+            sock.setblocking(False)
+            r_addr = None
+        else:
+            if not (local_addr or remote_addr):
+                if family == 0:
+                    raise ValueError("unexpected address family")
+                addr_pairs_info = (((family, proto), (None, None)),)
+            elif hasattr(socket, "AF_UNIX") and family == socket.AF_UNIX:
+                for addr in (local_addr, remote_addr):
+                    if addr is not None and not isinstance(addr, str):
+                        raise TypeError("string is expected")
+                if local_addr and local_addr[0] not in (0, "\x00"):
+                    try:
+                        if stat.S_ISSOCK(os.stat(local_addr).st_mode):
+                            os.remove(local_addr)
+                    except FileNotFoundError:
+                        pass
+                    except OSError as err:
+                        # The directory may only allow creating the socket.
+                        logger.error(
+                            "Unable to check or remove stale UNIX socket %r: %r", local_addr, err
+                        )
+                addr_pairs_info = (((family, proto), (local_addr, remote_addr)),)
+            else:
+                # (family, proto) -> [local address, remote address], in resolution order.
+                addr_infos = {}
+                for idx, addr in ((0, local_addr), (1, remote_addr)):
+                    if addr is None:
+                        continue
+                    if not (isinstance(addr, tuple) and len(addr) == 2):
+                        raise TypeError("2-tuple is expected")
+                    infos = await self._ensure_resolved(
+                        addr,
+                        family=family,
+                        type=socket.SOCK_DGRAM,
+                        proto=proto,
+                        flags=flags,
+                        loop=self,
+                    )
+                    if not infos:
+                        raise OSError("getaddrinfo() returned empty list")
+                    for fam, _, pro, _, address in infos:
+                        addr_infos.setdefault((fam, pro), [None, None])[idx] = address
+                # Each (family, proto) needs an address for every side that was asked for.
+                addr_pairs_info = [
+                    (key, pair)
+                    for key, pair in addr_infos.items()
+                    if not ((local_addr and pair[0] is None) or (remote_addr and pair[1] is None))
+                ]
+                if not addr_pairs_info:
+                    raise ValueError("can not get address information")
+
+            exceptions_ = []
+            for (af, pro), (local_address, remote_address) in addr_pairs_info:
+                sock = None
+                r_addr = None
+                try:
+                    sock = socket.socket(family=af, type=socket.SOCK_DGRAM, proto=pro)
+                    if reuse_port:
+                        _udp.set_reuseport(sock)
+                    if allow_broadcast:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+                    sock.setblocking(False)
+                    if local_addr:
+                        sock.bind(local_address)
+                    if remote_addr:
+                        if not allow_broadcast:
+                            await self.sock_connect(sock, remote_address)
+                        r_addr = remote_address
+                except OSError as exc:
+                    if sock is not None:
+                        sock.close()
+                    exceptions_.append(exc)
+                except BaseException:
+                    if sock is not None:
+                        sock.close()
+                    raise
+                else:
+                    break
+            else:
+                raise exceptions_[0]
+
+        protocol = protocol_factory()
+        waiter = self.create_future()
+        transport = self._make_datagram_transport(sock, protocol, r_addr, waiter)
+        if self.get_debug():
+            if local_addr:
+                logger.info(
+                    "Datagram endpoint local_addr=%r remote_addr=%r created: (%r, %r)",
+                    local_addr,
+                    remote_addr,
+                    transport,
+                    protocol,
+                )
+            else:
+                logger.debug(
+                    "Datagram endpoint remote_addr=%r created: (%r, %r)",
+                    remote_addr,
+                    transport,
+                    protocol,
+                )
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        return transport, protocol
+
+
+def _mirror_qualnames(cls):
+    """Gives each public method the qualified name of the asyncio method it mirrors, so argument
+    errors read the same (``BaseEventLoop.create_datagram_endpoint() got an unexpected keyword
+    argument ...``)."""
+    from asyncio import base_events, selector_events
+
+    owners = (selector_events.BaseSelectorEventLoop, base_events.BaseEventLoop)
+    for name, func in vars(cls).items():
+        code = getattr(func, "__code__", None)
+        if name.startswith("_") or code is None or not hasattr(code, "co_qualname"):
+            continue
+        owner = next((o for o in owners if name in vars(o)), None)
+        if owner is not None:
+            # NOTE: only the code object's name changes; the method stays oxloop's.
+            qualname = f"{owner.__name__}.{name}"
+            func.__code__ = code.replace(co_qualname=qualname)
+            func.__qualname__ = qualname
+
+
+_mirror_qualnames(SocketMethods)

@@ -1,0 +1,146 @@
+"""``loop.getaddrinfo`` / ``loop.getnameinfo``: the same answers as the ``socket`` module.
+
+A table of a few hundred argument combinations (localhost, numeric IPv4/IPv6 with scope ids, empty
+and None hosts, None / numeric / service-name ports, families, types, protocols and flags) is
+resolved by ``socket.getaddrinfo`` and by each loop; results, or exception types and texts, must
+be identical. Nothing leaves the machine: every host is local or numeric.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import threading
+
+import pytest
+
+HOSTS = [
+    None,
+    "",
+    "localhost",
+    "127.0.0.1",
+    "127.1",
+    "::1",
+    "::ffff:127.0.0.1",
+    "fe80::1%lo",
+    b"127.0.0.1",
+    "0.0.0.0",
+    "::",
+]
+PORTS = [None, 0, 80, "80", "http", b"https", "", "no-such-service-xyz"]
+FAMILIES = [0, socket.AF_INET, socket.AF_INET6]
+TYPES = [0, socket.SOCK_STREAM, socket.SOCK_DGRAM]
+FLAGS = [
+    0,
+    socket.AI_PASSIVE,
+    socket.AI_NUMERICHOST,
+    socket.AI_CANONNAME,
+    socket.AI_PASSIVE | socket.AI_NUMERICSERV,
+]
+
+
+def _table():
+    rows = []
+    for host, port in itertools.product(HOSTS, PORTS):
+        rows.append((host, port, 0, 0, 0, 0))
+    for host, family, type_, flags in itertools.product(HOSTS, FAMILIES, TYPES, FLAGS):
+        rows.append((host, 443, family, type_, 0, flags))
+    # Protocols, including a mismatching one, and an unknown family.
+    for host in ("127.0.0.1", "::1", "localhost", None):
+        for proto in (socket.IPPROTO_TCP, socket.IPPROTO_UDP, 12345):
+            rows.append((host, 7, 0, 0, proto, 0))
+        rows.append((host, 7, 12345, 0, 0, 0))
+    # Out-of-range and odd ports.
+    for port in (65535, 65536, -1, 2.5, "99999"):
+        rows.append(("127.0.0.1", port, 0, socket.SOCK_STREAM, 0, 0))
+    return rows
+
+
+TABLE = _table()
+
+
+def _expected(args):
+    try:
+        return "ok", socket.getaddrinfo(*args)
+    except Exception as exc:  # noqa: BLE001 - the outcome is what is compared
+        return type(exc).__name__, str(exc)
+
+
+def test_table_is_large_enough():
+    assert len(TABLE) >= 300
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_getaddrinfo_matches_socket_module(loop, debug):
+    loop.set_debug(debug)
+
+    async def one(host, port, family, type_, proto, flags):
+        try:
+            return "ok", await loop.getaddrinfo(
+                host, port, family=family, type=type_, proto=proto, flags=flags
+            )
+        except Exception as exc:  # noqa: BLE001
+            return type(exc).__name__, str(exc)
+
+    async def main():
+        return await asyncio.gather(*(one(*args) for args in TABLE))
+
+    got = loop.run_until_complete(main())
+    mismatches = [
+        (args, want, have)
+        for args, want, have in zip(TABLE, map(_expected, TABLE), got)
+        if want != have
+    ]
+    assert not mismatches[:5], f"{len(mismatches)} mismatches, first: {mismatches[:5]}"
+
+
+def test_numeric_host_needs_no_thread(loop, monkeypatch):
+    """A numeric host or None is answered in the loop thread, with no executor."""
+    if type(loop).__module__.startswith("asyncio"):
+        pytest.skip("asyncio always uses the executor")
+    loop.set_debug(False)  # debug mode goes through the executor to log as asyncio does
+    callers = []
+    real = socket.getaddrinfo
+
+    def spy(*args, **kwargs):
+        callers.append(threading.current_thread() is threading.main_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", spy)
+
+    async def main():
+        for host in (None, "127.0.0.1", "::1", "fe80::1%lo"):
+            await loop.getaddrinfo(host, 80, type=socket.SOCK_STREAM)
+
+    loop.run_until_complete(main())
+    assert callers == [True] * 4
+    assert loop._default_executor is None
+
+
+NAMEINFO = [
+    (("127.0.0.1", 80), 0),
+    (("127.0.0.1", 80), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV),
+    (("127.0.0.1", 80), socket.NI_NUMERICSERV),
+    (("::1", 443, 0, 0), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV),
+    (("::1", 443, 0, 0), socket.NI_DGRAM | socket.NI_NUMERICHOST),
+    (("127.0.0.1", 70000), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV),
+    (("127.0.0.1",), 0),
+    ("not a tuple", 0),
+]
+
+
+@pytest.mark.parametrize("sockaddr, flags", NAMEINFO)
+def test_getnameinfo_matches_socket_module(loop, sockaddr, flags):
+    try:
+        want = "ok", socket.getnameinfo(sockaddr, flags)
+    except Exception as exc:  # noqa: BLE001
+        want = type(exc).__name__, str(exc)
+
+    async def main():
+        try:
+            return "ok", await loop.getnameinfo(sockaddr, flags)
+        except Exception as exc:  # noqa: BLE001
+            return type(exc).__name__, str(exc)
+
+    assert loop.run_until_complete(main()) == want
