@@ -58,12 +58,16 @@ $(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
 	done
 	touch $(BENCH_STAMP)
 
+.PHONY: native-echo
+native-echo: ## Build the pure-Rust echo server (the benchmark's native ceiling)
+	cargo build --release --quiet --example echo_server -p oxloop-core
+
 .PHONY: bench
-bench: build $(BENCH_STAMP) ## Full side-by-side benchmark, about 10 min (writes benchmarks/README.md)
+bench: build native-echo $(BENCH_STAMP) ## Full side-by-side benchmark, about 10 min (writes benchmarks/README.md)
 	$(PY) benchmarks/run.py
 
 .PHONY: bench-quick
-bench-quick: build $(BENCH_STAMP) ## Quick benchmark run, under 2 min (fewer repetitions, less work)
+bench-quick: build native-echo $(BENCH_STAMP) ## Quick benchmark run, under 2 min (fewer repetitions, less work)
 	$(PY) benchmarks/run.py --quick
 
 .PHONY: lint

@@ -11,8 +11,16 @@ import asyncio
 import importlib
 import platform
 
-# Column order of every table: the baseline first, oxloop last.
-LOOPS = ("asyncio", "uvloop", "rloop", "rsloop", "oxloop")
+import os
+
+# Column order of every table: the baseline first, oxloop, then the native ceiling.
+LOOPS = ("asyncio", "uvloop", "rloop", "rsloop", "oxloop", "native")
+
+# "native" is no Python loop: the echo rows' ceiling, the same echo service in Rust on
+# oxloop-core's reactor (crates/oxloop-core/examples/echo_server.rs, built by `make native-echo`).
+NATIVE_ECHO = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "target", "release", "examples", "echo_server"
+)
 
 
 def _version(name: str) -> str:
@@ -28,6 +36,8 @@ def _version(name: str) -> str:
 
 def factory(name: str):
     """Return a zero-argument callable that makes a new loop of ``name``."""
+    if name == "native":
+        raise ImportError("the native ceiling runs echo servers only")
     if name == "asyncio":
         return asyncio.new_event_loop
     module = importlib.import_module(name)
@@ -38,6 +48,14 @@ def probe() -> dict:
     """For each loop: its version, or why it cannot be used ("not installed: ...")."""
     found = {}
     for name in LOOPS:
+        if name == "native":
+            ok = os.access(NATIVE_ECHO, os.X_OK)
+            found[name] = (
+                {"ok": True, "version": "Rust echo on oxloop-core, no Python"}
+                if ok
+                else {"ok": False, "error": "not built: make native-echo"}
+            )
+            continue
         try:
             loop = factory(name)()
             loop.close()

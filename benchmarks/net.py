@@ -120,6 +120,11 @@ def _stats() -> dict:
 
 
 def serve(loop_name: str, kind: str, family: str, address: str) -> None:
+    if loop_name == "native":
+        # The same echo service in Rust, same control protocol: the ceiling for every kind.
+        from loops import NATIVE_ECHO
+
+        os.execv(NATIVE_ECHO, [NATIVE_ECHO, family, address])
     try:
         loop = factory(loop_name)()
         asyncio.set_event_loop(loop)

@@ -1,0 +1,167 @@
+//! The native ceiling of the echo benchmark: the same echo service as `benchmarks/net.py`'s
+//! servers, written in Rust on oxloop-core's reactor with no Python at all.
+//!
+//! `echo_server tcp ADDRESS` listens on 127.0.0.1 (a free port) or `echo_server unix PATH`. It
+//! speaks net.py's control protocol: prints `READY <json address>`, then on stdin answers `stats`
+//! with `STATS {"user": s, "sys": s, "maxrss_kib": n}` and stops on `quit` or end of input.
+//! Like asyncio's transports it reads at most 100 KiB per readiness event, writes at once, buffers
+//! the rest and waits for writability only while a buffer is pending.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, Read, Write};
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixListener;
+
+use oxloop_core::reactor::{Interest, Reactor};
+
+const READ_SIZE: usize = 102_400;
+
+/// A connected peer.
+struct Conn {
+    /// The socket.
+    stream: Box<dyn Stream>,
+    /// Bytes read but not yet written back.
+    pending: Vec<u8>,
+}
+
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    fn fd(&self) -> RawFd {
+        match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix(l) => l.as_raw_fd(),
+        }
+    }
+
+    /// Accepts one connection, non-blocking, with TCP_NODELAY as asyncio sets it.
+    fn accept(&self) -> io::Result<(RawFd, Box<dyn Stream>)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept()?;
+                s.set_nonblocking(true)?;
+                s.set_nodelay(true)?;
+                Ok((s.as_raw_fd(), Box::new(s)))
+            }
+            Listener::Unix(l) => {
+                let (s, _) = l.accept()?;
+                s.set_nonblocking(true)?;
+                Ok((s.as_raw_fd(), Box::new(s)))
+            }
+        }
+    }
+}
+
+fn stats() -> String {
+    // SAFETY: getrusage writes into the zeroed struct we pass; RUSAGE_SELF is always valid.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
+    format!(
+        "{{\"user\": {}, \"sys\": {}, \"maxrss_kib\": {}}}",
+        secs(ru.ru_utime),
+        secs(ru.ru_stime),
+        ru.ru_maxrss
+    )
+}
+
+fn main() -> io::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (family, address) = match args.as_slice() {
+        [_, f, a] => (f.as_str(), a.as_str()),
+        _ => {
+            eprintln!("usage: echo_server tcp|unix ADDRESS");
+            std::process::exit(2);
+        }
+    };
+    let (listener, bound) = if family == "tcp" {
+        let l = TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        (Listener::Tcp(l), format!("[\"127.0.0.1\", {port}]"))
+    } else {
+        (Listener::Unix(UnixListener::bind(address)?), format!("\"{address}\""))
+    };
+    match &listener {
+        Listener::Tcp(l) => l.set_nonblocking(true)?,
+        Listener::Unix(l) => l.set_nonblocking(true)?,
+    }
+
+    let mut reactor = Reactor::new()?;
+    let readable = Interest { readable: true, writable: false };
+    reactor.set_interest(listener.fd(), readable)?;
+    let stdin_fd = io::stdin().as_raw_fd();
+    reactor.set_interest(stdin_fd, readable)?;
+    let mut conns: HashMap<RawFd, Conn> = HashMap::new();
+    let mut buf = vec![0u8; READ_SIZE];
+    let mut stdin = io::stdin().lock();
+    println!("READY {bound}");
+    io::stdout().flush()?;
+
+    loop {
+        let events = match reactor.poll(None) {
+            Ok(ev) => ev.to_vec(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        for ev in events {
+            if ev.fd == stdin_fd {
+                let mut line = String::new();
+                if stdin.read_line(&mut line)? == 0 || line.trim() == "quit" {
+                    return Ok(());
+                }
+                if line.trim() == "stats" {
+                    println!("STATS {}", stats());
+                    io::stdout().flush()?;
+                }
+            } else if ev.fd == listener.fd() {
+                while let Ok((fd, stream)) = listener.accept() {
+                    reactor.set_interest(fd, readable)?;
+                    conns.insert(fd, Conn { stream, pending: Vec::new() });
+                }
+            } else if let Some(conn) = conns.get_mut(&ev.fd) {
+                let mut close = false;
+                if ev.writable && !conn.pending.is_empty() {
+                    match conn.stream.write(&conn.pending) {
+                        Ok(n) => {
+                            conn.pending.drain(..n);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => close = true,
+                    }
+                }
+                if ev.readable && !close {
+                    match conn.stream.read(&mut buf) {
+                        Ok(0) => close = true,
+                        Ok(n) if conn.pending.is_empty() => match conn.stream.write(&buf[..n]) {
+                            Ok(w) => conn.pending.extend_from_slice(&buf[w..n]),
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                conn.pending.extend_from_slice(&buf[..n])
+                            }
+                            Err(_) => close = true,
+                        },
+                        Ok(n) => conn.pending.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => close = true,
+                    }
+                }
+                if close {
+                    reactor.remove(ev.fd);
+                    conns.remove(&ev.fd);
+                } else {
+                    let want = Interest { readable: true, writable: !conn.pending.is_empty() };
+                    reactor.set_interest(ev.fd, want)?;
+                }
+            }
+        }
+    }
+}
