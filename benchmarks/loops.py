@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import platform
-
 import os
+import platform
 
 # Column order of every table: the baseline first, oxloop, then the native ceiling.
 LOOPS = ("asyncio", "uvloop", "rloop", "rsloop", "oxloop", "native")

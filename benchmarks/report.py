@@ -211,7 +211,9 @@ def markdown(data: dict, json_path: str, chart_path: str | None) -> str:
         lines += ["", "Server CPU µs per request, ratio vs asyncio / vs uvloop (higher is better):"]
         lines += ["", *_ratio_table(summary, echo_rows, echo_loops, "cpu_us"), ""]
         lines += ["Server CPU utilisation and server peak RSS in MiB (medians):", ""]
-        lines += _pair_table(summary, echo_rows, echo_loops, ("cpu_util", "CPU", _short_cell, _fmt_pct))
+        lines += _pair_table(
+            summary, echo_rows, echo_loops, ("cpu_util", "CPU", _short_cell, _fmt_pct)
+        )
         lines.append("")
     lines += _problems(data)
     return "\n".join(lines)
