@@ -56,6 +56,9 @@ $(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
 		$(PIP) install -q "$$req" >> $(VENV)/bench-pip.log 2>&1 \
 			|| echo "bench: $$req not installed (see $(VENV)/bench-pip.log)"; \
 	done
+	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null 2>&1 \
+		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1) \
+		|| echo "bench: wrk not installed (the HTTP row will show an error cell)"
 	touch $(BENCH_STAMP)
 
 .PHONY: native-echo

@@ -7,6 +7,9 @@ on the loop under test, ``protocol`` (``create_server`` + ``asyncio.Protocol``),
 or ``ERROR <json>`` on stdout, then answers its stdin: ``stats`` prints its own ``getrusage`` (all
 threads: user + system CPU, peak RSS), ``quit`` stops the loop.
 
+``http`` is an HTTP/1.1 keep-alive server on ``create_server`` + httptools (TCP only), driven by
+``wrk`` from the orchestrator.
+
 Client (``python net.py client FAMILY ADDRESS SIZE CONNS REQUESTS WARMUP``): always CPython's own
 asyncio loop, whatever loop the server runs. CONNS connections each ping-pong messages of SIZE bytes
 and compare every echoed byte with what was sent. After WARMUP requests it prints ``WARM`` and waits
@@ -45,6 +48,34 @@ class EchoProtocol(asyncio.Protocol):
         self.transport.write(data)
 
 
+_HTTP_BODY = b"Hello, World!" * 8
+_HTTP_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+    + str(len(_HTTP_BODY)).encode()
+    + b"\r\nConnection: keep-alive\r\n\r\n"
+    + _HTTP_BODY
+)
+
+
+class HttpProtocol(asyncio.Protocol):
+    """HTTP/1.1 keep-alive on Protocol + httptools, as uvloop's HTTP benchmark server does."""
+
+    def connection_made(self, transport):
+        import httptools
+
+        self.transport = transport
+        self.parser = httptools.HttpRequestParser(self)
+
+    def data_received(self, data):
+        try:
+            self.parser.feed_data(data)
+        except Exception:  # noqa: BLE001 - a malformed request ends the connection
+            self.transport.close()
+
+    def on_message_complete(self):
+        self.transport.write(_HTTP_RESPONSE)
+
+
 async def _stream_echo(reader, writer):
     while True:
         data = await reader.read(READ_SIZE)
@@ -79,6 +110,9 @@ def _listening_socket(family: str, address: str) -> socket.socket:
 
 async def start_server(loop, kind: str, family: str, address: str):
     """Start the echo server; return (address clients connect to, objects to keep alive)."""
+    if kind == "http":
+        server = await loop.create_server(HttpProtocol, "127.0.0.1", 0)
+        return _bound(server.sockets[0], family), server
     if kind in ("protocol", "streams"):
         if kind == "protocol":
             tcp, unix, handler = loop.create_server, loop.create_unix_server, EchoProtocol

@@ -22,6 +22,7 @@ import os
 import re
 import select
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,6 +46,9 @@ ECHO_KINDS = ("protocol", "streams", "sock")
 ECHO_FAMILIES = ("tcp", "unix")
 ECHO_SIZES = ((1024, 12_000), (100 * 1024, 3_000))
 ECHO_CONNS = 4
+# HTTP keep-alive row: wrk with this many connections on one thread, for this long.
+HTTP_CONNS = 32
+HTTP_SECONDS = (2, 5)  # quick, full
 
 
 def _last_result(stdout: str):
@@ -220,6 +224,61 @@ def run_echo(loop: str, kind: str, family: str, size: int, requests: int, tmp: s
     }
 
 
+def run_http(loop: str, seconds: int, tmp: str) -> dict:
+    """One HTTP cell: the httptools server on ``loop``, wrk as the load, server CPU around it."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return {"ok": False, "error": "wrk not installed (Debian package wrk)", "traceback": ""}
+    deadline = time.monotonic() + CELL_TIMEOUT
+    server = None
+    try:
+        server = Child("server", ["server", loop, "http", "tcp", os.path.join(tmp, "unused")])
+        host, port = json.loads(server.expect("READY", deadline))
+        url = f"http://{host}:{port}/"
+        # Warm-up, not measured.
+        subprocess.run(
+            [wrk, "-t1", f"-c{HTTP_CONNS}", "-d1s", url], capture_output=True, timeout=30
+        )
+        server.send("stats")
+        before = json.loads(server.expect("STATS", deadline))
+        t0 = time.perf_counter()
+        out = subprocess.run(
+            [wrk, "-t1", f"-c{HTTP_CONNS}", f"-d{seconds}s", url],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+        ).stdout
+        wall = time.perf_counter() - t0
+        server.send("stats")
+        after = json.loads(server.expect("STATS", deadline))
+    except CellError as exc:
+        return {"ok": False, **exc.args[0]}
+    finally:
+        if server is not None:
+            server.stop()
+    done = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    if done is None or bad or errors:
+        return {
+            "ok": False,
+            "error": "wrk: " + (out.strip().splitlines() or ["no output"])[-1],
+            "traceback": out,
+        }
+    requests = int(done.group(1))
+    wrk_wall = float(done.group(2)) / (1000.0 if done.group(3) == "ms" else 1.0)
+    user, sys_ = after["user"] - before["user"], after["sys"] - before["sys"]
+    return {
+        "ok": True,
+        "requests": requests,
+        "wall": wrk_wall or wall,
+        "server_cpu": user + sys_,
+        "server_user": user,
+        "server_sys": sys_,
+        "server_maxrss_kib": after["maxrss_kib"],
+    }
+
+
 def plan(quick: bool, only: str | None) -> list[dict]:
     """The benchmark rows of this run, in table order."""
     rows = []
@@ -249,12 +308,26 @@ def plan(quick: bool, only: str | None) -> list[dict]:
                         "conns": ECHO_CONNS,
                     }
                 )
+    rows.append(
+        {
+            "name": "http_keepalive_tcp",
+            "group": "echo",
+            "unit": "request",
+            "kind": "http",
+            "family": "tcp",
+            "seconds": HTTP_SECONDS[0] if quick else HTTP_SECONDS[1],
+            "n": 0,
+            "conns": HTTP_CONNS,
+        }
+    )
     if only:
         rows = [r for r in rows if re.search(only, r["name"])]
     return rows
 
 
 def run_cell(row: dict, loop: str, tmp: str) -> dict:
+    if row.get("kind") == "http":
+        return run_http(loop, row["seconds"], tmp)
     if row["group"] == "micro":
         return run_worker(["micro", loop, row["name"], str(row["n"]), str(row["warmup"])])
     return run_echo(loop, row["kind"], row["family"], row["size"], row["n"], tmp)
@@ -295,7 +368,7 @@ def main() -> None:
             for row in rows:
                 cells = []
                 for loop in available:
-                    if loop == "native" and row["group"] != "echo":
+                    if loop == "native" and (row["group"] != "echo" or row.get("kind") == "http"):
                         continue  # the native ceiling serves echo rows only
                     at = round(time.time() - started, 2)
                     if (row["name"], loop) in hung:
