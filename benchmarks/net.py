@@ -10,9 +10,10 @@ threads: user + system CPU, peak RSS), ``quit`` stops the loop.
 ``http`` is an HTTP/1.1 keep-alive server on ``create_server`` + httptools (TCP only), driven by
 ``wrk`` from the orchestrator.
 
-Client (``python net.py client FAMILY ADDRESS SIZE CONNS REQUESTS WARMUP``): always CPython's own
+Client (``python net.py client FAMILY ADDRESS SIZE CONNS REQUESTS WARMUP [IDLE]``): always CPython's own
 asyncio loop, whatever loop the server runs. CONNS connections each ping-pong messages of SIZE bytes
-and compare every echoed byte with what was sent. After WARMUP requests it prints ``WARM`` and waits
+and compare every echoed byte with what was sent. With IDLE, it first opens that many silent
+connections, prints ``IDLE`` and waits for a line (the server's memory is read then). After WARMUP requests it prints ``WARM`` and waits
 for ``GO`` on stdin, so the orchestrator can read the server's CPU before and after the measured
 part; then it prints ``RESULT <json>``.
 """
@@ -150,7 +151,9 @@ def _bound(sock, family):
 
 def _stats() -> dict:
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return {"user": ru.ru_utime, "sys": ru.ru_stime, "maxrss_kib": ru.ru_maxrss}
+    with open("/proc/self/statm") as f:
+        rss_kib = int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    return {"user": ru.ru_utime, "sys": ru.ru_stime, "maxrss_kib": ru.ru_maxrss, "rss_kib": rss_kib}
 
 
 def serve(loop_name: str, kind: str, family: str, address: str) -> None:
@@ -199,7 +202,18 @@ async def _ping_pong(conn, messages, count):
             raise AssertionError(f"echo differs at byte {bad} of message {i}")
 
 
-def client(family, address, size, conns, requests, warmup) -> None:
+async def _open_idle(family, address, count):
+    """Open ``count`` connections that stay silent, a batch at a time (the backlog is finite)."""
+    idle = []
+    for start in range(0, count, 200):
+        batch = min(200, count - start)
+        idle += await asyncio.gather(*[_connect(family, address) for _ in range(batch)])
+    # One byte each way, so the server has accepted every connection before it is measured.
+    await asyncio.gather(*[_ping_pong(conn, [b"."], 1) for conn in idle])
+    return idle
+
+
+def client(family, address, size, conns, requests, warmup, idle=0) -> None:
     # The client is the same program for every server loop: CPython's own default loop.
     loop = asyncio.SelectorEventLoop()
     asyncio.set_event_loop(loop)
@@ -207,6 +221,11 @@ def client(family, address, size, conns, requests, warmup) -> None:
     rng = random.Random(size * 1000 + conns)
     messages = [[rng.randbytes(size) for _ in range(4)] for _ in range(conns)]
     try:
+        if idle:
+            # Many idle connections, then a hot subset doing the measured ping-pong.
+            idle_streams = loop.run_until_complete(_open_idle(family, address, idle))
+            print("IDLE", flush=True)
+            sys.stdin.readline()
         streams = loop.run_until_complete(
             asyncio.gather(*[_connect(family, address) for _ in range(conns)])
         )
@@ -231,6 +250,9 @@ def client(family, address, size, conns, requests, warmup) -> None:
         }
         for _, writer in streams:
             writer.close()
+        if idle:
+            for _, writer in idle_streams:
+                writer.close()
     except BaseException as exc:  # noqa: BLE001 - reported as the cell's error
         result = {"ok": False, **describe_error(exc)}
         result["error"] = "client: " + result["error"]
@@ -244,7 +266,7 @@ def main(argv):
             serve(*argv[1:5])
         elif argv[0] == "client":
             family, address = argv[1], json.loads(argv[2])
-            client(family, address, *map(int, argv[3:7]))
+            client(family, address, *map(int, argv[3:]))
         else:
             raise SystemExit(f"unknown mode {argv[0]!r}")
     except Exception:

@@ -61,11 +61,16 @@ def _rss(r):
     return r.get("maxrss_kib", r.get("server_maxrss_kib", 0)) / 1024.0
 
 
+def _kib_per_conn(r):
+    return r.get("kib_per_conn", 0.0)
+
+
 METRICS = {
     "throughput": (_throughput, True),
     "cpu_us": (_cpu_per_op, False),
     "cpu_util": (_cpu_util, False),
     "rss_mib": (_rss, False),
+    "kib_per_conn": (_kib_per_conn, False),
 }
 
 
@@ -141,6 +146,10 @@ def _fmt_us(x):
 
 def _fmt_pct(x):
     return f"{x:.0f}%"
+
+
+def _fmt_kib(x):
+    return f"{x:.1f}"
 
 
 def _fmt_mib(x):

@@ -39,7 +39,7 @@ from loops import LOOPS
 PY = sys.executable
 # Seconds for one cell before it is killed and shown as "timeout" (then skipped in later
 # repetitions, so a hanging loop costs one timeout per benchmark, not one per repetition).
-CELL_TIMEOUT = 60.0
+CELL_TIMEOUT = 90.0
 
 # Echo benchmark rows: (server kind, family, message size, total requests of a full run).
 ECHO_KINDS = ("protocol", "streams", "sock")
@@ -48,6 +48,8 @@ ECHO_SIZES = ((1024, 12_000), (100 * 1024, 3_000))
 ECHO_CONNS = 4
 # HTTP keep-alive row: wrk with this many connections on one thread, for this long.
 HTTP_CONNS = 32
+# Idle-connection rows: this many silent connections, then ECHO_CONNS hot ones (1 KiB echo).
+IDLE_COUNTS = (1_000, 5_000, 10_000)
 HTTP_SECONDS = (2, 5)  # quick, full
 
 
@@ -187,8 +189,14 @@ class CellError(Exception):
     """The cell failed; its argument is the error cell (``error``, ``traceback``)."""
 
 
-def run_echo(loop: str, kind: str, family: str, size: int, requests: int, tmp: str) -> dict:
-    """One echo cell: server on ``loop``, the stdlib client, server CPU read around the run."""
+def run_echo(
+    loop: str, kind: str, family: str, size: int, requests: int, tmp: str, idle: int = 0
+) -> dict:
+    """One echo cell: server on ``loop``, the stdlib client, server CPU read around the run.
+
+    With ``idle``, the client first holds that many silent connections open; the server's peak
+    RSS before and after them gives the memory per connection.
+    """
     deadline = time.monotonic() + CELL_TIMEOUT
     path = os.path.join(tmp, "echo.sock")
     if os.path.exists(path):
@@ -200,8 +208,17 @@ def run_echo(loop: str, kind: str, family: str, size: int, requests: int, tmp: s
         address = server.expect("READY", deadline)
         warmup = max(ECHO_CONNS, requests // 10)
         args = [family, address, str(size), str(ECHO_CONNS), str(requests), str(warmup)]
+        if idle:
+            server.send("stats")
+            baseline = json.loads(server.expect("STATS", deadline))
+            args.append(str(idle))
         client = Child("client", ["client", *args])
         children.append(client)
+        if idle:
+            client.expect("IDLE", deadline)
+            server.send("stats")
+            loaded = json.loads(server.expect("STATS", deadline))
+            client.send("GO")
         client.expect("WARM", deadline)
         server.send("stats")
         before = json.loads(server.expect("STATS", deadline))
@@ -215,6 +232,9 @@ def run_echo(loop: str, kind: str, family: str, size: int, requests: int, tmp: s
         for child in reversed(children):
             child.stop()
     user, sys_ = after["user"] - before["user"], after["sys"] - before["sys"]
+    if idle:
+        key = "rss_kib" if "rss_kib" in loaded else "maxrss_kib"  # the native server: peak only
+        result["kib_per_conn"] = (loaded[key] - baseline[key]) / idle
     return {
         **result,
         "server_cpu": user + sys_,
@@ -308,6 +328,20 @@ def plan(quick: bool, only: str | None) -> list[dict]:
                         "conns": ECHO_CONNS,
                     }
                 )
+    for idle in IDLE_COUNTS:
+        rows.append(
+            {
+                "name": f"idle_{idle // 1000}k_tcp_hot{ECHO_CONNS}",
+                "group": "echo",
+                "unit": "request",
+                "kind": "protocol",
+                "family": "tcp",
+                "size": 1024,
+                "n": 1_500 if quick else 6_000,
+                "conns": ECHO_CONNS,
+                "idle": idle,
+            }
+        )
     rows.append(
         {
             "name": "http_keepalive_tcp",
@@ -330,7 +364,9 @@ def run_cell(row: dict, loop: str, tmp: str) -> dict:
         return run_http(loop, row["seconds"], tmp)
     if row["group"] == "micro":
         return run_worker(["micro", loop, row["name"], str(row["n"]), str(row["warmup"])])
-    return run_echo(loop, row["kind"], row["family"], row["size"], row["n"], tmp)
+    return run_echo(
+        loop, row["kind"], row["family"], row["size"], row["n"], tmp, row.get("idle", 0)
+    )
 
 
 def _short(result: dict, row: dict) -> str:

@@ -67,11 +67,21 @@ fn stats() -> String {
         ru
     };
     let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
+    // Current RSS: the second field of /proc/self/statm, in pages.
+    let rss_kib = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<i64>().ok())
+        })
+        .map_or(ru.ru_maxrss, |pages| pages * 4);
     format!(
-        "{{\"user\": {}, \"sys\": {}, \"maxrss_kib\": {}}}",
+        "{{\"user\": {}, \"sys\": {}, \"maxrss_kib\": {}, \"rss_kib\": {}}}",
         secs(ru.ru_utime),
         secs(ru.ru_stime),
-        ru.ru_maxrss
+        ru.ru_maxrss,
+        rss_kib
     )
 }
 
@@ -89,7 +99,10 @@ fn main() -> io::Result<()> {
         let port = l.local_addr()?.port();
         (Listener::Tcp(l), format!("[\"127.0.0.1\", {port}]"))
     } else {
-        (Listener::Unix(UnixListener::bind(address)?), format!("\"{address}\""))
+        (
+            Listener::Unix(UnixListener::bind(address)?),
+            format!("\"{address}\""),
+        )
     };
     match &listener {
         Listener::Tcp(l) => l.set_nonblocking(true)?,
@@ -97,7 +110,10 @@ fn main() -> io::Result<()> {
     }
 
     let mut reactor = Reactor::new()?;
-    let readable = Interest { readable: true, writable: false };
+    let readable = Interest {
+        readable: true,
+        writable: false,
+    };
     reactor.set_interest(listener.fd(), readable)?;
     let stdin_fd = io::stdin().as_raw_fd();
     reactor.set_interest(stdin_fd, readable)?;
@@ -126,7 +142,13 @@ fn main() -> io::Result<()> {
             } else if ev.fd == listener.fd() {
                 while let Ok((fd, stream)) = listener.accept() {
                     reactor.set_interest(fd, readable)?;
-                    conns.insert(fd, Conn { stream, pending: Vec::new() });
+                    conns.insert(
+                        fd,
+                        Conn {
+                            stream,
+                            pending: Vec::new(),
+                        },
+                    );
                 }
             } else if let Some(conn) = conns.get_mut(&ev.fd) {
                 let mut close = false;
@@ -158,7 +180,10 @@ fn main() -> io::Result<()> {
                     reactor.remove(ev.fd);
                     conns.remove(&ev.fd);
                 } else {
-                    let want = Interest { readable: true, writable: !conn.pending.is_empty() };
+                    let want = Interest {
+                        readable: true,
+                        writable: !conn.pending.is_empty(),
+                    };
                     reactor.set_interest(ev.fd, want)?;
                 }
             }
