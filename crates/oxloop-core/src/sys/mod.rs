@@ -100,6 +100,46 @@ pub fn eventfd_drain(fd: &OwnedFd) {
     let _ = rustix::io::read(fd, &mut buf);
 }
 
+/// Reads at most `buf.len()` bytes from `fd`: `recv(2)` for a socket, `read(2)` otherwise.
+pub fn read(fd: RawFd, buf: &mut [u8], socket: bool) -> io::Result<usize> {
+    if socket {
+        Ok(rustix::net::recv(borrow(fd), buf, rustix::net::RecvFlags::empty())?.0)
+    } else {
+        Ok(rustix::io::read(borrow(fd), buf)?)
+    }
+}
+
+/// Writes some of `buf` to `fd`: `send(2)` with `MSG_NOSIGNAL` for a socket (a closed peer gives
+/// `EPIPE`, never `SIGPIPE`), `write(2)` otherwise.
+pub fn write(fd: RawFd, buf: &[u8], socket: bool) -> io::Result<usize> {
+    if socket {
+        Ok(rustix::net::send(borrow(fd), buf, rustix::net::SendFlags::NOSIGNAL)?)
+    } else {
+        Ok(rustix::io::write(borrow(fd), buf)?)
+    }
+}
+
+/// Vectored [`write`]: `sendmsg(2)` for a socket, `writev(2)` otherwise.
+pub fn writev(fd: RawFd, bufs: &[io::IoSlice<'_>], socket: bool) -> io::Result<usize> {
+    if socket {
+        let mut control = rustix::net::SendAncillaryBuffer::default();
+        Ok(rustix::net::sendmsg(borrow(fd), bufs, &mut control, rustix::net::SendFlags::NOSIGNAL)?)
+    } else {
+        Ok(rustix::io::writev(borrow(fd), bufs)?)
+    }
+}
+
+/// `shutdown(fd, SHUT_WR)`: the peer reads EOF once the data sent so far is read.
+pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
+    Ok(rustix::net::shutdown(borrow(fd), rustix::net::Shutdown::Write)?)
+}
+
+/// Whether `err` means "try again later" (`EAGAIN`/`EWOULDBLOCK`, `EINTR`), which asyncio's
+/// transports ignore (`BlockingIOError`, `InterruptedError`).
+pub fn is_retry(err: &io::Error) -> bool {
+    matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+}
+
 /// The errno of an `io::Error`, if it came from the OS.
 pub fn errno_of(err: &io::Error) -> Option<i32> {
     err.raw_os_error()
