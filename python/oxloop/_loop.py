@@ -21,6 +21,7 @@ import warnings
 from asyncio import coroutines, events, futures, tasks
 
 from . import _oxloop
+from ._streams import StreamsMixin
 
 logger = logging.getLogger("asyncio")
 
@@ -48,7 +49,7 @@ def _format_handle(handle):
     return str(handle)
 
 
-class Loop(_oxloop.Loop, asyncio.AbstractEventLoop):
+class Loop(_oxloop.Loop, StreamsMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop whose scheduling and I/O run in Rust.
 
     Use it wherever asyncio takes a loop: ``oxloop.run(main())``,

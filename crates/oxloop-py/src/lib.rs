@@ -2,7 +2,8 @@
 //!
 //! Layout: [`event_loop`] holds the `Loop` class and its public methods (guards, then a core call);
 //! [`run_once`] is one tick; [`handles`] the `Handle`/`TimerHandle` objects; [`errors`] the only
-//! place that builds Python exceptions; [`gil`] the GIL-protected cell the loop state lives in.
+//! place that builds Python exceptions; [`gil`] the GIL-protected cell the loop state lives in; [`transports`] the asyncio
+//! transports the reactor dispatches to directly.
 //! The Python package `oxloop` subclasses `Loop` with asyncio's `AbstractEventLoop` and adds the
 //! cold, Python-level glue (exception handler, executors, async generator hooks).
 
@@ -15,6 +16,7 @@ mod ffi;
 mod gil;
 mod handles;
 mod run_once;
+mod transports;
 
 use pyo3::prelude::*;
 
@@ -24,6 +26,8 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::PyLoop>()?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
+    m.add_class::<transports::stream::SocketTransport>()?;
+    m.add_function(wrap_pyfunction!(transports::stream::make_socket_transport, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
