@@ -697,12 +697,9 @@ impl PyLoop {
             let watches: Vec<(RawFd, Watch)> = st.watches.drain().collect();
             (ready, timers, watches, transports)
         };
-        {
-            let mut reactor = self.lock_reactor();
-            for (fd, _) in &watches {
-                reactor.remove(*fd);
-            }
-        }
+        // Mirrors BaseSelectorEventLoop.close closing its selector: the epoll fd and the
+        // waker's eventfd are released now, not when the loop object is collected.
+        self.lock_reactor().close();
         for t in &timers {
             t.0.get().scheduled.store(false, Ordering::Relaxed);
         }

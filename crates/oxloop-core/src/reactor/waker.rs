@@ -7,25 +7,39 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
 
 use crate::sys;
 
 /// An eventfd plus a "wake already pending" flag.
 #[derive(Debug)]
 pub struct Waker {
-    /// The eventfd registered in the reactor's epoll set.
-    fd: OwnedFd,
+    /// The eventfd registered in the reactor's epoll set; `None` once the reactor is closed.
+    /// Read-locked only by the first `wake` after a poll, so wake-ups stay cheap.
+    fd: RwLock<Option<OwnedFd>>,
     /// True from the first `wake` until the reactor consumes it in `poll`.
     pending: AtomicBool,
 }
 
 impl Waker {
     pub(super) fn new() -> io::Result<Self> {
-        Ok(Self { fd: sys::eventfd_create()?, pending: AtomicBool::new(false) })
+        Ok(Self { fd: RwLock::new(Some(sys::eventfd_create()?)), pending: AtomicBool::new(false) })
     }
 
+    /// The eventfd's number, or -1 once closed.
     pub(super) fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.fd().as_ref().map_or(-1, |fd| fd.as_raw_fd())
+    }
+
+    fn fd(&self) -> std::sync::RwLockReadGuard<'_, Option<OwnedFd>> {
+        self.fd.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Closes the eventfd; later wake-ups do nothing.
+    pub(super) fn close(&self) {
+        self.pending.store(true, Ordering::Release);
+        let fd = self.fd.write().unwrap_or_else(|e| e.into_inner()).take();
+        drop(fd);
     }
 
     /// Ends the reactor's current or next wait. Callable from any thread.
@@ -33,12 +47,17 @@ impl Waker {
         if self.pending.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        sys::eventfd_signal(&self.fd)
+        match self.fd().as_ref() {
+            Some(fd) => sys::eventfd_signal(fd),
+            None => Ok(()),
+        }
     }
 
     /// Consumes a wake-up (reactor side, after epoll reported the eventfd).
     pub(super) fn reset(&self) {
-        sys::eventfd_drain(&self.fd);
+        if let Some(fd) = self.fd().as_ref() {
+            sys::eventfd_drain(fd);
+        }
         self.pending.store(false, Ordering::Release);
     }
 }

@@ -8,7 +8,7 @@
 //! `isinstance(transport, asyncio.Transport)` must hold, but `asyncio.BaseTransport` declares
 //! `__slots__ = ('_extra',)`, so no extension type can share a Python subclass with it (an
 //! instance lay-out conflict). The transport's `__class__` therefore names a Python subclass of
-//! `asyncio.Transport` built once here ([`AsyncioNames::transport_class`]); `isinstance` consults
+//! `asyncio.Transport` (asyncio's `_FlowControlMixin`) built once here ([`AsyncioNames::transport_class`]); `isinstance` consults
 //! `__class__` after the real type, as it does for `unittest.mock` specs.
 
 pub mod stream;
@@ -32,7 +32,8 @@ pub struct AsyncioNames {
     /// `asyncio.constants._SendfileMode.TRY_NATIVE`.
     pub sendfile_try_native: Py<PyAny>,
     /// The class a stream transport reports as its `__class__`: a subclass of
-    /// `asyncio.Transport` named `_SelectorSocketTransport` like asyncio's own.
+    /// `asyncio.Transport` (through `_FlowControlMixin`) named `_SelectorSocketTransport` like
+    /// asyncio's own.
     pub transport_class: Py<PyAny>,
 }
 
@@ -42,7 +43,9 @@ static NAMES: PyOnceLock<AsyncioNames> = PyOnceLock::new();
 pub fn names(py: Python<'_>) -> PyResult<&AsyncioNames> {
     NAMES.get_or_try_init(py, || {
         let asyncio = py.import("asyncio")?;
-        let base = asyncio.getattr("Transport")?;
+        // asyncio's socket transports are `_FlowControlMixin`s; `loop.sendfile`'s fallback
+        // checks for it.
+        let base = py.import("asyncio.transports")?.getattr("_FlowControlMixin")?;
         let ns = PyDict::new(py);
         ns.set_item("__slots__", PyTuple::empty(py))?;
         ns.set_item("__module__", "oxloop._oxloop")?;
