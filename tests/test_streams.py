@@ -213,16 +213,21 @@ def test_eof_closes_when_not_kept_open(on_both):
     assert ox == aio
 
 
+async def connect_to_plain_socket(loop):
+    """A Recorder connection to a plain blocking socket the test drives by hand."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        tr, pr = await loop.create_connection(Recorder, "127.0.0.1", port)
+        conn, _ = listener.accept()
+    return tr, pr, conn
+
+
 def test_peer_reset_mid_write(on_both):
     def scenario(loop):
         async def main():
-            listener = socket.socket()
-            listener.bind(("127.0.0.1", 0))
-            listener.listen()
-            port = listener.getsockname()[1]
-            tr, pr = await loop.create_connection(Recorder, "127.0.0.1", port)
-            conn, _ = listener.accept()
-            listener.close()
+            tr, pr, conn = await connect_to_plain_socket(loop)
             tr.write(payload(8 << 20))  # more than the socket buffers take
             assert tr.get_write_buffer_size() > 0
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
@@ -242,13 +247,7 @@ def test_peer_reset_mid_write(on_both):
 def test_flow_control_slow_reader(on_both):
     def scenario(loop):
         async def main():
-            listener = socket.socket()
-            listener.bind(("127.0.0.1", 0))
-            listener.listen()
-            port = listener.getsockname()[1]
-            tr, pr = await loop.create_connection(Recorder, "127.0.0.1", port)
-            conn, _ = listener.accept()
-            listener.close()
+            tr, pr, conn = await connect_to_plain_socket(loop)
             conn.setblocking(False)
             tr.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
             data = payload(4 << 20)
