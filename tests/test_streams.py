@@ -631,3 +631,50 @@ def test_sendfile(on_both, fallback_only):
     aio, ox = on_both(scenario)
     assert ox == aio
     assert aio[1] is True
+
+
+def test_write_pipe_peer_closed(on_both):
+    def scenario(loop):
+        async def main():
+            rfd, wfd = os.pipe()
+            wpipe = open(wfd, "wb", 0)
+            wtr, wpr = await loop.connect_write_pipe(Recorder, wpipe)
+            wtr.set_write_buffer_limits(high=1000)
+            wtr.write(payload(1 << 20))  # fills the pipe: the rest is buffered
+            events = list(wpr.events)
+            size = wtr.get_write_buffer_size() > 0
+            os.close(rfd)  # the reader goes away with data pending
+            exc = await wpr.lost
+            wtr.write(b"ignored")
+            return events, size, type(exc).__name__, wpr.events, wtr.is_closing()
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert ox == aio
+    assert aio[2] == "BrokenPipeError"
+
+
+def test_read_pipe_pause_and_pty(on_both):
+    def scenario(loop):
+        async def main():
+            master, slave = os.openpty()
+            rpipe = open(master, "rb", 0)
+            rtr, rpr = await loop.connect_read_pipe(Recorder, rpipe)
+            rtr.pause_reading()
+            paused = rtr.is_reading()
+            os.write(slave, b"typed\n")
+            await asyncio.sleep(0.02)
+            before = bytes(rpr.data)
+            rtr.resume_reading()
+            while b"typed" not in rpr.data:
+                await asyncio.sleep(0.001)
+            os.close(slave)  # EIO on the master: closed quietly
+            exc = await rpr.lost
+            return paused, before, bytes(rpr.data).replace(b"\r", b""), repr(exc), rtr.is_closing()
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert ox == aio
+    assert aio[0] is False and aio[1] == b""

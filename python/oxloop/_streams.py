@@ -20,7 +20,7 @@ import os
 import socket
 import stat
 import sys
-from asyncio import base_events, constants, exceptions, staggered, tasks, trsock, unix_events
+from asyncio import base_events, constants, exceptions, staggered, tasks, trsock
 
 from . import _oxloop
 
@@ -550,15 +550,13 @@ class StreamsMixin:
             await tasks.sleep(0)
         return server
 
-    # -- pipes (asyncio.unix_events' transports over this loop's reactor) ----------------------
+    # -- pipes ---------------------------------------------------------------------------------
 
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        # NOTE: asyncio's own pipe transports, driven by this loop's _add_reader/_add_writer:
-        # exact behaviour now; a Rust pipe transport can replace them without API change.
-        return unix_events._UnixReadPipeTransport(self, pipe, protocol, waiter, extra)
+        return _oxloop.make_read_pipe_transport(self, pipe, protocol, waiter, extra)
 
     def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        return unix_events._UnixWritePipeTransport(self, pipe, protocol, waiter, extra)
+        return _oxloop.make_write_pipe_transport(self, pipe, protocol, waiter, extra)
 
     async def connect_read_pipe(self, protocol_factory, pipe):
         """Wrap the read end of a pipe (or socket, or character device) in a transport."""

@@ -28,6 +28,11 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<transports::stream::SocketTransport>()?;
     m.add_function(wrap_pyfunction!(transports::stream::make_socket_transport, m)?)?;
+    m.add_class::<transports::pipe::PipeTransport>()?;
+    m.add_class::<transports::pipe::ReadPipeTransport>()?;
+    m.add_class::<transports::pipe::WritePipeTransport>()?;
+    m.add_function(wrap_pyfunction!(transports::pipe::make_read_pipe_transport, m)?)?;
+    m.add_function(wrap_pyfunction!(transports::pipe::make_write_pipe_transport, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

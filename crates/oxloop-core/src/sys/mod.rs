@@ -134,6 +134,38 @@ pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
     Ok(rustix::net::shutdown(borrow(fd), rustix::net::Shutdown::Write)?)
 }
 
+/// What kind of file an fd is, as far as pipe transports care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A pipe or FIFO.
+    Fifo,
+    /// A socket.
+    Socket,
+    /// A character device (a tty, say).
+    CharDevice,
+    /// Anything else: a regular file, a directory, a block device.
+    Other,
+}
+
+/// `fstat(fd)`'s file type.
+pub fn file_kind(fd: RawFd) -> io::Result<FileKind> {
+    use rustix::fs::FileType;
+    let st = rustix::fs::fstat(borrow(fd))?;
+    Ok(match FileType::from_raw_mode(st.st_mode) {
+        FileType::Fifo => FileKind::Fifo,
+        FileType::Socket => FileKind::Socket,
+        FileType::CharacterDevice => FileKind::CharDevice,
+        _ => FileKind::Other,
+    })
+}
+
+/// Puts `fd` in non-blocking mode (`os.set_blocking(fd, False)`).
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(borrow(fd))?;
+    rustix::fs::fcntl_setfl(borrow(fd), flags | rustix::fs::OFlags::NONBLOCK)?;
+    Ok(())
+}
+
 /// Whether `err` means "try again later" (`EAGAIN`/`EWOULDBLOCK`, `EINTR`), which asyncio's
 /// transports ignore (`BlockingIOError`, `InterruptedError`).
 pub fn is_retry(err: &io::Error) -> bool {
@@ -155,6 +187,23 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         let b = monotonic();
         assert!(b - a >= 0.002);
+    }
+
+    #[test]
+    fn file_kinds_and_nonblocking() {
+        use std::os::fd::AsRawFd;
+        let (r, _w) = rustix::pipe::pipe().unwrap();
+        assert_eq!(file_kind(r.as_raw_fd()).unwrap(), FileKind::Fifo);
+        set_nonblocking(r.as_raw_fd()).unwrap();
+        let mut buf = [0u8; 4];
+        let err = read(r.as_raw_fd(), &mut buf, false).unwrap_err();
+        assert!(is_retry(&err));
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(file_kind(a.as_raw_fd()).unwrap(), FileKind::Socket);
+        let f = std::fs::File::open("/dev/null").unwrap();
+        assert_eq!(file_kind(f.as_raw_fd()).unwrap(), FileKind::CharDevice);
+        let f = std::fs::File::open("Cargo.toml").unwrap();
+        assert_eq!(file_kind(f.as_raw_fd()).unwrap(), FileKind::Other);
     }
 
     #[test]

@@ -45,13 +45,19 @@ impl Limits {
         if !(high >= low && low >= 0) {
             return Err((high, low));
         }
-        Ok(Self { low: low as usize, high: high as usize })
+        Ok(Self {
+            low: low as usize,
+            high: high as usize,
+        })
     }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { low: DEFAULT_HIGH / 4, high: DEFAULT_HIGH }
+        Self {
+            low: DEFAULT_HIGH / 4,
+            high: DEFAULT_HIGH,
+        }
     }
 }
 
@@ -231,10 +237,22 @@ mod tests {
 
     #[test]
     fn limits_default_and_errors() {
-        assert_eq!(Limits::new(None, None), Ok(Limits { low: 16384, high: 65536 }));
-        assert_eq!(Limits::new(None, Some(10)), Ok(Limits { low: 10, high: 40 }));
+        assert_eq!(
+            Limits::new(None, None),
+            Ok(Limits {
+                low: 16384,
+                high: 65536
+            })
+        );
+        assert_eq!(
+            Limits::new(None, Some(10)),
+            Ok(Limits { low: 10, high: 40 })
+        );
         assert_eq!(Limits::new(Some(10), None), Ok(Limits { low: 2, high: 10 }));
-        assert_eq!(Limits::new(Some(0), Some(0)), Ok(Limits { low: 0, high: 0 }));
+        assert_eq!(
+            Limits::new(Some(0), Some(0)),
+            Ok(Limits { low: 0, high: 0 })
+        );
         assert_eq!(Limits::new(Some(1), Some(2)), Err((1, 2)));
         assert_eq!(Limits::new(Some(-1), None), Err((-1, -1)));
     }

@@ -19,39 +19,27 @@
 //! `reading`/`writing` mirror whether it is registered, so an event queued in the same tick as a
 //! `pause_reading()` is dropped, as asyncio drops a cancelled handle.
 
-use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use oxloop_core::sys;
-use oxloop_core::transport::{Limits, WriteBuffer};
-use pyo3::exceptions::{
-    PyConnectionError, PyKeyboardInterrupt, PyOSError, PyRuntimeError, PySystemExit, PyTypeError,
-    PyValueError,
-};
+use oxloop_core::transport::WriteBuffer;
+use pyo3::exceptions::{PyConnectionError, PyOSError, PyRuntimeError, PyTypeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
+use pyo3::types::{PyBytes, PyDict};
 use pyo3::{intern, PyTraverseError};
 
-use super::names;
+use super::{
+    debug_log, extra_info, flow_call, is_bytes_like, is_fatal_to_loop, names, read_chunk, report,
+    report_callback_error, send_or_buffer, warn_unclosed, write_buffer_limits, Dispatch, Reactive,
+    LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+};
 use crate::errors;
-use crate::event_loop::{Direction, NativeWatcher, PyLoop, Watcher};
+use crate::event_loop::{Direction, PyLoop, Watcher};
 use crate::ffi;
 use crate::gil::GilCell;
-
-/// Mirrors `_SelectorTransport.max_size`: at most this much is read per readiness event.
-const MAX_SIZE: usize = 256 * 1024;
-
-/// Mirrors `asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: usize = 5;
-
-thread_local! {
-    /// The read buffer every transport of this thread's loop reads into; its bytes are copied
-    /// into a `bytes` object before any Python code runs, so one buffer serves all transports.
-    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
 
 /// The mutable state of a transport.
 struct Inner {
@@ -96,30 +84,13 @@ pub struct SocketTransport {
     st: GilCell<Inner>,
 }
 
-/// The loop's reader and writer for a transport's fd.
-struct Dispatch(Py<SocketTransport>);
-
-impl NativeWatcher for Dispatch {
-    fn ready(&self, py: Python<'_>, direction: Direction) -> PyResult<()> {
-        let tr = self.0.bind(py);
+impl Reactive for SocketTransport {
+    fn on_ready(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()> {
         match direction {
-            Direction::Read => SocketTransport::read_ready(tr),
-            Direction::Write => SocketTransport::write_ready(tr),
+            Direction::Read => Self::read_ready(slf),
+            Direction::Write => Self::write_ready(slf),
         }
     }
-
-    fn describe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(self.0.bind(py).clone().into_any())
-    }
-
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.0)
-    }
-}
-
-/// Whether `err` must stop the loop instead of going to the exception handler.
-fn is_fatal_to_loop(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
 }
 
 impl SocketTransport {
@@ -180,7 +151,9 @@ impl SocketTransport {
         if let Some(server) = server {
             server.call_method0(intern!(py, "_attach"))?;
         }
-        loop_.get().register_transport(py, fd, bound.clone().into_any().unbind());
+        loop_
+            .get()
+            .register_transport(py, fd, bound.clone().into_any().unbind());
         n.set_nodelay.bind(py).call1((sock,))?;
         let call_soon = loop_.getattr(intern!(py, "call_soon"))?;
         call_soon.call1((protocol.getattr(intern!(py, "connection_made"))?, bound))?;
@@ -198,16 +171,23 @@ impl SocketTransport {
 
     /// The protocol, or `None` once the connection is lost.
     fn protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.st.borrow(py).protocol.as_ref().map(|p| p.clone_ref(py))
+        self.st
+            .borrow(py)
+            .protocol
+            .as_ref()
+            .map(|p| p.clone_ref(py))
     }
 
     /// Registers the transport as the fd's reader or writer.
     fn watch(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let Some(lp) = this.loop_(py) else { return Ok(()) };
+        let Some(lp) = this.loop_(py) else {
+            return Ok(());
+        };
         let dispatch = Arc::new(Dispatch(slf.clone().unbind()));
-        lp.get().watch(py, this.fd, direction, Watcher::Native(dispatch))?;
+        lp.get()
+            .watch(py, this.fd, direction, Watcher::Native(dispatch))?;
         let mut st = this.st.borrow_mut(py);
         match direction {
             Direction::Read => st.reading = true,
@@ -234,25 +214,13 @@ impl SocketTransport {
         Ok(())
     }
 
-    /// Logs at debug level on the asyncio logger when the loop is in debug mode.
+    /// Logs `"%r {msg}"` at debug level in debug mode.
     fn debug_log(slf: &Bound<'_, Self>, msg: &str, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let py = slf.py();
-        let Some(lp) = slf.get().loop_(py) else { return Ok(()) };
-        if !lp.get().debug(py) {
+        let Some(lp) = slf.get().loop_(py) else {
             return Ok(());
-        }
-        let logger = names(py)?.logger.bind(py);
-        match exc {
-            Some(exc) => {
-                let kwargs = PyDict::new(py);
-                kwargs.set_item("exc_info", exc)?;
-                logger.call_method("debug", ("%r: %s", slf, msg), Some(&kwargs))?;
-            }
-            None => {
-                logger.call_method1("debug", (format!("%r {msg}"), slf))?;
-            }
-        }
-        Ok(())
+        };
+        debug_log(lp.bind(py), "debug", slf.as_any(), msg, exc)
     }
 
     /// Mirrors `_SelectorTransport._fatal_error`: OS errors are only logged in debug mode, other
@@ -262,12 +230,13 @@ impl SocketTransport {
         if exc.is_instance_of::<PyOSError>() {
             Self::debug_log(slf, message, Some(exc))?;
         } else if let Some(lp) = slf.get().loop_(py) {
-            let context = PyDict::new(py);
-            context.set_item("message", message)?;
-            context.set_item("exception", exc)?;
-            context.set_item("transport", slf)?;
-            context.set_item("protocol", slf.get().protocol(py))?;
-            lp.bind(py).call_method1(intern!(py, "call_exception_handler"), (context,))?;
+            report(
+                lp.bind(py),
+                message,
+                exc,
+                slf.as_any(),
+                slf.get().protocol(py),
+            )?;
         }
         Self::force_close(slf, Some(exc))
     }
@@ -308,9 +277,14 @@ impl SocketTransport {
     }
 
     /// `loop.call_soon(self._call_connection_lost, exc)`.
-    fn schedule_connection_lost(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn schedule_connection_lost(
+        slf: &Bound<'_, Self>,
+        exc: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let py = slf.py();
-        let Some(lp) = slf.get().loop_(py) else { return Ok(()) };
+        let Some(lp) = slf.get().loop_(py) else {
+            return Ok(());
+        };
         lp.bind(py).call_method1(
             intern!(py, "call_soon"),
             (slf.getattr(intern!(py, "_call_connection_lost"))?, exc),
@@ -324,7 +298,12 @@ impl SocketTransport {
         if !slf.get().st.borrow_mut(py).buffer.should_pause() {
             return Ok(());
         }
-        Self::flow_call(slf, intern!(py, "pause_writing"), "protocol.pause_writing() failed")
+        flow_call(
+            slf.get().loop_(py),
+            slf.as_any(),
+            slf.get().protocol(py),
+            true,
+        )
     }
 
     /// Mirrors `_FlowControlMixin._maybe_resume_protocol`.
@@ -333,31 +312,12 @@ impl SocketTransport {
         if !slf.get().st.borrow_mut(py).buffer.should_resume() {
             return Ok(());
         }
-        Self::flow_call(slf, intern!(py, "resume_writing"), "protocol.resume_writing() failed")
-    }
-
-    /// Calls `protocol.pause_writing()` or `resume_writing()`, reporting its error.
-    fn flow_call(
-        slf: &Bound<'_, Self>,
-        method: &Bound<'_, pyo3::types::PyString>,
-        message: &str,
-    ) -> PyResult<()> {
-        let py = slf.py();
-        let Some(protocol) = slf.get().protocol(py) else { return Ok(()) };
-        if let Err(err) = protocol.bind(py).call_method0(method) {
-            if is_fatal_to_loop(py, &err) {
-                return Err(err);
-            }
-            if let Some(lp) = slf.get().loop_(py) {
-                let context = PyDict::new(py);
-                context.set_item("message", message)?;
-                context.set_item("exception", err.value(py))?;
-                context.set_item("transport", slf)?;
-                context.set_item("protocol", protocol)?;
-                lp.bind(py).call_method1(intern!(py, "call_exception_handler"), (context,))?;
-            }
-        }
-        Ok(())
+        flow_call(
+            slf.get().loop_(py),
+            slf.as_any(),
+            slf.get().protocol(py),
+            false,
+        )
     }
 
     /// The fd is readable: mirrors `_read_ready__data_received` / `_read_ready__get_buffer`.
@@ -369,25 +329,15 @@ impl SocketTransport {
             if st.conn_lost > 0 || !st.reading {
                 return Ok(());
             }
-            let Some(protocol) = st.protocol.as_ref() else { return Ok(()) };
+            let Some(protocol) = st.protocol.as_ref() else {
+                return Ok(());
+            };
             (protocol.clone_ref(py).into_bound(py), st.buffered)
         };
         if buffered {
             return Self::read_into_buffer(slf, &protocol);
         }
-        let read = READ_BUF.with(|cell| {
-            let mut guard = cell.try_borrow_mut();
-            let mut fresh = Vec::new();
-            let buf: &mut Vec<u8> = match guard.as_mut() {
-                Ok(b) => b,
-                Err(_) => &mut fresh,
-            };
-            if buf.len() < MAX_SIZE {
-                buf.resize(MAX_SIZE, 0);
-            }
-            sys::read(this.fd, &mut buf[..MAX_SIZE], true)
-                .map(|n| PyBytes::new(py, &buf[..n]))
-        });
+        let read = read_chunk(py, this.fd, true);
         let data = match read {
             Ok(data) => data,
             Err(e) if sys::is_retry(&e) => return Ok(()),
@@ -397,7 +347,11 @@ impl SocketTransport {
             return Self::read_eof(slf, &protocol);
         }
         if let Err(err) = protocol.call_method1(intern!(py, "data_received"), (data,)) {
-            Self::callback_failed(slf, err, "Fatal error: protocol.data_received() call failed.")?;
+            Self::callback_failed(
+                slf,
+                err,
+                "Fatal error: protocol.data_received() call failed.",
+            )?;
         }
         Ok(())
     }
@@ -405,21 +359,31 @@ impl SocketTransport {
     /// A `BufferedProtocol` read: `get_buffer(-1)`, `recv_into`, `buffer_updated(n)`.
     fn read_into_buffer(slf: &Bound<'_, Self>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let buf = protocol.call_method1(intern!(py, "get_buffer"), (-1,)).and_then(|buf| {
-            if buf.len()? == 0 {
-                return Err(PyRuntimeError::new_err("get_buffer() returned an empty buffer"));
-            }
-            Ok(buf)
-        });
+        let buf = protocol
+            .call_method1(intern!(py, "get_buffer"), (-1,))
+            .and_then(|buf| {
+                if buf.len()? == 0 {
+                    return Err(PyRuntimeError::new_err(
+                        "get_buffer() returned an empty buffer",
+                    ));
+                }
+                Ok(buf)
+            });
         let buf = match buf {
             Ok(buf) => buf,
             Err(err) => {
-                return Self::callback_failed(slf, err, "Fatal error: protocol.get_buffer() call failed.")
+                return Self::callback_failed(
+                    slf,
+                    err,
+                    "Fatal error: protocol.get_buffer() call failed.",
+                )
             }
         };
         let fd = slf.get().fd;
         let nbytes = match ffi::with_bytes_mut(&buf, |bytes| sys::read(fd, bytes, true)) {
-            Err(err) => return Self::callback_failed(slf, err, "Fatal read error on socket transport"),
+            Err(err) => {
+                return Self::callback_failed(slf, err, "Fatal read error on socket transport")
+            }
             Ok(Err(e)) if sys::is_retry(&e) => return Ok(()),
             Ok(Err(e)) => return Self::read_failed(slf, &e),
             Ok(Ok(n)) => n,
@@ -429,7 +393,11 @@ impl SocketTransport {
             return Self::read_eof(slf, protocol);
         }
         if let Err(err) = protocol.call_method1(intern!(py, "buffer_updated"), (nbytes,)) {
-            Self::callback_failed(slf, err, "Fatal error: protocol.buffer_updated() call failed.")?;
+            Self::callback_failed(
+                slf,
+                err,
+                "Fatal error: protocol.buffer_updated() call failed.",
+            )?;
         }
         Ok(())
     }
@@ -438,17 +406,28 @@ impl SocketTransport {
     fn read_failed(slf: &Bound<'_, Self>, e: &io::Error) -> PyResult<()> {
         let py = slf.py();
         let exc = errors::os_error(py, e);
-        Self::fatal_error(slf, exc.value(py).as_any(), "Fatal read error on socket transport")
+        Self::fatal_error(
+            slf,
+            exc.value(py).as_any(),
+            "Fatal read error on socket transport",
+        )
     }
 
     /// Mirrors `_read_ready__on_eof`.
     fn read_eof(slf: &Bound<'_, Self>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         Self::debug_log(slf, "received EOF", None)?;
-        let keep_open = match protocol.call_method0(intern!(py, "eof_received")).and_then(|r| r.is_truthy()) {
+        let keep_open = match protocol
+            .call_method0(intern!(py, "eof_received"))
+            .and_then(|r| r.is_truthy())
+        {
             Ok(k) => k,
             Err(err) => {
-                return Self::callback_failed(slf, err, "Fatal error: protocol.eof_received() call failed.")
+                return Self::callback_failed(
+                    slf,
+                    err,
+                    "Fatal error: protocol.eof_received() call failed.",
+                )
             }
         };
         if keep_open {
@@ -484,9 +463,16 @@ impl SocketTransport {
                 let exc = errors::os_error(py, &e);
                 let exc = exc.value(py);
                 Self::fatal_error(slf, exc.as_any(), "Fatal write error on socket transport")?;
-                let waiter = this.st.borrow(py).empty_waiter.as_ref().map(|w| w.clone_ref(py));
+                let waiter = this
+                    .st
+                    .borrow(py)
+                    .empty_waiter
+                    .as_ref()
+                    .map(|w| w.clone_ref(py));
                 if let Some(waiter) = waiter {
-                    waiter.bind(py).call_method1(intern!(py, "set_exception"), (exc,))?;
+                    waiter
+                        .bind(py)
+                        .call_method1(intern!(py, "set_exception"), (exc,))?;
                 }
                 Ok(())
             }
@@ -507,37 +493,28 @@ impl SocketTransport {
                 }
                 this.unwatch(py, Direction::Write)?;
                 if let Some(waiter) = waiter {
-                    waiter.bind(py).call_method1(intern!(py, "set_result"), (py.None(),))?;
+                    waiter
+                        .bind(py)
+                        .call_method1(intern!(py, "set_result"), (py.None(),))?;
                 }
+                const CALLBACK: &str = "_SelectorSocketTransport._write_ready";
                 if closing {
                     if let Err(err) = Self::call_connection_lost(slf, None) {
-                        Self::report_callback_error(slf, err)?;
+                        report_callback_error(py, this.loop_(py), CALLBACK, err)?;
                     }
                 } else if eof {
                     if let Err(e) = sys::shutdown_write(this.fd) {
-                        Self::report_callback_error(slf, errors::os_error(py, &e))?;
+                        report_callback_error(
+                            py,
+                            this.loop_(py),
+                            CALLBACK,
+                            errors::os_error(py, &e),
+                        )?;
                     }
                 }
                 Ok(())
             }
         }
-    }
-
-    /// Reports an error that would escape asyncio's `_write_ready` handle, as `Handle._run` does.
-    fn report_callback_error(slf: &Bound<'_, Self>, err: PyErr) -> PyResult<()> {
-        let py = slf.py();
-        if is_fatal_to_loop(py, &err) {
-            return Err(err);
-        }
-        let Some(lp) = slf.get().loop_(py) else { return Ok(()) };
-        let context = PyDict::new(py);
-        context.set_item(
-            "message",
-            format!("Exception in callback {}._write_ready()", slf.repr()?),
-        )?;
-        context.set_item("exception", err.value(py))?;
-        lp.bind(py).call_method1(intern!(py, "call_exception_handler"), (context,))?;
-        Ok(())
     }
 
     /// Mirrors `_SelectorSocketTransport._call_connection_lost`: `connection_lost(exc)`, then
@@ -547,12 +524,16 @@ impl SocketTransport {
         let this = slf.get();
         let (connected, protocol) = {
             let st = this.st.borrow(py);
-            (st.protocol_connected, st.protocol.as_ref().map(|p| p.clone_ref(py)))
+            (
+                st.protocol_connected,
+                st.protocol.as_ref().map(|p| p.clone_ref(py)),
+            )
         };
         let result = match (connected, protocol) {
-            (true, Some(protocol)) => {
-                protocol.bind(py).call_method1(intern!(py, "connection_lost"), (exc,)).map(drop)
-            }
+            (true, Some(protocol)) => protocol
+                .bind(py)
+                .call_method1(intern!(py, "connection_lost"), (exc,))
+                .map(drop),
             _ => Ok(()),
         };
         let (sock, protocol, lp, server, waiter) = {
@@ -574,12 +555,17 @@ impl SocketTransport {
         };
         drop((sock, protocol, lp));
         let detached = match server {
-            Some(server) => server.bind(py).call_method0(intern!(py, "_detach")).map(drop),
+            Some(server) => server
+                .bind(py)
+                .call_method0(intern!(py, "_detach"))
+                .map(drop),
             None => Ok(()),
         };
         if let Some(waiter) = waiter {
             let err = PyConnectionError::new_err("Connection is closed by peer");
-            waiter.bind(py).call_method1(intern!(py, "set_exception"), (err.value(py),))?;
+            waiter
+                .bind(py)
+                .call_method1(intern!(py, "set_exception"), (err.value(py),))?;
         }
         result.and(closed).and(detached)
     }
@@ -597,10 +583,7 @@ impl SocketTransport {
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if !(data.is_instance_of::<PyBytes>()
-            || data.is_instance_of::<PyByteArray>()
-            || data.is_instance_of::<PyMemoryView>())
-        {
+        if !is_bytes_like(data) {
             let tname = data.get_type().name()?.to_string();
             return Err(PyTypeError::new_err(format!(
                 "data argument must be a bytes-like object, not '{tname}'"
@@ -609,10 +592,14 @@ impl SocketTransport {
         {
             let mut st = this.st.borrow_mut(py);
             if st.eof {
-                return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
+                return Err(PyRuntimeError::new_err(
+                    "Cannot call write() after write_eof()",
+                ));
             }
             if st.empty_waiter.is_some() {
-                return Err(PyRuntimeError::new_err("unable to write; sendfile is in progress"));
+                return Err(PyRuntimeError::new_err(
+                    "unable to write; sendfile is in progress",
+                ));
             }
             if data.len()? == 0 {
                 return Ok(());
@@ -622,34 +609,27 @@ impl SocketTransport {
                 st.conn_lost += 1;
                 drop(st);
                 if warn {
-                    names(py)?.logger.bind(py).call_method1("warning", ("socket.send() raised exception.",))?;
+                    names(py)?
+                        .logger
+                        .bind(py)
+                        .call_method1("warning", ("socket.send() raised exception.",))?;
                 }
                 return Ok(());
             }
         }
         let fd = this.fd;
         // Returns Ok(true) if the rest was buffered and the writer must be registered.
-        let outcome = ffi::with_bytes(data, |bytes| -> Result<bool, io::Error> {
-            let mut st = this.st.borrow_mut(py);
-            if !st.buffer.is_empty() {
-                st.buffer.push(bytes);
-                return Ok(false);
-            }
-            let n = match sys::write(fd, bytes, true) {
-                Ok(n) => n,
-                Err(e) if sys::is_retry(&e) => 0,
-                Err(e) => return Err(e),
-            };
-            if n == bytes.len() {
-                return Ok(false);
-            }
-            st.buffer.push(&bytes[n..]);
-            Ok(true)
+        let outcome = ffi::with_bytes(data, |bytes| {
+            send_or_buffer(&mut this.st.borrow_mut(py).buffer, fd, bytes, true)
         })?;
         match outcome {
             Err(e) => {
                 let exc = errors::os_error(py, &e);
-                Self::fatal_error(slf, exc.value(py).as_any(), "Fatal write error on socket transport")
+                Self::fatal_error(
+                    slf,
+                    exc.value(py).as_any(),
+                    "Fatal write error on socket transport",
+                )
             }
             Ok(register) => {
                 if register {
@@ -787,27 +767,18 @@ impl SocketTransport {
         default: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let extra = self.st.borrow(py).extra.clone_ref(py);
-        match extra.bind(py).get_item(name)? {
-            Some(v) => Ok(v.unbind()),
-            None => Ok(default.unwrap_or_else(|| py.None())),
-        }
+        extra_info(py, extra, name, default)
     }
 
     /// Set the high- and low-water limits for write flow control.
     #[pyo3(signature = (high=None, low=None))]
     fn set_write_buffer_limits(
         slf: &Bound<'_, Self>,
-        high: Option<&Bound<'_, PyAny>>,
-        low: Option<&Bound<'_, PyAny>>,
+        high: Option<i64>,
+        low: Option<i64>,
     ) -> PyResult<()> {
-        let py = slf.py();
-        let as_int = |v: Option<&Bound<'_, PyAny>>| -> PyResult<Option<i64>> {
-            v.filter(|v| !v.is_none()).map(|v| v.extract::<i64>()).transpose()
-        };
-        let limits = Limits::new(as_int(high)?, as_int(low)?).map_err(|(h, l)| {
-            PyValueError::new_err(format!("high ({h}) must be >= low ({l}) must be >= 0"))
-        })?;
-        slf.get().st.borrow_mut(py).buffer.set_limits(limits);
+        let limits = write_buffer_limits(high, low)?;
+        slf.get().st.borrow_mut(slf.py()).buffer.set_limits(limits);
         Self::maybe_pause_protocol(slf)
     }
 
@@ -833,7 +804,14 @@ impl SocketTransport {
         info.push(format!("fd={}", self.fd));
         if let Some(lp) = &st.loop_ {
             if !lp.get().state.borrow(py).closed {
-                info.push(if st.reading { "read=polling" } else { "read=idle" }.into());
+                info.push(
+                    if st.reading {
+                        "read=polling"
+                    } else {
+                        "read=idle"
+                    }
+                    .into(),
+                );
                 let state = if st.writing { "polling" } else { "idle" };
                 info.push(format!("write=<{state}, bufsize={}>", st.buffer.len()));
             }
@@ -852,7 +830,10 @@ impl SocketTransport {
 
     /// Calls ``connection_lost(exc)`` and closes the socket (scheduled by close/abort).
     #[pyo3(signature = (exc))]
-    fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn _call_connection_lost(
+        slf: &Bound<'_, Self>,
+        exc: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         Self::call_connection_lost(slf, exc)
     }
 
@@ -863,9 +844,14 @@ impl SocketTransport {
             if st.empty_waiter.is_some() {
                 return Err(PyRuntimeError::new_err("Empty waiter is already set"));
             }
-            (st.loop_.as_ref().map(|l| l.clone_ref(py)), st.buffer.is_empty())
+            (
+                st.loop_.as_ref().map(|l| l.clone_ref(py)),
+                st.buffer.is_empty(),
+            )
         };
-        let Some(lp) = lp else { return Err(PyRuntimeError::new_err("Transport is closed")) };
+        let Some(lp) = lp else {
+            return Err(PyRuntimeError::new_err("Transport is closed"));
+        };
         let waiter = lp.bind(py).call_method0(intern!(py, "create_future"))?;
         if empty {
             waiter.call_method1(intern!(py, "set_result"), (py.None(),))?;
@@ -942,7 +928,9 @@ impl SocketTransport {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        let Some(st) = self.st.try_borrow_in_gc() else { return Ok(()) };
+        let Some(st) = self.st.try_borrow_in_gc() else {
+            return Ok(());
+        };
         visit.call(&st.loop_)?;
         visit.call(&st.sock)?;
         visit.call(&st.protocol)?;
@@ -955,10 +943,34 @@ impl SocketTransport {
     fn __clear__(&self) {
         Python::attach(|py| {
             let dropped = {
-                let Some(mut st) = self.st.try_borrow_mut_in_gc(py) else { return };
-                (st.loop_.take(), st.protocol.take(), st.server.take(), st.empty_waiter.take())
+                let Some(mut st) = self.st.try_borrow_mut_in_gc(py) else {
+                    return;
+                };
+                (
+                    st.loop_.take(),
+                    st.protocol.take(),
+                    st.server.take(),
+                    st.empty_waiter.take(),
+                )
             };
             drop(dropped);
+        });
+    }
+}
+
+impl Drop for SocketTransport {
+    /// A transport collected while open warns and closes its socket, as asyncio's `__del__`.
+    fn drop(&mut self) {
+        Python::attach(|py| {
+            let Some(mut st) = self.st.try_borrow_mut_in_gc(py) else {
+                return;
+            };
+            let Some(sock) = st.sock.take() else { return };
+            drop(st);
+            warn_unclosed(py, &format!("<_SelectorSocketTransport fd={}>", self.fd));
+            if let Err(err) = sock.bind(py).call_method0(intern!(py, "close")) {
+                err.write_unraisable(py, None);
+            }
         });
     }
 }
