@@ -110,8 +110,12 @@ def test_transport_surface(on_both):
             info = {
                 "isinstance": [
                     isinstance(tr, cls)
-                    for cls in (asyncio.Transport, asyncio.ReadTransport, asyncio.WriteTransport,
-                                asyncio.BaseTransport)
+                    for cls in (
+                        asyncio.Transport,
+                        asyncio.ReadTransport,
+                        asyncio.WriteTransport,
+                        asyncio.BaseTransport,
+                    )
                 ],
                 "socket": type(sock).__name__,
                 "nodelay": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0,
@@ -234,8 +238,12 @@ def test_peer_reset_mid_write(on_both):
             conn.close()  # RST
             exc = await pr.lost
             tr.write(b"ignored after the connection is lost")
-            return isinstance(exc, ConnectionError), pr.events[0], len(pr.events), \
-                tr.get_write_buffer_size()
+            return (
+                isinstance(exc, ConnectionError),
+                pr.events[0],
+                len(pr.events),
+                tr.get_write_buffer_size(),
+            )
 
         return loop.run_until_complete(main())
 
@@ -252,7 +260,7 @@ def test_flow_control_slow_reader(on_both):
             tr.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
             data = payload(4 << 20)
             for i in range(0, len(data), 256 * 1024):
-                tr.write(data[i:i + 256 * 1024])
+                tr.write(data[i : i + 256 * 1024])
             paused_at_once = pr.events[-1] == "pause"
             received = bytearray()
             while len(received) < len(data):
@@ -267,8 +275,14 @@ def test_flow_control_slow_reader(on_both):
             await pr.lost
             conn.close()
             alternating = all(a != b for a, b in zip(flow, flow[1:]))
-            return (paused_at_once, received == data, flow[0], flow[-1], alternating,
-                    tr.get_write_buffer_size())
+            return (
+                paused_at_once,
+                received == data,
+                flow[0],
+                flow[-1],
+                alternating,
+                tr.get_write_buffer_size(),
+            )
 
         return loop.run_until_complete(main())
 
@@ -340,8 +354,12 @@ def test_fd_owned_by_transport(on_both):
             tr, pr = await loop.create_connection(Recorder, "127.0.0.1", port)
             fd = tr.get_extra_info("socket").fileno()
             errors = []
-            for call in (lambda: loop.add_reader(fd, print), lambda: loop.add_writer(fd, print),
-                         lambda: loop.remove_reader(fd), lambda: loop.remove_writer(fd)):
+            for call in (
+                lambda: loop.add_reader(fd, print),
+                lambda: loop.add_writer(fd, print),
+                lambda: loop.remove_reader(fd),
+                lambda: loop.remove_writer(fd),
+            ):
                 with pytest.raises(RuntimeError) as e:
                     call()
                 errors.append(str(e.value).startswith(f"File descriptor {fd} is used by transport"))
@@ -366,8 +384,11 @@ def _error_of(loop, coro_fn):
         try:
             await coro_fn()
         except Exception as exc:  # noqa: BLE001 - the scenario records what asyncio raises
-            return type(exc).__name__, getattr(exc, "errno", None), str(exc).split(" fd=")[0] \
-                .split("('127.0.0.1'")[0]
+            return (
+                type(exc).__name__,
+                getattr(exc, "errno", None),
+                str(exc).split(" fd=")[0].split("('127.0.0.1'")[0],
+            )
         return None
 
     return loop.run_until_complete(main())
@@ -377,17 +398,21 @@ BAD_CALLS = {
     "port_out_of_range": lambda lp: lp.create_connection(asyncio.Protocol, "127.0.0.1", 70000),
     "negative_port": lambda lp: lp.create_connection(asyncio.Protocol, "127.0.0.1", -1),
     "unknown_family": lambda lp: lp.create_connection(
-        asyncio.Protocol, "127.0.0.1", 1, family=12345),
+        asyncio.Protocol, "127.0.0.1", 1, family=12345
+    ),
     "nothing": lambda lp: lp.create_connection(asyncio.Protocol),
     "host_and_sock": lambda lp: lp.create_connection(
-        asyncio.Protocol, "127.0.0.1", 1, sock=_closing(socket.socket())),
+        asyncio.Protocol, "127.0.0.1", 1, sock=_closing(socket.socket())
+    ),
     "server_hostname": lambda lp: lp.create_connection(
-        asyncio.Protocol, "127.0.0.1", 1, server_hostname="x"),
+        asyncio.Protocol, "127.0.0.1", 1, server_hostname="x"
+    ),
     "refused": lambda lp: lp.create_connection(asyncio.Protocol, "127.0.0.1", _free_port()),
     "server_nothing": lambda lp: lp.create_server(asyncio.Protocol),
     "server_ssl_bool": lambda lp: lp.create_server(asyncio.Protocol, "127.0.0.1", 0, ssl=True),
     "server_dgram": lambda lp: lp.create_server(
-        asyncio.Protocol, sock=_closing(socket.socket(type=socket.SOCK_DGRAM))),
+        asyncio.Protocol, sock=_closing(socket.socket(type=socket.SOCK_DGRAM))
+    ),
     "unix_nothing": lambda lp: lp.create_unix_connection(asyncio.Protocol),
     "unix_missing": lambda lp: lp.create_unix_connection(asyncio.Protocol, "/nonexistent/sock"),
     "unix_server_nothing": lambda lp: lp.create_unix_server(asyncio.Protocol),
@@ -490,8 +515,13 @@ def test_protocol_error_goes_to_handler(on_both):
             server.close()
             await server.wait_closed()
             ctx = loop.handled_errors.pop()
-            return (type(exc).__name__, ctx["message"], ctx["transport"] is tr,
-                    ctx["protocol"] is pr, pr.events)
+            return (
+                type(exc).__name__,
+                ctx["message"],
+                ctx["transport"] is tr,
+                ctx["protocol"] is pr,
+                pr.events,
+            )
 
         return loop.run_until_complete(main())
 
@@ -504,8 +534,12 @@ def test_server_object(on_both):
     def scenario(loop):
         async def main():
             server = await loop.create_server(
-                asyncio.Protocol, ["127.0.0.1", "127.0.0.1"], 0, start_serving=False,
-                reuse_port=True, backlog=5,
+                asyncio.Protocol,
+                ["127.0.0.1", "127.0.0.1"],
+                0,
+                start_serving=False,
+                reuse_port=True,
+                backlog=5,
             )
             info = [server.is_serving(), len(server.sockets), server.get_loop() is loop]
             await server.start_serving()
@@ -563,7 +597,7 @@ def test_unix_server_paths(on_both):
 def test_connect_accepted_socket(loop):
     async def main():
         a, b = socket.socketpair()
-        tr, pr = await loop.connect_accepted_socket(Recorder, a)
+        _, pr = await loop.connect_accepted_socket(Recorder, a)
         b.sendall(b"hello")
         b.shutdown(socket.SHUT_WR)
         await pr.lost
@@ -574,24 +608,31 @@ def test_connect_accepted_socket(loop):
     loop.run_until_complete(main())
 
 
+def unbuffered(fd: int, mode: str):
+    """A file object over ``fd`` that the transport owns (and closes)."""
+    return os.fdopen(fd, mode, 0)
+
+
 def test_pipes(on_both):
     def scenario(loop):
-        async def main():
-            rfd, wfd = os.pipe()
-            rpipe = open(rfd, "rb", 0)
-            wpipe = open(wfd, "wb", 0)
-            rtr, rpr = await loop.connect_read_pipe(Recorder, rpipe)
+        async def main(rpipe, wpipe):
+            _, rpr = await loop.connect_read_pipe(Recorder, rpipe)
             wtr, wpr = await loop.connect_write_pipe(Recorder, wpipe)
             wtr.write(b"through the pipe")
             wtr.close()
             await rpr.lost
             await wpr.lost
-            with tempfile.TemporaryFile() as f:
-                with pytest.raises(ValueError) as e:
-                    await loop.connect_read_pipe(asyncio.Protocol, f)
-            return rpr.events, bytes(rpr.data), wpr.events, str(e.value)
+            return rpr.events, bytes(rpr.data), wpr.events
 
-        return loop.run_until_complete(main())
+        async def refused(f):
+            with pytest.raises(ValueError) as e:
+                await loop.connect_read_pipe(asyncio.Protocol, f)
+            return str(e.value)
+
+        rfd, wfd = os.pipe()
+        result = loop.run_until_complete(main(unbuffered(rfd, "rb"), unbuffered(wfd, "wb")))
+        with tempfile.TemporaryFile() as f:
+            return result, loop.run_until_complete(refused(f))
 
     aio, ox = on_both(scenario)
     assert ox == aio
@@ -614,7 +655,7 @@ def test_sendfile(on_both, fallback_only):
 
                 server = await loop.create_server(factory, "127.0.0.1", 0)
                 port = server.sockets[0].getsockname()[1]
-                tr, pr = await loop.create_connection(Recorder, "127.0.0.1", port)
+                tr, _ = await loop.create_connection(Recorder, "127.0.0.1", port)
                 if fallback_only:
                     sent = await loop._sendfile_fallback(tr, f, 1000, None)
                 else:
@@ -624,7 +665,7 @@ def test_sendfile(on_both, fallback_only):
                 await server_protos[0].lost
                 server.close()
                 await server.wait_closed()
-                return sent, bytes(server_protos[0].data) == data[1000:1000 + sent] + b"tail"
+                return sent, bytes(server_protos[0].data) == data[1000 : 1000 + sent] + b"tail"
 
         return loop.run_until_complete(main())
 
@@ -637,8 +678,7 @@ def test_write_pipe_peer_closed(on_both):
     def scenario(loop):
         async def main():
             rfd, wfd = os.pipe()
-            wpipe = open(wfd, "wb", 0)
-            wtr, wpr = await loop.connect_write_pipe(Recorder, wpipe)
+            wtr, wpr = await loop.connect_write_pipe(Recorder, unbuffered(wfd, "wb"))
             wtr.set_write_buffer_limits(high=1000)
             wtr.write(payload(1 << 20))  # fills the pipe: the rest is buffered
             events = list(wpr.events)
@@ -659,8 +699,7 @@ def test_read_pipe_pause_and_pty(on_both):
     def scenario(loop):
         async def main():
             master, slave = os.openpty()
-            rpipe = open(master, "rb", 0)
-            rtr, rpr = await loop.connect_read_pipe(Recorder, rpipe)
+            rtr, rpr = await loop.connect_read_pipe(Recorder, unbuffered(master, "rb"))
             rtr.pause_reading()
             paused = rtr.is_reading()
             os.write(slave, b"typed\n")
@@ -678,3 +717,48 @@ def test_read_pipe_pause_and_pty(on_both):
     aio, ox = on_both(scenario)
     assert ox == aio
     assert aio[0] is False and aio[1] == b""
+
+
+@pytest.mark.parametrize("delay", [None, 0.05])
+def test_connect_tries_each_address(on_both, delay):
+    """The first address refuses; create_connection moves on (happy eyeballs with a delay)."""
+
+    def scenario(loop):
+        async def main():
+            server = await loop.create_server(Recorder, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            refused = ("127.0.0.2", _free_port())
+            infos = [
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", refused),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+            ]
+
+            async def getaddrinfo(*args, **kwargs):
+                return infos
+
+            loop.getaddrinfo = getaddrinfo
+            tr, pr = await loop.create_connection(
+                Recorder,
+                "example.invalid",
+                port,
+                happy_eyeballs_delay=delay,
+                interleave=1,
+                local_addr=("127.0.0.1", 0),
+            )
+            peer = tr.get_extra_info("peername")
+            tr.close()
+            await pr.lost
+            infos.pop()
+            with pytest.raises(OSError) as e:
+                await loop.create_connection(
+                    Recorder, "example.invalid", port, happy_eyeballs_delay=delay
+                )
+            server.close()
+            await server.wait_closed()
+            return peer == ("127.0.0.1", port), type(e.value).__name__, e.value.errno
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert ox == aio
+    assert aio[0] is True

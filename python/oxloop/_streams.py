@@ -45,17 +45,21 @@ class StreamsMixin:
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
         # TEMP: replaced by net-sock branch
         getaddr_func = socket.getaddrinfo
-        return await self.run_in_executor(None, getaddr_func, host, port, family, type, proto, flags)
+        return await self.run_in_executor(
+            None, getaddr_func, host, port, family, type, proto, flags
+        )
 
-    async def _ensure_resolved(self, address, *, family=0, type=socket.SOCK_STREAM, proto=0,
-                               flags=0, loop):
+    async def _ensure_resolved(
+        self, address, *, family=0, type=socket.SOCK_STREAM, proto=0, flags=0, loop
+    ):
         # Mirrors BaseEventLoop._ensure_resolved: numeric hosts skip getaddrinfo.
         host, port = address[:2]
         info = base_events._ipaddr_info(host, port, family, type, proto, *address[2:])
         if info is not None:
             return [info]
-        return await loop.getaddrinfo(host, port, family=family, type=type, proto=proto,
-                                      flags=flags)
+        return await loop.getaddrinfo(
+            host, port, family=family, type=type, proto=proto, flags=flags
+        )
 
     # -- connecting ----------------------------------------------------------------------------
 
@@ -93,7 +97,7 @@ class StreamsMixin:
             pass
         except (SystemExit, KeyboardInterrupt):
             raise
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - the connect waiter gets every error
             fut.set_exception(exc)
         else:
             fut.set_result(None)
@@ -133,18 +137,31 @@ class StreamsMixin:
             if sock is not None:
                 sock.close()
             raise
-        except BaseException:
+        except BaseException:  # cancellation too: the socket is ours to close
             if sock is not None:
                 sock.close()
             raise
         finally:
             exceptions = my_exceptions = None
 
-    async def create_connection(self, protocol_factory, host=None, port=None, *, ssl=None,
-                                family=0, proto=0, flags=0, sock=None, local_addr=None,
-                                server_hostname=None, ssl_handshake_timeout=None,
-                                ssl_shutdown_timeout=None, happy_eyeballs_delay=None,
-                                interleave=None):
+    async def create_connection(
+        self,
+        protocol_factory,
+        host=None,
+        port=None,
+        *,
+        ssl=None,
+        family=0,
+        proto=0,
+        flags=0,
+        sock=None,
+        local_addr=None,
+        server_hostname=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+        happy_eyeballs_delay=None,
+        interleave=None,
+    ):
         """Connect to a TCP server; return ``(transport, protocol)``.
 
         Same arguments and errors as ``asyncio.loop.create_connection`` (TLS is not supported yet).
@@ -170,15 +187,23 @@ class StreamsMixin:
             if sock is not None:
                 raise ValueError("host/port and sock can not be specified at the same time")
             infos = await self._ensure_resolved(
-                (host, port), family=family, type=socket.SOCK_STREAM, proto=proto, flags=flags,
+                (host, port),
+                family=family,
+                type=socket.SOCK_STREAM,
+                proto=proto,
+                flags=flags,
                 loop=self,
             )
             if not infos:
                 raise OSError("getaddrinfo() returned empty list")
             if local_addr is not None:
                 laddr_infos = await self._ensure_resolved(
-                    local_addr, family=family, type=socket.SOCK_STREAM, proto=proto,
-                    flags=flags, loop=self,
+                    local_addr,
+                    family=family,
+                    type=socket.SOCK_STREAM,
+                    proto=proto,
+                    flags=flags,
+                    loop=self,
                 )
                 if not laddr_infos:
                     raise OSError("getaddrinfo() returned empty list")
@@ -239,9 +264,16 @@ class StreamsMixin:
             logger.debug("%r connected to %s:%r: (%r, %r)", sock, host, port, transport, protocol)
         return transport, protocol
 
-    async def _create_connection_transport(self, sock, protocol_factory, ssl, server_hostname,
-                                           server_side=False, ssl_handshake_timeout=None,
-                                           ssl_shutdown_timeout=None):
+    async def _create_connection_transport(
+        self,
+        sock,
+        protocol_factory,
+        ssl,
+        server_hostname,
+        server_side=False,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
         # Mirrors BaseEventLoop._create_connection_transport.
         sock.setblocking(False)
         protocol = protocol_factory()
@@ -256,8 +288,15 @@ class StreamsMixin:
             raise
         return transport, protocol
 
-    async def connect_accepted_socket(self, protocol_factory, sock, *, ssl=None,
-                                      ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+    async def connect_accepted_socket(
+        self,
+        protocol_factory,
+        sock,
+        *,
+        ssl=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
         """Wrap an already accepted connection into a transport/protocol pair."""
         if sock.type != socket.SOCK_STREAM:
             raise ValueError(f"A Stream Socket was expected, got {sock!r}")
@@ -287,11 +326,23 @@ class StreamsMixin:
             raise OSError(f"getaddrinfo({host!r}) returned empty list")
         return infos
 
-    async def create_server(self, protocol_factory, host=None, port=None, *,
-                            family=socket.AF_UNSPEC, flags=socket.AI_PASSIVE, sock=None,
-                            backlog=100, ssl=None, reuse_address=None, reuse_port=None,
-                            ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
-                            start_serving=True):
+    async def create_server(
+        self,
+        protocol_factory,
+        host=None,
+        port=None,
+        *,
+        family=socket.AF_UNSPEC,
+        flags=socket.AI_PASSIVE,
+        sock=None,
+        backlog=100,
+        ssl=None,
+        reuse_address=None,
+        reuse_port=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+        start_serving=True,
+    ):
         """Create a TCP server listening on ``host`` (a name or a sequence) and ``port``.
 
         Return an ``asyncio.Server``. Same arguments and errors as ``asyncio.loop.create_server``.
@@ -319,8 +370,9 @@ class StreamsMixin:
                 hosts = [host]
             else:
                 hosts = host
-            fs = [self._create_server_getaddrinfo(h, port, family=family, flags=flags)
-                  for h in hosts]
+            fs = [
+                self._create_server_getaddrinfo(h, port, family=family, flags=flags) for h in hosts
+            ]
             infos = await tasks.gather(*fs)
             infos = set(itertools.chain.from_iterable(infos))
 
@@ -335,7 +387,10 @@ class StreamsMixin:
                         if self.get_debug():
                             logger.warning(
                                 "create_server() failed to create socket.socket(%r, %r, %r)",
-                                af, socktype, proto, exc_info=True,
+                                af,
+                                socktype,
+                                proto,
+                                exc_info=True,
                             )
                         continue
                     sockets.append(sock)
@@ -351,8 +406,8 @@ class StreamsMixin:
                     except OSError as err:
                         raise OSError(
                             err.errno,
-                            "error while attempting to bind on address %r: %s"
-                            % (sa, err.strerror.lower()),
+                            f"error while attempting to bind on address {sa!r}: "
+                            f"{err.strerror.lower()}",
                         ) from None
                 completed = True
             finally:
@@ -380,8 +435,16 @@ class StreamsMixin:
             logger.info("%r is serving", server)
         return server
 
-    def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
-                       ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+    def _start_serving(
+        self,
+        protocol_factory,
+        sock,
+        sslcontext=None,
+        server=None,
+        backlog=100,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
         self._add_reader(
             sock.fileno(), self._accept_connection, protocol_factory, sock, server, backlog
         )
@@ -399,19 +462,26 @@ class StreamsMixin:
                     logger.debug("%r got a new connection from %r: %r", server, addr, conn)
                 conn.setblocking(False)
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                return None
+                return
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     # The listening fd stays readable: stop watching it for a while.
-                    self.call_exception_handler({
-                        "message": "socket.accept() out of system resource",
-                        "exception": exc,
-                        "socket": trsock.TransportSocket(sock),
-                    })
+                    self.call_exception_handler(
+                        {
+                            "message": "socket.accept() out of system resource",
+                            "exception": exc,
+                            "socket": trsock.TransportSocket(sock),
+                        }
+                    )
                     self._remove_reader(sock.fileno())
                     self.call_later(
-                        constants.ACCEPT_RETRY_DELAY, self._start_serving, protocol_factory,
-                        sock, None, server, backlog,
+                        constants.ACCEPT_RETRY_DELAY,
+                        self._start_serving,
+                        protocol_factory,
+                        sock,
+                        None,
+                        server,
+                        backlog,
                     )
                 else:
                     raise
@@ -437,7 +507,7 @@ class StreamsMixin:
                 raise
         except (SystemExit, KeyboardInterrupt):
             raise
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - nowhere to raise to: reported in debug mode
             if transport is None:
                 conn.close()
             if self.get_debug():
@@ -453,9 +523,17 @@ class StreamsMixin:
 
     # -- Unix sockets (mirrors asyncio.unix_events._UnixSelectorEventLoop) ----------------------
 
-    async def create_unix_connection(self, protocol_factory, path=None, *, ssl=None, sock=None,
-                                     server_hostname=None, ssl_handshake_timeout=None,
-                                     ssl_shutdown_timeout=None):
+    async def create_unix_connection(
+        self,
+        protocol_factory,
+        path=None,
+        *,
+        ssl=None,
+        sock=None,
+        server_hostname=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
         """Connect to a Unix stream socket at ``path``; return ``(transport, protocol)``."""
         assert server_hostname is None or isinstance(server_hostname, str)
         if ssl:
@@ -496,9 +574,18 @@ class StreamsMixin:
                 sock.close()
             raise
 
-    async def create_unix_server(self, protocol_factory, path=None, *, sock=None, backlog=100,
-                                 ssl=None, ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
-                                 start_serving=True):
+    async def create_unix_server(
+        self,
+        protocol_factory,
+        path=None,
+        *,
+        sock=None,
+        backlog=100,
+        ssl=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+        start_serving=True,
+    ):
         """Listen on the Unix stream socket ``path`` (a stale socket file there is removed)."""
         if isinstance(ssl, bool):
             raise TypeError("ssl argument must be an SSLContext or None")
@@ -522,9 +609,7 @@ class StreamsMixin:
                 except FileNotFoundError:
                     pass
                 except OSError as err:
-                    logger.error(
-                        "Unable to check or remove stale UNIX socket %r: %r", path, err
-                    )
+                    logger.error("Unable to check or remove stale UNIX socket %r: %r", path, err)
             try:
                 sock.bind(path)
             except OSError as exc:
@@ -560,13 +645,15 @@ class StreamsMixin:
 
     async def connect_read_pipe(self, protocol_factory, pipe):
         """Wrap the read end of a pipe (or socket, or character device) in a transport."""
-        return await self._connect_pipe(self._make_read_pipe_transport, protocol_factory, pipe,
-                                        "Read")
+        return await self._connect_pipe(
+            self._make_read_pipe_transport, protocol_factory, pipe, "Read"
+        )
 
     async def connect_write_pipe(self, protocol_factory, pipe):
         """Wrap the write end of a pipe (or socket, or character device) in a transport."""
-        return await self._connect_pipe(self._make_write_pipe_transport, protocol_factory, pipe,
-                                        "Write")
+        return await self._connect_pipe(
+            self._make_write_pipe_transport, protocol_factory, pipe, "Write"
+        )
 
     async def _connect_pipe(self, make_transport, protocol_factory, pipe, direction):
         # Mirrors BaseEventLoop.connect_read_pipe / connect_write_pipe.
@@ -579,8 +666,9 @@ class StreamsMixin:
             transport.close()
             raise
         if self.get_debug():
-            logger.debug("%s pipe %r connected: (%r, %r)", direction, pipe.fileno(), transport,
-                         protocol)
+            logger.debug(
+                "%s pipe %r connected: (%r, %r)", direction, pipe.fileno(), transport, protocol
+            )
         return transport, protocol
 
     # -- sendfile ------------------------------------------------------------------------------
