@@ -762,3 +762,109 @@ def test_connect_tries_each_address(on_both, delay):
     aio, ox = on_both(scenario)
     assert ox == aio
     assert aio[0] is True
+
+
+def test_write_variants_and_abort(on_both):
+    """writelines, bytearray and memoryview writes, then abort with data pending."""
+
+    def scenario(loop):
+        async def main():
+            tr, pr, conn = await connect_to_plain_socket(loop)
+            with conn:
+                tr.writelines([b"a", bytearray(b"b"), memoryview(b"cd")])
+                tr.write(memoryview(b"xxefxx")[2:4])
+                tr.write(b"")
+                got = b""
+                while len(got) < 6:
+                    got += conn.recv(100)
+                with pytest.raises(TypeError) as e:
+                    tr.writelines([b"ok", "not bytes"])
+                tr.write(payload(8 << 20))
+                pending = tr.get_write_buffer_size() > 0
+                tr.abort()
+                tr.abort()
+                tr.close()
+                size_after = tr.get_write_buffer_size()
+                await pr.lost
+                return got, str(e.value), pending, size_after, tr.is_closing(), pr.events
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert ox == aio
+    assert aio[0] == b"abcdef"
+
+
+def test_close_flushes_then_loses_connection_once(on_both):
+    def scenario(loop):
+        async def main():
+            tr, pr, conn = await connect_to_plain_socket(loop)
+            data = payload(4 << 20)
+            tr.write(data)
+            tr.close()
+            tr.close()
+            closing = tr.is_closing(), tr.is_reading()
+            got = bytearray()
+            conn.setblocking(False)
+            while len(got) < len(data):
+                try:
+                    got += conn.recv(1 << 20)
+                except BlockingIOError:
+                    await asyncio.sleep(0.001)
+            await pr.lost
+            conn.close()
+            return closing, got == data, pr.events
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert ox == aio
+    assert aio[2][-1] == ("lost", None)
+
+
+def test_buffered_protocol_errors(on_both):
+    class BadBuffer(Buffered):
+        def get_buffer(self, sizehint):
+            return bytearray()
+
+    class BadUpdate(Buffered):
+        def buffer_updated(self, nbytes):
+            raise ZeroDivisionError
+
+    def scenario(loop):
+        async def main(proto):
+            a, b = socket.socketpair()
+            tr, pr = await loop.connect_accepted_socket(proto, a)
+            b.sendall(b"data")
+            exc = await pr.lost
+            b.close()
+            ctx = loop.handled_errors.pop()
+            return type(exc).__name__, str(exc), ctx["message"], ctx["transport"] is tr
+
+        return [loop.run_until_complete(main(p)) for p in (BadBuffer, BadUpdate)]
+
+    aio, ox = on_both(scenario)
+    assert ox == aio
+    assert aio[0][:2] == ("RuntimeError", "get_buffer() returned an empty buffer")
+
+
+def test_switch_to_buffered_protocol(on_both):
+    def scenario(loop):
+        async def main():
+            a, b = socket.socketpair()
+            tr, pr = await loop.connect_accepted_socket(Recorder, a)
+            b.sendall(b"first")
+            while not pr.data:
+                await asyncio.sleep(0.001)
+            buffered = Buffered()
+            tr.set_protocol(buffered)
+            b.sendall(b"second")
+            b.shutdown(socket.SHUT_WR)
+            await buffered.lost
+            b.close()
+            return bytes(pr.data), bytes(buffered.data)
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert ox == aio == (b"first", b"second")
