@@ -387,6 +387,12 @@ class Loop(_oxloop.Loop, StreamsMixin, asyncio.AbstractEventLoop):
         if not callable(callback):
             raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
 
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        # TEMP: replaced by net-sock branch
+        return await self.run_in_executor(
+            None, socket.getaddrinfo, host, port, family, type, proto, flags
+        )
+
     def set_default_executor(self, executor):
         """Set the executor run_in_executor(None, ...) uses; it must be a ThreadPoolExecutor."""
         if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):

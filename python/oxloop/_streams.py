@@ -42,13 +42,6 @@ class StreamsMixin:
 
     # -- name resolution -----------------------------------------------------------------------
 
-    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
-        # TEMP: replaced by net-sock branch
-        getaddr_func = socket.getaddrinfo
-        return await self.run_in_executor(
-            None, getaddr_func, host, port, family, type, proto, flags
-        )
-
     async def _ensure_resolved(
         self, address, *, family=0, type=socket.SOCK_STREAM, proto=0, flags=0, loop
     ):
