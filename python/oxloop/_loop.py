@@ -22,6 +22,8 @@ from asyncio import coroutines, events, futures, tasks
 
 from . import _oxloop
 from ._sock import SocketMethods
+from ._streams import StreamsMixin
+from ._tls import TLSMixin
 
 logger = logging.getLogger("asyncio")
 
@@ -49,7 +51,7 @@ def _format_handle(handle):
     return str(handle)
 
 
-class Loop(SocketMethods, _oxloop.Loop, asyncio.AbstractEventLoop):
+class Loop(SocketMethods, TLSMixin, _oxloop.Loop, StreamsMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop whose scheduling and I/O run in Rust.
 
     Use it wherever asyncio takes a loop: ``oxloop.run(main())``,

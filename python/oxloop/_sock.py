@@ -137,10 +137,6 @@ class SocketMethods:
         self._ensure_fd_no_transport(fd)
         return _oxloop.sock_wait(self, sock, fd, kind, args)
 
-    def _stop_serving(self, sock):
-        # Mirrors BaseSelectorEventLoop._stop_serving.
-        self.remove_reader(sock.fileno())
-        sock.close()
 
     # -- sock_* --------------------------------------------------------------------------------
 
@@ -253,21 +249,6 @@ class SocketMethods:
                 raise
         return await self._sock_sendfile_fallback(sock, file, offset, count)
 
-    def _check_sendfile_params(self, sock, file, offset, count):
-        # Mirrors BaseEventLoop._check_sendfile_params.
-        if "b" not in getattr(file, "mode", "b"):
-            raise ValueError("file should be opened in binary mode")
-        if not sock.type == socket.SOCK_STREAM:
-            raise ValueError("only SOCK_STREAM type sockets are supported")
-        if count is not None:
-            if not isinstance(count, int):
-                raise TypeError(f"count must be a positive integer (got {count!r})")
-            if count <= 0:
-                raise ValueError(f"count must be a positive integer (got {count!r})")
-        if not isinstance(offset, int):
-            raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
-        if offset < 0:
-            raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
 
     async def _sock_sendfile_native(self, sock, file, offset, count):
         # Mirrors _UnixSelectorEventLoop._sock_sendfile_native, as a loop over os.sendfile that
@@ -397,17 +378,6 @@ class SocketMethods:
             return socket.getnameinfo(sockaddr, flags)
         return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
 
-    async def _ensure_resolved(
-        self, address, *, family=0, type=socket.SOCK_STREAM, proto=0, flags=0, loop
-    ):
-        # Mirrors BaseEventLoop._ensure_resolved.
-        host, port = address[:2]
-        info = _ipaddr_info(host, port, family, type, proto, *address[2:])
-        if info is not None:
-            return [info]
-        return await loop.getaddrinfo(
-            host, port, family=family, type=type, proto=proto, flags=flags
-        )
 
     # -- UDP -----------------------------------------------------------------------------------
 

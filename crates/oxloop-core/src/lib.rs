@@ -17,3 +17,4 @@ pub mod reactor;
 pub mod ready;
 pub mod sys;
 pub mod time;
+pub mod transport;

@@ -58,3 +58,10 @@ pub fn invalid_fileobj(obj: &Bound<'_, PyAny>) -> PyErr {
 pub fn invalid_fd(fd: i64) -> PyErr {
     PyValueError::new_err(format!("Invalid file descriptor: {fd}"))
 }
+
+/// `BaseSelectorEventLoop._ensure_fd_no_transport`'s error.
+pub fn fd_used_by_transport(fd: &Bound<'_, PyAny>, transport: &Bound<'_, PyAny>) -> PyErr {
+    let fd = fd.repr().map(|r| r.to_string()).unwrap_or_default();
+    let tr = transport.repr().map(|r| r.to_string()).unwrap_or_default();
+    PyRuntimeError::new_err(format!("File descriptor {fd} is used by transport {tr}"))
+}

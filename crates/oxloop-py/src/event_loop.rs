@@ -133,6 +133,10 @@ pub struct State {
     pub thread_id: Option<u64>,
     /// asyncio debug mode.
     pub debug: bool,
+    /// Transports by the fd they own (asyncio's `_transports`): `add_reader` and friends refuse
+    /// an fd whose transport is not closing. A transport leaves the map when its connection is
+    /// lost.
+    pub transports: HashMap<RawFd, Py<PyAny>>,
 }
 
 /// asyncio's event loop: ready queue, timers and I/O watching, in Rust.
@@ -276,18 +280,22 @@ impl PyLoop {
     }
 
     /// Sets `fd`'s reader or writer to a Python callback (the core of `add_reader` /
-    /// `add_writer`).
+    /// `add_writer`); `check_transport` refuses an fd owned by a live transport.
     fn watch_handle(
         slf: &Bound<'_, Self>,
         fd: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         direction: Direction,
+        check_transport: bool,
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let fd = fileobj_to_fd(fd)?;
         let debug = this.guards(py, false)?;
+        if check_transport {
+            this.ensure_fd_no_transport(py, fd)?;
+        }
+        let fd = fileobj_to_fd(fd)?;
         let handle = Py::new(
             py,
             Handle {
@@ -377,6 +385,72 @@ impl PyLoop {
     }
 }
 
+impl PyLoop {
+    /// Records `transport` as the owner of `fd` (asyncio's `loop._transports[fd] = transport`).
+    pub fn register_transport(&self, py: Python<'_>, fd: RawFd, transport: Py<PyAny>) {
+        let old = self.state.borrow_mut(py).transports.insert(fd, transport);
+        drop(old);
+    }
+
+    /// Forgets `transport` as the owner of `fd`, if it still is.
+    pub fn unregister_transport(&self, py: Python<'_>, fd: RawFd, transport: &Bound<'_, PyAny>) {
+        let old = {
+            let mut st = self.state.borrow_mut(py);
+            match st.transports.get(&fd) {
+                Some(t) if t.is(transport) => st.transports.remove(&fd),
+                _ => None,
+            }
+        };
+        drop(old);
+    }
+
+    /// Mirrors `BaseSelectorEventLoop._ensure_fd_no_transport`: `RuntimeError` if `fd` belongs to
+    /// a transport that is not closing.
+    pub fn ensure_fd_no_transport(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<()> {
+        let fileno = if fd.is_instance_of::<PyInt>() {
+            // An int too large for an fd cannot name a transport.
+            let Ok(n) = fd.extract::<i64>() else {
+                return Ok(());
+            };
+            n
+        } else {
+            fd.call_method0(intern!(py, "fileno"))
+                .and_then(|n| py.get_type::<PyInt>().call1((n,)))
+                .and_then(|n| n.extract::<i64>())
+                .map_err(|e| {
+                    if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py)
+                        || e.is_instance_of::<PyTypeError>(py)
+                        || e.is_instance_of::<pyo3::exceptions::PyValueError>(py)
+                    {
+                        errors::invalid_fileobj(fd)
+                    } else {
+                        e
+                    }
+                })?
+        };
+        let Ok(fileno) = RawFd::try_from(fileno) else {
+            return Ok(());
+        };
+        let transport = self
+            .state
+            .borrow(py)
+            .transports
+            .get(&fileno)
+            .map(|t| t.clone_ref(py));
+        let Some(transport) = transport else {
+            return Ok(());
+        };
+        let transport = transport.into_bound(py);
+        if !transport
+            .call_method0(intern!(py, "is_closing"))?
+            .is_truthy()?
+        {
+            return Err(errors::fd_used_by_transport(fd, &transport));
+        }
+        Ok(())
+    }
+}
+
 /// `selectors._fileobj_to_fd`: an int, or an object whose `fileno()` gives one.
 pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
     let py = obj.py();
@@ -429,6 +503,7 @@ impl PyLoop {
                 closed: false,
                 thread_id: None,
                 debug: false,
+                transports: HashMap::new(),
             }),
             reactor: Mutex::new(Some(reactor)),
             waker,
@@ -557,7 +632,7 @@ impl PyLoop {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
-        Self::watch_handle(slf, fd, callback, args, Direction::Read)
+        Self::watch_handle(slf, fd, callback, args, Direction::Read, true)
     }
 
     /// Start watching the file descriptor for write availability.
@@ -568,23 +643,72 @@ impl PyLoop {
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
-        Self::watch_handle(slf, fd, callback, args, Direction::Write)
+        Self::watch_handle(slf, fd, callback, args, Direction::Write, true)
     }
 
     /// Stop watching the file descriptor for read availability; True if it was watched.
     fn remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.ensure_fd_no_transport(py, fd)?;
+        self._remove_reader(py, fd)
+    }
+
+    /// Stop watching the file descriptor for write availability; True if it was watched.
+    fn remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.ensure_fd_no_transport(py, fd)?;
+        self._remove_writer(py, fd)
+    }
+
+    /// `add_reader` without the transport ownership check (asyncio's private `_add_reader`).
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_reader(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        Self::watch_handle(slf, fd, callback, args, Direction::Read, false)
+    }
+
+    /// `add_writer` without the transport ownership check (asyncio's private `_add_writer`).
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_writer(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        Self::watch_handle(slf, fd, callback, args, Direction::Write, false)
+    }
+
+    /// `remove_reader` without the transport ownership check (asyncio's private `_remove_reader`).
+    fn _remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
         if self.is_closed(py) {
             return Ok(false);
         }
         self.unwatch(py, fileobj_to_fd(fd)?, Direction::Read)
     }
 
-    /// Stop watching the file descriptor for write availability; True if it was watched.
-    fn remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+    /// `remove_writer` without the transport ownership check (asyncio's private `_remove_writer`).
+    fn _remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
         if self.is_closed(py) {
             return Ok(false);
         }
         self.unwatch(py, fileobj_to_fd(fd)?, Direction::Write)
+    }
+
+    /// `BaseSelectorEventLoop._ensure_fd_no_transport`, for the Python half (`sock_*` methods).
+    fn _ensure_fd_no_transport(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.ensure_fd_no_transport(py, fd)
+    }
+
+    /// Records `transport` as the owner of `fd` (asyncio's `loop._transports[fd] = transport`).
+    fn _register_transport(&self, py: Python<'_>, fd: RawFd, transport: Py<PyAny>) {
+        self.register_transport(py, fd, transport);
+    }
+
+    /// Forgets `transport` as the owner of `fd`, if it still is.
+    fn _unregister_transport(&self, py: Python<'_>, fd: RawFd, transport: &Bound<'_, PyAny>) {
+        self.unregister_transport(py, fd, transport);
     }
 
     /// Runs ticks until `stop()`; the Python `run_forever` wraps it with asyncio's set-up.
@@ -614,22 +738,24 @@ impl PyLoop {
     /// Marks the loop closed and drops every pending callback, timer and watch; the Python
     /// `close()` wraps it with asyncio's checks and executor shutdown.
     fn _close(&self, py: Python<'_>) {
-        let (ready, timers, watches) = {
+        let (ready, timers, watches, transports) = {
             let mut st = self.state.borrow_mut(py);
             st.closed = true;
+            let transports: Vec<Py<PyAny>> = st.transports.drain().map(|(_, t)| t).collect();
             let ready: Vec<Ready> = st.ready.drain().collect();
             let timers: Vec<Scheduled> = st.timers.drain().collect();
             let watches: Vec<(RawFd, Watch)> = st.watches.drain().collect();
-            (ready, timers, watches)
+            (ready, timers, watches, transports)
         };
-        // Dropping the reactor closes its epoll fd; the waker's eventfd is closed with it.
-        let reactor = self.lock_reactor().take();
-        drop(reactor);
-        self.waker.close();
+        // Mirrors BaseSelectorEventLoop.close closing its selector: the epoll fd and the
+        // waker's eventfd are released now, not when the loop object is collected.
+        if let Some(mut reactor) = self.lock_reactor().take() {
+            reactor.close();
+        }
         for t in &timers {
             t.0.get().scheduled.store(false, Ordering::Relaxed);
         }
-        drop((ready, timers, watches));
+        drop((ready, timers, watches, transports));
     }
 
     /// The id of the thread running the loop, or None (asyncio's private `_thread_id`).
@@ -673,21 +799,25 @@ impl PyLoop {
                 watcher.traverse(&visit)?;
             }
         }
+        for t in st.transports.values() {
+            visit.call(t)?;
+        }
         Ok(())
     }
 
     fn __clear__(&self) {
         Python::attach(|py| {
-            let (ready, timers, watches) = {
+            let (ready, timers, watches, transports) = {
                 let Some(mut st) = self.state.try_borrow_mut_in_gc(py) else {
                     return;
                 };
                 let ready: Vec<Ready> = st.ready.drain().collect();
                 let timers: Vec<Scheduled> = st.timers.drain().collect();
                 let watches: Vec<(RawFd, Watch)> = st.watches.drain().collect();
-                (ready, timers, watches)
+                let transports: Vec<Py<PyAny>> = st.transports.drain().map(|(_, t)| t).collect();
+                (ready, timers, watches, transports)
             };
-            drop((ready, timers, watches));
+            drop((ready, timers, watches, transports));
         });
     }
 }

@@ -59,3 +59,50 @@ pub fn call_with_tuple(callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -
     unsafe { ffi::Py_DECREF(result) };
     Ok(())
 }
+
+/// Runs `f` over the bytes of a contiguous buffer object (`bytes`, `bytearray`, `memoryview`,
+/// ...), as `socket.send` reads its argument. Fails with `BufferError`/`TypeError` as
+/// `PyObject_GetBuffer` does.
+pub fn with_bytes<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+    with_buffer(obj, ffi::PyBUF_SIMPLE, |ptr, len| {
+        // SAFETY: `ptr`/`len` describe the exported buffer, which stays valid and unmoved until
+        // it is released after `f` returns; `f` runs no Python code (the GIL is held throughout,
+        // so no other thread can resize the exporter either).
+        f(unsafe { std::slice::from_raw_parts(ptr, len) })
+    })
+}
+
+/// Runs `f` over the bytes of a writable contiguous buffer object, as `socket.recv_into` does.
+pub fn with_bytes_mut<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(&mut [u8]) -> R) -> PyResult<R> {
+    with_buffer(obj, ffi::PyBUF_WRITABLE, |ptr, len| {
+        // SAFETY: as in `with_bytes`; PyBUF_WRITABLE guarantees the exporter allows writes, and
+        // nothing else reads or writes the memory while `f` runs (GIL held, no Python code).
+        f(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
+    })
+}
+
+/// Exports `obj`'s buffer with `flags`, calls `f(ptr, len)`, then releases it.
+fn with_buffer<R>(
+    obj: &Bound<'_, PyAny>,
+    flags: std::os::raw::c_int,
+    f: impl FnOnce(*mut u8, usize) -> R,
+) -> PyResult<R> {
+    let mut view = std::mem::MaybeUninit::<ffi::Py_buffer>::uninit();
+    // SAFETY: GIL held; `view` is a valid place for PyObject_GetBuffer to fill. On failure it
+    // sets an exception and leaves nothing to release.
+    if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), flags) } != 0 {
+        return Err(PyErr::fetch(obj.py()));
+    }
+    // SAFETY: PyObject_GetBuffer succeeded, so `view` is initialised.
+    let mut view = unsafe { view.assume_init() };
+    let len = usize::try_from(view.len).unwrap_or(0);
+    let ptr = view.buf.cast::<u8>();
+    let result = if len == 0 || ptr.is_null() {
+        f(std::ptr::NonNull::dangling().as_ptr(), 0)
+    } else {
+        f(ptr, len)
+    };
+    // SAFETY: `view` was filled by a successful PyObject_GetBuffer and is released exactly once.
+    unsafe { ffi::PyBuffer_Release(&mut view) };
+    Ok(result)
+}

@@ -2,7 +2,8 @@
 //!
 //! Layout: [`event_loop`] holds the `Loop` class and its public methods (guards, then a core call);
 //! [`run_once`] is one tick; [`handles`] the `Handle`/`TimerHandle` objects; [`errors`] the only
-//! place that builds Python exceptions; [`gil`] the GIL-protected cell the loop state lives in.
+//! place that builds Python exceptions; [`gil`] the GIL-protected cell the loop state lives in; [`transports`] the asyncio
+//! transports the reactor dispatches to directly.
 //! The Python package `oxloop` subclasses `Loop` with asyncio's `AbstractEventLoop` and adds the
 //! cold, Python-level glue (exception handler, executors, async generator hooks).
 
@@ -28,6 +29,22 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::TimerHandle>()?;
     sock::register(m)?;
     m.add_class::<transports::udp::DatagramCore>()?;
+    m.add_class::<transports::stream::SocketTransport>()?;
+    m.add_function(wrap_pyfunction!(
+        transports::stream::make_socket_transport,
+        m
+    )?)?;
+    m.add_class::<transports::pipe::PipeTransport>()?;
+    m.add_class::<transports::pipe::ReadPipeTransport>()?;
+    m.add_class::<transports::pipe::WritePipeTransport>()?;
+    m.add_function(wrap_pyfunction!(
+        transports::pipe::make_read_pipe_transport,
+        m
+    )?)?;
+    m.add_function(wrap_pyfunction!(
+        transports::pipe::make_write_pipe_transport,
+        m
+    )?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -63,8 +63,9 @@ pub struct Event {
 
 /// An epoll instance, its registrations and its waker.
 pub struct Reactor {
-    /// The epoll descriptor; closed when the reactor drops.
-    epoll: OwnedFd,
+    /// The epoll descriptor; `None` once [`Reactor::close`] ran (closed when the reactor drops
+    /// otherwise).
+    epoll: Option<OwnedFd>,
     /// Current interest of every registered fd; an fd is absent when its interest is empty.
     interests: HashMap<RawFd, Interest>,
     /// Kernel event buffer, reused across polls (capacity grows with the number of fds).
@@ -91,12 +92,27 @@ impl Reactor {
             WAKER_TOKEN,
         )?;
         Ok(Self {
-            epoll,
+            epoll: Some(epoll),
             interests: HashMap::new(),
             raw: Vec::with_capacity(256),
             events: Vec::with_capacity(256),
             waker,
         })
+    }
+
+    /// The epoll fd, or `EBADF` once closed.
+    fn epoll(&self) -> io::Result<&OwnedFd> {
+        self.epoll
+            .as_ref()
+            .ok_or_else(|| io::Error::from_raw_os_error(rustix::io::Errno::BADF.raw_os_error()))
+    }
+
+    /// Closes the epoll fd and the waker's eventfd now, as asyncio's `loop.close()` closes its
+    /// selector; every registration is forgotten and later polls fail with `EBADF`.
+    pub fn close(&mut self) {
+        self.interests.clear();
+        self.epoll = None;
+        self.waker.close();
     }
 
     /// A handle that wakes this reactor's poll from any thread.
@@ -130,22 +146,25 @@ impl Reactor {
         if interest.is_empty() {
             self.interests.remove(&fd);
             // NOTE: the fd may already be closed (epoll forgets closed files): nothing to undo.
-            let _ = sys::epoll_delete(&self.epoll, fd);
+            if let Ok(ep) = self.epoll() {
+                let _ = sys::epoll_delete(ep, fd);
+            }
             return Ok(());
         }
+        let ep = self.epoll()?;
         let result = if old.is_empty() {
-            match sys::epoll_add(&self.epoll, fd, flags, data) {
+            match sys::epoll_add(ep, fd, flags, data) {
                 // Registered earlier under a number that was closed and reused: update it.
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {
-                    sys::epoll_modify(&self.epoll, fd, flags, data)
+                    sys::epoll_modify(ep, fd, flags, data)
                 }
                 r => r,
             }
         } else {
-            match sys::epoll_modify(&self.epoll, fd, flags, data) {
+            match sys::epoll_modify(ep, fd, flags, data) {
                 // Closed behind our back (epoll dropped it), maybe reopened: register afresh.
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => {
-                    sys::epoll_add(&self.epoll, fd, flags, data)
+                    sys::epoll_add(ep, fd, flags, data)
                 }
                 r => r,
             }
@@ -176,7 +195,11 @@ impl Reactor {
         if self.raw.capacity() < want {
             self.raw.reserve(want - self.raw.len());
         }
-        sys::epoll_wait(&self.epoll, &mut self.raw, timeout)?;
+        let ep = self
+            .epoll
+            .as_ref()
+            .ok_or_else(|| io::Error::from_raw_os_error(rustix::io::Errno::BADF.raw_os_error()))?;
+        sys::epoll_wait(ep, &mut self.raw, timeout)?;
         self.events.clear();
         for ev in &self.raw {
             let token = ev.data.u64();
@@ -284,6 +307,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.poll(Some(Duration::ZERO)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn close_releases_fds() {
+        let mut r = Reactor::new().unwrap();
+        let w = r.waker();
+        let (a, _b) = UnixStream::pair().unwrap();
+        r.set_interest(
+            a.as_raw_fd(),
+            Interest {
+                readable: true,
+                writable: false,
+            },
+        )
+        .unwrap();
+        r.close();
+        assert!(r.is_empty());
+        assert!(r.poll(Some(Duration::ZERO)).is_err());
+        assert!(r
+            .set_interest(
+                a.as_raw_fd(),
+                Interest {
+                    readable: true,
+                    writable: false
+                }
+            )
+            .is_err());
+        w.wake().unwrap(); // a no-op now
+        assert_eq!(w.raw_fd(), -1);
     }
 
     #[test]

@@ -7,66 +7,60 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::RwLock;
 
 use crate::sys;
 
 /// An eventfd plus a "wake already pending" flag.
 #[derive(Debug)]
 pub struct Waker {
-    /// The eventfd registered in the reactor's epoll set; `None` once closed, so a late `wake`
-    /// from another thread can never write to a reused fd number.
-    fd: Mutex<Option<OwnedFd>>,
-    /// The eventfd's number, for registration.
-    raw: RawFd,
+    /// The eventfd registered in the reactor's epoll set; `None` once the reactor is closed.
+    /// Read-locked only by the first `wake` after a poll, so wake-ups stay cheap.
+    fd: RwLock<Option<OwnedFd>>,
     /// True from the first `wake` until the reactor consumes it in `poll`.
     pending: AtomicBool,
 }
 
 impl Waker {
     pub(super) fn new() -> io::Result<Self> {
-        let fd = sys::eventfd_create()?;
-        let raw = fd.as_raw_fd();
         Ok(Self {
-            fd: Mutex::new(Some(fd)),
-            raw,
+            fd: RwLock::new(Some(sys::eventfd_create()?)),
             pending: AtomicBool::new(false),
         })
     }
 
+    /// The eventfd's number, or -1 once closed.
     pub(super) fn raw_fd(&self) -> RawFd {
-        self.raw
+        self.fd().as_ref().map_or(-1, |fd| fd.as_raw_fd())
     }
 
-    fn with_fd(&self, f: impl FnOnce(&OwnedFd) -> io::Result<()>) -> io::Result<()> {
-        let guard = self.fd.lock().unwrap_or_else(|e| e.into_inner());
-        match guard.as_ref() {
-            Some(fd) => f(fd),
-            None => Ok(()),
-        }
+    fn fd(&self) -> std::sync::RwLockReadGuard<'_, Option<OwnedFd>> {
+        self.fd.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Ends the reactor's current or next wait. Callable from any thread; a no-op once closed.
+    /// Closes the eventfd; later wake-ups do nothing.
+    pub(super) fn close(&self) {
+        self.pending.store(true, Ordering::Release);
+        let fd = self.fd.write().unwrap_or_else(|e| e.into_inner()).take();
+        drop(fd);
+    }
+
+    /// Ends the reactor's current or next wait. Callable from any thread.
     pub fn wake(&self) -> io::Result<()> {
         if self.pending.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        self.with_fd(sys::eventfd_signal)
+        match self.fd().as_ref() {
+            Some(fd) => sys::eventfd_signal(fd),
+            None => Ok(()),
+        }
     }
 
     /// Consumes a wake-up (reactor side, after epoll reported the eventfd).
     pub(super) fn reset(&self) {
-        // NOTE: draining cannot fail in a way that matters: nothing pending is the goal.
-        let _ = self.with_fd(|fd| {
+        if let Some(fd) = self.fd().as_ref() {
             sys::eventfd_drain(fd);
-            Ok(())
-        });
+        }
         self.pending.store(false, Ordering::Release);
-    }
-
-    /// Closes the eventfd (the loop is closing); later wakes do nothing.
-    pub fn close(&self) {
-        let fd = self.fd.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(fd);
     }
 }

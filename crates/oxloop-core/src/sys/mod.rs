@@ -112,6 +112,93 @@ pub fn eventfd_drain(fd: &OwnedFd) {
     let _ = rustix::io::read(fd, &mut buf);
 }
 
+/// Reads at most `buf.len()` bytes from `fd`: `recv(2)` for a socket, `read(2)` otherwise.
+pub fn read(fd: RawFd, buf: &mut [u8], socket: bool) -> io::Result<usize> {
+    if socket {
+        Ok(rustix::net::recv(borrow(fd), buf, rustix::net::RecvFlags::empty())?.0)
+    } else {
+        Ok(rustix::io::read(borrow(fd), buf)?)
+    }
+}
+
+/// Writes some of `buf` to `fd`: `send(2)` with `MSG_NOSIGNAL` for a socket (a closed peer gives
+/// `EPIPE`, never `SIGPIPE`), `write(2)` otherwise.
+pub fn write(fd: RawFd, buf: &[u8], socket: bool) -> io::Result<usize> {
+    if socket {
+        Ok(rustix::net::send(
+            borrow(fd),
+            buf,
+            rustix::net::SendFlags::NOSIGNAL,
+        )?)
+    } else {
+        Ok(rustix::io::write(borrow(fd), buf)?)
+    }
+}
+
+/// Vectored [`write`]: `sendmsg(2)` for a socket, `writev(2)` otherwise.
+pub fn writev(fd: RawFd, bufs: &[io::IoSlice<'_>], socket: bool) -> io::Result<usize> {
+    if socket {
+        let mut control = rustix::net::SendAncillaryBuffer::default();
+        Ok(rustix::net::sendmsg(
+            borrow(fd),
+            bufs,
+            &mut control,
+            rustix::net::SendFlags::NOSIGNAL,
+        )?)
+    } else {
+        Ok(rustix::io::writev(borrow(fd), bufs)?)
+    }
+}
+
+/// `shutdown(fd, SHUT_WR)`: the peer reads EOF once the data sent so far is read.
+pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
+    Ok(rustix::net::shutdown(
+        borrow(fd),
+        rustix::net::Shutdown::Write,
+    )?)
+}
+
+/// What kind of file an fd is, as far as pipe transports care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A pipe or FIFO.
+    Fifo,
+    /// A socket.
+    Socket,
+    /// A character device (a tty, say).
+    CharDevice,
+    /// Anything else: a regular file, a directory, a block device.
+    Other,
+}
+
+/// `fstat(fd)`'s file type.
+pub fn file_kind(fd: RawFd) -> io::Result<FileKind> {
+    use rustix::fs::FileType;
+    let st = rustix::fs::fstat(borrow(fd))?;
+    Ok(match FileType::from_raw_mode(st.st_mode) {
+        FileType::Fifo => FileKind::Fifo,
+        FileType::Socket => FileKind::Socket,
+        FileType::CharacterDevice => FileKind::CharDevice,
+        _ => FileKind::Other,
+    })
+}
+
+/// Puts `fd` in non-blocking mode (`os.set_blocking(fd, False)`).
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(borrow(fd))?;
+    rustix::fs::fcntl_setfl(borrow(fd), flags | rustix::fs::OFlags::NONBLOCK)?;
+    Ok(())
+}
+
+/// Whether `err` means "try again later" (`EAGAIN`/`EWOULDBLOCK`, `EINTR`), which asyncio's
+/// transports ignore (`BlockingIOError`, `InterruptedError`).
+pub fn is_retry(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
 /// The errno of an `io::Error`, if it came from the OS.
 pub fn errno_of(err: &io::Error) -> Option<i32> {
     err.raw_os_error()
@@ -127,6 +214,23 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         let b = monotonic();
         assert!(b - a >= 0.002);
+    }
+
+    #[test]
+    fn file_kinds_and_nonblocking() {
+        use std::os::fd::AsRawFd;
+        let (r, _w) = rustix::pipe::pipe().unwrap();
+        assert_eq!(file_kind(r.as_raw_fd()).unwrap(), FileKind::Fifo);
+        set_nonblocking(r.as_raw_fd()).unwrap();
+        let mut buf = [0u8; 4];
+        let err = read(r.as_raw_fd(), &mut buf, false).unwrap_err();
+        assert!(is_retry(&err));
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(file_kind(a.as_raw_fd()).unwrap(), FileKind::Socket);
+        let f = std::fs::File::open("/dev/null").unwrap();
+        assert_eq!(file_kind(f.as_raw_fd()).unwrap(), FileKind::CharDevice);
+        let f = std::fs::File::open("Cargo.toml").unwrap();
+        assert_eq!(file_kind(f.as_raw_fd()).unwrap(), FileKind::Other);
     }
 
     #[test]

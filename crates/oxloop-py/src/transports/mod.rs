@@ -1,3 +1,338 @@
-//! asyncio transports whose I/O runs in Rust, each a `NativeWatcher` on its socket's fd.
+//! asyncio transports over the Rust reactor.
+//!
+//! A transport owns one fd (through the Python socket object that holds it) and is dispatched
+//! straight from the tick through [`crate::event_loop::NativeWatcher`]: a readable fd runs one
+//! `recv` and one protocol call, a writable fd one vectored send of the write buffer, with no
+//! Python `Handle` in between. [`stream`] holds the socket stream transport (TCP and Unix),
+//! [`pipe`] the read and write pipe transports.
+//!
+//! `isinstance(transport, asyncio.Transport)` must hold, but `asyncio.BaseTransport` declares
+//! `__slots__ = ('_extra',)`, so no extension type can share a Python subclass with it (an
+//! instance lay-out conflict). The transport's `__class__` therefore names a Python subclass of
+//! `asyncio.Transport` (asyncio's `_FlowControlMixin`) built once here ([`AsyncioNames::transport_class`]); `isinstance` consults
+//! `__class__` after the real type, as it does for `unittest.mock` specs.
 
+pub mod pipe;
+pub mod stream;
 pub mod udp;
+
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::{intern, PyClass, PyTraverseError};
+
+use crate::event_loop::{Direction, NativeWatcher, PyLoop};
+
+/// A transport the reactor calls when its fd is ready.
+pub trait Reactive: PyClass + Sync + Send {
+    /// The fd is ready in `direction`; see [`NativeWatcher::ready`].
+    fn on_ready(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()>;
+}
+
+/// The loop's reader or writer for a transport's fd.
+pub struct Dispatch<T: Reactive>(pub Py<T>);
+
+impl<T: Reactive> NativeWatcher for Dispatch<T> {
+    fn ready(&self, py: Python<'_>, direction: Direction) -> PyResult<()> {
+        T::on_ready(self.0.bind(py), direction)
+    }
+
+    fn describe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(self.0.bind(py).clone().into_any())
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.0)
+    }
+}
+
+/// Mirrors `asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`: writes after the connection
+/// was lost are logged from this count on.
+pub const LOG_THRESHOLD_FOR_CONNLOST_WRITES: usize = 5;
+
+/// Mirrors `max_size` of asyncio's transports: at most this much is read per readiness event.
+pub const MAX_SIZE: usize = 256 * 1024;
+
+thread_local! {
+    /// The read buffer every transport of this thread's loop reads into; its bytes are copied
+    /// into a `bytes` object before any Python code runs, so one buffer serves all transports.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One read of at most [`MAX_SIZE`] bytes from `fd` (`recv` for a socket), as one `bytes`.
+pub fn read_chunk(
+    py: Python<'_>,
+    fd: std::os::fd::RawFd,
+    socket: bool,
+) -> std::io::Result<Bound<'_, pyo3::types::PyBytes>> {
+    READ_BUF.with(|cell| {
+        let mut guard = cell.try_borrow_mut();
+        let mut fresh = Vec::new();
+        // NOTE: only a re-entrant read (none exists today) would find the buffer busy.
+        let buf: &mut Vec<u8> = match guard.as_mut() {
+            Ok(b) => b,
+            Err(_) => &mut fresh,
+        };
+        if buf.len() < MAX_SIZE {
+            buf.resize(MAX_SIZE, 0);
+        }
+        oxloop_core::sys::read(fd, &mut buf[..MAX_SIZE], socket)
+            .map(|n| pyo3::types::PyBytes::new(py, &buf[..n]))
+    })
+}
+
+/// Reports an error that escaped a transport's reactor callback, as asyncio's `Handle._run`
+/// reports one escaping `<callback>()`; `SystemExit` and `KeyboardInterrupt` propagate.
+pub fn report_callback_error(
+    py: Python<'_>,
+    lp: Option<Py<PyLoop>>,
+    callback: &str,
+    err: PyErr,
+) -> PyResult<()> {
+    if is_fatal_to_loop(py, &err) {
+        return Err(err);
+    }
+    let Some(lp) = lp else { return Ok(()) };
+    let context = PyDict::new(py);
+    context.set_item("message", format!("Exception in callback {callback}()"))?;
+    context.set_item("exception", err.value(py))?;
+    lp.bind(py)
+        .call_method1(intern!(py, "call_exception_handler"), (context,))?;
+    Ok(())
+}
+
+/// `write()`'s fast path: with nothing queued, `bytes` go to the fd at once and only the rest is
+/// queued; otherwise all of it is queued behind the rest. `Ok(true)` when the queue just became
+/// non-empty (the caller registers the writer); `Err` for a write error other than "try later".
+pub fn send_or_buffer(
+    buffer: &mut oxloop_core::transport::WriteBuffer,
+    fd: std::os::fd::RawFd,
+    bytes: &[u8],
+    socket: bool,
+) -> std::io::Result<bool> {
+    if !buffer.is_empty() {
+        buffer.push(bytes);
+        return Ok(false);
+    }
+    let n = match oxloop_core::sys::write(fd, bytes, socket) {
+        Ok(n) => n,
+        Err(e) if oxloop_core::sys::is_retry(&e) => 0,
+        Err(e) => return Err(e),
+    };
+    buffer.push(&bytes[n..]);
+    Ok(n < bytes.len())
+}
+
+/// Whether `data` is one of the bytes-like types transports accept.
+pub fn is_bytes_like(data: &Bound<'_, PyAny>) -> bool {
+    use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
+    data.is_instance_of::<PyBytes>()
+        || data.is_instance_of::<PyByteArray>()
+        || data.is_instance_of::<PyMemoryView>()
+}
+
+/// Mirrors `_FlowControlMixin._set_write_buffer_limits`'s checks and error.
+pub fn write_buffer_limits(
+    high: Option<i64>,
+    low: Option<i64>,
+) -> PyResult<oxloop_core::transport::Limits> {
+    oxloop_core::transport::Limits::new(high, low).map_err(|(h, l)| {
+        pyo3::exceptions::PyValueError::new_err(format!(
+            "high ({h}) must be >= low ({l}) must be >= 0"
+        ))
+    })
+}
+
+/// Calls `protocol.pause_writing()` (or `resume_writing()`), reporting its error as
+/// `_FlowControlMixin` does.
+pub fn flow_call(
+    lp: Option<Py<PyLoop>>,
+    transport: &Bound<'_, PyAny>,
+    protocol: Option<Py<PyAny>>,
+    pause: bool,
+) -> PyResult<()> {
+    let py = transport.py();
+    let Some(protocol) = protocol else {
+        return Ok(());
+    };
+    let (method, message) = if pause {
+        (
+            intern!(py, "pause_writing"),
+            "protocol.pause_writing() failed",
+        )
+    } else {
+        (
+            intern!(py, "resume_writing"),
+            "protocol.resume_writing() failed",
+        )
+    };
+    if let Err(err) = protocol.bind(py).call_method0(method) {
+        if is_fatal_to_loop(py, &err) {
+            return Err(err);
+        }
+        if let Some(lp) = lp {
+            report(
+                lp.bind(py),
+                message,
+                err.value(py).as_any(),
+                transport,
+                Some(protocol),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `get_extra_info(name, default)`: `extra.get(name, default)`.
+pub fn extra_info(
+    py: Python<'_>,
+    extra: Py<PyDict>,
+    name: &Bound<'_, PyAny>,
+    default: Option<Py<PyAny>>,
+) -> PyResult<Py<PyAny>> {
+    Ok(match extra.bind(py).get_item(name)? {
+        Some(v) => v.unbind(),
+        None => default.unwrap_or_else(|| py.None()),
+    })
+}
+
+/// Whether `err` must stop the loop instead of going to the exception handler.
+pub fn is_fatal_to_loop(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<pyo3::exceptions::PySystemExit>(py)
+        || err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)
+}
+
+/// `loop.call_exception_handler({'message', 'exception', 'transport', 'protocol'})`, the context
+/// asyncio's transports report with.
+pub fn report(
+    lp: &Bound<'_, PyLoop>,
+    message: &str,
+    exc: &Bound<'_, PyAny>,
+    transport: &Bound<'_, PyAny>,
+    protocol: Option<Py<PyAny>>,
+) -> PyResult<()> {
+    let py = lp.py();
+    let context = PyDict::new(py);
+    context.set_item("message", message)?;
+    context.set_item("exception", exc)?;
+    context.set_item("transport", transport)?;
+    context.set_item("protocol", protocol)?;
+    lp.call_method1(intern!(py, "call_exception_handler"), (context,))?;
+    Ok(())
+}
+
+/// Logs `"%r {msg}"` about `transport` on the asyncio logger at `level` (with `exc` as
+/// `exc_info`), only in debug mode.
+pub fn debug_log(
+    lp: &Bound<'_, PyLoop>,
+    level: &str,
+    transport: &Bound<'_, PyAny>,
+    msg: &str,
+    exc: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = lp.py();
+    if !lp.get().debug(py) {
+        return Ok(());
+    }
+    let logger = names(py)?.logger.bind(py);
+    match exc {
+        Some(exc) => {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("exc_info", exc)?;
+            logger.call_method(level, ("%r: %s", transport, msg), Some(&kwargs))?;
+        }
+        None => {
+            logger.call_method1(level, (format!("%r {msg}"), transport))?;
+        }
+    }
+    Ok(())
+}
+
+/// Warns `unclosed transport <repr>` (a `ResourceWarning`), as asyncio's transports do when
+/// collected while still open.
+pub fn warn_unclosed(py: Python<'_>, repr: &str) {
+    let category = py.get_type::<pyo3::exceptions::PyResourceWarning>();
+    let msg = std::ffi::CString::new(format!("unclosed transport {repr}")).unwrap_or_default();
+    if let Err(err) = PyErr::warn(py, &category, &msg, 1) {
+        err.write_unraisable(py, None);
+    }
+}
+
+/// The asyncio objects the transports use, imported once.
+pub struct AsyncioNames {
+    /// `asyncio.trsock.TransportSocket`.
+    pub transport_socket: Py<PyAny>,
+    /// `asyncio.base_events._set_nodelay`.
+    pub set_nodelay: Py<PyAny>,
+    /// `asyncio.futures._set_result_unless_cancelled`.
+    pub set_result_unless_cancelled: Py<PyAny>,
+    /// `asyncio.protocols.BufferedProtocol`.
+    pub buffered_protocol: Py<PyAny>,
+    /// `logging.getLogger("asyncio")`.
+    pub logger: Py<PyAny>,
+    /// `asyncio.constants._SendfileMode.TRY_NATIVE`.
+    pub sendfile_try_native: Py<PyAny>,
+    /// What a read pipe transport reports as its `__class__` (a `ReadTransport`).
+    pub read_pipe_class: Py<PyAny>,
+    /// What a write pipe transport reports as its `__class__` (a `_FlowControlMixin`).
+    pub write_pipe_class: Py<PyAny>,
+    /// The class a stream transport reports as its `__class__`: a subclass of
+    /// `asyncio.Transport` (through `_FlowControlMixin`) named `_SelectorSocketTransport` like
+    /// asyncio's own.
+    pub transport_class: Py<PyAny>,
+}
+
+static NAMES: PyOnceLock<AsyncioNames> = PyOnceLock::new();
+
+/// The cached asyncio objects.
+pub fn names(py: Python<'_>) -> PyResult<&AsyncioNames> {
+    NAMES.get_or_try_init(py, || {
+        let asyncio = py.import("asyncio")?;
+        // asyncio's socket and write pipe transports are `_FlowControlMixin`s; `loop.sendfile`'s
+        // fallback checks for it.
+        let flow = py
+            .import("asyncio.transports")?
+            .getattr("_FlowControlMixin")?;
+        let marker = |name: &str, base: &Bound<'_, PyAny>| -> PyResult<Py<PyAny>> {
+            let ns = PyDict::new(py);
+            ns.set_item("__slots__", PyTuple::empty(py))?;
+            ns.set_item("__module__", "oxloop._oxloop")?;
+            ns.set_item(
+                "__doc__",
+                "What an oxloop transport reports as its __class__.",
+            )?;
+            let cls = py
+                .get_type::<pyo3::types::PyType>()
+                .call1((name, (base,), ns))?;
+            Ok(cls.unbind())
+        };
+        Ok::<_, PyErr>(AsyncioNames {
+            transport_socket: py
+                .import("asyncio.trsock")?
+                .getattr("TransportSocket")?
+                .unbind(),
+            set_nodelay: py
+                .import("asyncio.base_events")?
+                .getattr("_set_nodelay")?
+                .unbind(),
+            set_result_unless_cancelled: py
+                .import("asyncio.futures")?
+                .getattr("_set_result_unless_cancelled")?
+                .unbind(),
+            buffered_protocol: asyncio.getattr("BufferedProtocol")?.unbind(),
+            logger: py
+                .import("logging")?
+                .call_method1("getLogger", ("asyncio",))?
+                .unbind(),
+            sendfile_try_native: py
+                .import("asyncio.constants")?
+                .getattr("_SendfileMode")?
+                .getattr("TRY_NATIVE")?
+                .unbind(),
+            read_pipe_class: marker("_UnixReadPipeTransport", &asyncio.getattr("ReadTransport")?)?,
+            write_pipe_class: marker("_UnixWritePipeTransport", &flow)?,
+            transport_class: marker("_SelectorSocketTransport", &flow)?,
+        })
+    })
+}

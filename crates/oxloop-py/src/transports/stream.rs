@@ -1,0 +1,992 @@
+//! The socket stream transport (TCP and Unix sockets): asyncio's `_SelectorSocketTransport` in
+//! Rust.
+//!
+//! In a tick, a readable socket runs [`SocketTransport::read_ready`] (one `recv` into a buffer
+//! shared by every transport of the thread, one `bytes` object, one `data_received` call; or
+//! `get_buffer`/`recv_into`/`buffer_updated` for a `BufferedProtocol`) and a writable one runs
+//! [`SocketTransport::write_ready`] (one vectored send of the write buffer). `write()` sends at
+//! once when nothing is queued and queues the rest.
+//!
+//! Guarantees, as in asyncio: `connection_made` runs before any other protocol call;
+//! `connection_lost` runs exactly once, then the socket is closed and the transport forgets its
+//! loop, protocol and server; errors of protocol callbacks go to the loop's exception handler
+//! with asyncio's messages and context keys, and close the transport.
+//!
+//! # Implementation
+//! The state lives in a [`GilCell`]; every method copies out what it needs (the protocol, say),
+//! releases the borrow and only then calls into Python, so a protocol may call back into the
+//! transport freely. The loop's reader/writer for the fd is a [`Dispatch`] holding the transport;
+//! `reading`/`writing` mirror whether it is registered, so an event queued in the same tick as a
+//! `pause_reading()` is dropped, as asyncio drops a cancelled handle.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+use oxloop_core::sys;
+use oxloop_core::transport::WriteBuffer;
+use pyo3::exceptions::{PyConnectionError, PyOSError, PyRuntimeError, PyTypeError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use pyo3::{intern, PyTraverseError};
+
+use super::{
+    debug_log, extra_info, flow_call, is_bytes_like, is_fatal_to_loop, names, read_chunk, report,
+    report_callback_error, send_or_buffer, warn_unclosed, write_buffer_limits, Dispatch, Reactive,
+    LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+};
+use crate::errors;
+use crate::event_loop::{Direction, PyLoop, Watcher};
+use crate::ffi;
+use crate::gil::GilCell;
+
+/// The mutable state of a transport.
+struct Inner {
+    /// The loop; `None` once the connection is lost (asyncio sets `_loop = None`).
+    loop_: Option<Py<PyLoop>>,
+    /// The socket object, owner of the fd; `None` once closed.
+    sock: Option<Py<PyAny>>,
+    /// The protocol; `None` once the connection is lost.
+    protocol: Option<Py<PyAny>>,
+    /// The protocol is an `asyncio.BufferedProtocol` (reads go through `get_buffer`).
+    buffered: bool,
+    /// `set_protocol()` was called (asyncio's `_protocol_connected`).
+    protocol_connected: bool,
+    /// `get_extra_info()`'s dict.
+    extra: Py<PyDict>,
+    /// The `Server` this connection counts towards, until the connection is lost.
+    server: Option<Py<PyAny>>,
+    /// Bytes written but not yet sent, and the flow-control state.
+    buffer: WriteBuffer,
+    /// Non-zero once `connection_lost` is scheduled; counts writes after that.
+    conn_lost: usize,
+    /// `close()` (or a fatal error) happened.
+    closing: bool,
+    /// `pause_reading()` is in effect.
+    paused: bool,
+    /// `write_eof()` was called.
+    eof: bool,
+    /// The future `loop.sendfile` waits on for the buffer to drain.
+    empty_waiter: Option<Py<PyAny>>,
+    /// The loop's reader for the fd is this transport.
+    reading: bool,
+    /// The loop's writer for the fd is this transport.
+    writing: bool,
+}
+
+/// A socket stream transport; asyncio's `_SelectorSocketTransport`.
+#[pyclass(frozen, weakref, module = "oxloop._oxloop", name = "SocketTransport")]
+pub struct SocketTransport {
+    /// The socket's fd, fixed at creation (asyncio's `_sock_fd`).
+    fd: RawFd,
+    /// Everything else.
+    st: GilCell<Inner>,
+}
+
+impl Reactive for SocketTransport {
+    fn on_ready(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()> {
+        match direction {
+            Direction::Read => Self::read_ready(slf),
+            Direction::Write => Self::write_ready(slf),
+        }
+    }
+}
+
+impl SocketTransport {
+    /// Creates the transport and schedules `connection_made`, the start of reading and the
+    /// waiter's result, as `_SelectorSocketTransport.__init__` does.
+    pub fn create(
+        loop_: &Bound<'_, PyLoop>,
+        sock: &Bound<'_, PyAny>,
+        protocol: &Bound<'_, PyAny>,
+        waiter: Option<&Bound<'_, PyAny>>,
+        extra: Option<Bound<'_, PyDict>>,
+        server: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<SocketTransport>> {
+        let py = loop_.py();
+        let n = names(py)?;
+        let extra = extra.unwrap_or_else(|| PyDict::new(py));
+        extra.set_item("socket", n.transport_socket.bind(py).call1((sock,))?)?;
+        let sockname = match sock.call_method0(intern!(py, "getsockname")) {
+            Ok(name) => name,
+            Err(e) if e.is_instance_of::<PyOSError>(py) => py.None().into_bound(py),
+            Err(e) => return Err(e),
+        };
+        extra.set_item("sockname", sockname)?;
+        if !extra.contains("peername")? {
+            let peername = match sock.call_method0(intern!(py, "getpeername")) {
+                Ok(name) => name,
+                Err(e) if e.is_instance_of::<PyOSError>(py) => py.None().into_bound(py),
+                Err(e) => return Err(e),
+            };
+            extra.set_item("peername", peername)?;
+        }
+        let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
+        let buffered = protocol.is_instance(n.buffered_protocol.bind(py))?;
+        let tr = Py::new(
+            py,
+            SocketTransport {
+                fd,
+                st: GilCell::new(Inner {
+                    loop_: Some(loop_.clone().unbind()),
+                    sock: Some(sock.clone().unbind()),
+                    protocol: Some(protocol.clone().unbind()),
+                    buffered,
+                    protocol_connected: true,
+                    extra: extra.unbind(),
+                    server: server.map(|s| s.clone().unbind()),
+                    buffer: WriteBuffer::new(),
+                    conn_lost: 0,
+                    closing: false,
+                    paused: false,
+                    eof: false,
+                    empty_waiter: None,
+                    reading: false,
+                    writing: false,
+                }),
+            },
+        )?;
+        let bound = tr.bind(py);
+        if let Some(server) = server {
+            server.call_method0(intern!(py, "_attach"))?;
+        }
+        loop_
+            .get()
+            .register_transport(py, fd, bound.clone().into_any().unbind());
+        n.set_nodelay.bind(py).call1((sock,))?;
+        let call_soon = loop_.getattr(intern!(py, "call_soon"))?;
+        call_soon.call1((protocol.getattr(intern!(py, "connection_made"))?, bound))?;
+        call_soon.call1((bound.getattr(intern!(py, "_start_reading"))?,))?;
+        if let Some(waiter) = waiter {
+            call_soon.call1((n.set_result_unless_cancelled.bind(py), waiter, py.None()))?;
+        }
+        Ok(tr)
+    }
+
+    /// The loop, or `None` once the connection is lost.
+    fn loop_(&self, py: Python<'_>) -> Option<Py<PyLoop>> {
+        self.st.borrow(py).loop_.as_ref().map(|l| l.clone_ref(py))
+    }
+
+    /// The protocol, or `None` once the connection is lost.
+    fn protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.st
+            .borrow(py)
+            .protocol
+            .as_ref()
+            .map(|p| p.clone_ref(py))
+    }
+
+    /// Registers the transport as the fd's reader or writer.
+    fn watch(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let Some(lp) = this.loop_(py) else {
+            return Ok(());
+        };
+        let dispatch = Arc::new(Dispatch(slf.clone().unbind()));
+        lp.get()
+            .watch(py, this.fd, direction, Watcher::Native(dispatch))?;
+        let mut st = this.st.borrow_mut(py);
+        match direction {
+            Direction::Read => st.reading = true,
+            Direction::Write => st.writing = true,
+        }
+        Ok(())
+    }
+
+    /// Unregisters the transport as the fd's reader or writer, if it is.
+    fn unwatch(&self, py: Python<'_>, direction: Direction) -> PyResult<()> {
+        let was = {
+            let mut st = self.st.borrow_mut(py);
+            let flag = match direction {
+                Direction::Read => &mut st.reading,
+                Direction::Write => &mut st.writing,
+            };
+            std::mem::replace(flag, false)
+        };
+        if was {
+            if let Some(lp) = self.loop_(py) {
+                lp.get().unwatch(py, self.fd, direction)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Logs `"%r {msg}"` at debug level in debug mode.
+    fn debug_log(slf: &Bound<'_, Self>, msg: &str, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let Some(lp) = slf.get().loop_(py) else {
+            return Ok(());
+        };
+        debug_log(lp.bind(py), "debug", slf.as_any(), msg, exc)
+    }
+
+    /// Mirrors `_SelectorTransport._fatal_error`: OS errors are only logged in debug mode, other
+    /// errors go to the loop's exception handler; then the transport is force-closed.
+    fn fatal_error(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>, message: &str) -> PyResult<()> {
+        let py = slf.py();
+        if exc.is_instance_of::<PyOSError>() {
+            Self::debug_log(slf, message, Some(exc))?;
+        } else if let Some(lp) = slf.get().loop_(py) {
+            report(
+                lp.bind(py),
+                message,
+                exc,
+                slf.as_any(),
+                slf.get().protocol(py),
+            )?;
+        }
+        Self::force_close(slf, Some(exc))
+    }
+
+    /// [`Self::fatal_error`] for an error a protocol callback raised; `SystemExit` and
+    /// `KeyboardInterrupt` propagate instead.
+    fn callback_failed(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
+        let py = slf.py();
+        if is_fatal_to_loop(py, &err) {
+            return Err(err);
+        }
+        Self::fatal_error(slf, err.value(py).as_any(), message)
+    }
+
+    /// Mirrors `_SelectorTransport._force_close`: drop the buffer, stop reading, and schedule
+    /// `connection_lost(exc)` unless it already is.
+    fn force_close(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (had_buffer, was_closing) = {
+            let mut st = this.st.borrow_mut(py);
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            let had_buffer = !st.buffer.is_empty();
+            st.buffer.clear();
+            let was_closing = std::mem::replace(&mut st.closing, true);
+            st.conn_lost += 1;
+            (had_buffer, was_closing)
+        };
+        if had_buffer {
+            this.unwatch(py, Direction::Write)?;
+        }
+        if !was_closing {
+            this.unwatch(py, Direction::Read)?;
+        }
+        Self::schedule_connection_lost(slf, exc)
+    }
+
+    /// `loop.call_soon(self._call_connection_lost, exc)`.
+    fn schedule_connection_lost(
+        slf: &Bound<'_, Self>,
+        exc: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let Some(lp) = slf.get().loop_(py) else {
+            return Ok(());
+        };
+        lp.bind(py).call_method1(
+            intern!(py, "call_soon"),
+            (slf.getattr(intern!(py, "_call_connection_lost"))?, exc),
+        )?;
+        Ok(())
+    }
+
+    /// Mirrors `_FlowControlMixin._maybe_pause_protocol`.
+    fn maybe_pause_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        if !slf.get().st.borrow_mut(py).buffer.should_pause() {
+            return Ok(());
+        }
+        flow_call(
+            slf.get().loop_(py),
+            slf.as_any(),
+            slf.get().protocol(py),
+            true,
+        )
+    }
+
+    /// Mirrors `_FlowControlMixin._maybe_resume_protocol`.
+    fn maybe_resume_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        if !slf.get().st.borrow_mut(py).buffer.should_resume() {
+            return Ok(());
+        }
+        flow_call(
+            slf.get().loop_(py),
+            slf.as_any(),
+            slf.get().protocol(py),
+            false,
+        )
+    }
+
+    /// The fd is readable: mirrors `_read_ready__data_received` / `_read_ready__get_buffer`.
+    fn read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (protocol, buffered) = {
+            let st = this.st.borrow(py);
+            if st.conn_lost > 0 || !st.reading {
+                return Ok(());
+            }
+            let Some(protocol) = st.protocol.as_ref() else {
+                return Ok(());
+            };
+            (protocol.clone_ref(py).into_bound(py), st.buffered)
+        };
+        if buffered {
+            return Self::read_into_buffer(slf, &protocol);
+        }
+        let read = read_chunk(py, this.fd, true);
+        let data = match read {
+            Ok(data) => data,
+            Err(e) if sys::is_retry(&e) => return Ok(()),
+            Err(e) => return Self::read_failed(slf, &e),
+        };
+        if data.as_bytes().is_empty() {
+            return Self::read_eof(slf, &protocol);
+        }
+        if let Err(err) = protocol.call_method1(intern!(py, "data_received"), (data,)) {
+            Self::callback_failed(
+                slf,
+                err,
+                "Fatal error: protocol.data_received() call failed.",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A `BufferedProtocol` read: `get_buffer(-1)`, `recv_into`, `buffer_updated(n)`.
+    fn read_into_buffer(slf: &Bound<'_, Self>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let buf = protocol
+            .call_method1(intern!(py, "get_buffer"), (-1,))
+            .and_then(|buf| {
+                if buf.len()? == 0 {
+                    return Err(PyRuntimeError::new_err(
+                        "get_buffer() returned an empty buffer",
+                    ));
+                }
+                Ok(buf)
+            });
+        let buf = match buf {
+            Ok(buf) => buf,
+            Err(err) => {
+                return Self::callback_failed(
+                    slf,
+                    err,
+                    "Fatal error: protocol.get_buffer() call failed.",
+                )
+            }
+        };
+        let fd = slf.get().fd;
+        let nbytes = match ffi::with_bytes_mut(&buf, |bytes| sys::read(fd, bytes, true)) {
+            Err(err) => {
+                return Self::callback_failed(slf, err, "Fatal read error on socket transport")
+            }
+            Ok(Err(e)) if sys::is_retry(&e) => return Ok(()),
+            Ok(Err(e)) => return Self::read_failed(slf, &e),
+            Ok(Ok(n)) => n,
+        };
+        drop(buf);
+        if nbytes == 0 {
+            return Self::read_eof(slf, protocol);
+        }
+        if let Err(err) = protocol.call_method1(intern!(py, "buffer_updated"), (nbytes,)) {
+            Self::callback_failed(
+                slf,
+                err,
+                "Fatal error: protocol.buffer_updated() call failed.",
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A read failed with an OS error.
+    fn read_failed(slf: &Bound<'_, Self>, e: &io::Error) -> PyResult<()> {
+        let py = slf.py();
+        let exc = errors::os_error(py, e);
+        Self::fatal_error(
+            slf,
+            exc.value(py).as_any(),
+            "Fatal read error on socket transport",
+        )
+    }
+
+    /// Mirrors `_read_ready__on_eof`.
+    fn read_eof(slf: &Bound<'_, Self>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        Self::debug_log(slf, "received EOF", None)?;
+        let keep_open = match protocol
+            .call_method0(intern!(py, "eof_received"))
+            .and_then(|r| r.is_truthy())
+        {
+            Ok(k) => k,
+            Err(err) => {
+                return Self::callback_failed(
+                    slf,
+                    err,
+                    "Fatal error: protocol.eof_received() call failed.",
+                )
+            }
+        };
+        if keep_open {
+            // The protocol may still write, but nothing more can be read.
+            slf.get().unwatch(py, Direction::Read)
+        } else {
+            Self::close(slf)
+        }
+    }
+
+    /// The fd is writable: mirrors `_SelectorSocketTransport._write_ready`.
+    fn write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let sent = {
+            let st = this.st.borrow(py);
+            if st.conn_lost > 0 || !st.writing || st.buffer.is_empty() {
+                return Ok(());
+            }
+            if st.buffer.is_fragmented() {
+                let mut slices = Vec::new();
+                st.buffer.slices(&mut slices);
+                sys::writev(this.fd, &slices, true)
+            } else {
+                sys::write(this.fd, st.buffer.front(), true)
+            }
+        };
+        match sent {
+            Err(e) if sys::is_retry(&e) => Ok(()),
+            Err(e) => {
+                this.unwatch(py, Direction::Write)?;
+                this.st.borrow_mut(py).buffer.clear();
+                let exc = errors::os_error(py, &e);
+                let exc = exc.value(py);
+                Self::fatal_error(slf, exc.as_any(), "Fatal write error on socket transport")?;
+                let waiter = this
+                    .st
+                    .borrow(py)
+                    .empty_waiter
+                    .as_ref()
+                    .map(|w| w.clone_ref(py));
+                if let Some(waiter) = waiter {
+                    waiter
+                        .bind(py)
+                        .call_method1(intern!(py, "set_exception"), (exc,))?;
+                }
+                Ok(())
+            }
+            Ok(n) => {
+                this.st.borrow_mut(py).buffer.consume(n);
+                Self::maybe_resume_protocol(slf)?; // may append to the buffer
+                let (empty, closing, eof, waiter) = {
+                    let st = this.st.borrow(py);
+                    (
+                        st.buffer.is_empty(),
+                        st.closing,
+                        st.eof,
+                        st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
+                    )
+                };
+                if !empty {
+                    return Ok(());
+                }
+                this.unwatch(py, Direction::Write)?;
+                if let Some(waiter) = waiter {
+                    waiter
+                        .bind(py)
+                        .call_method1(intern!(py, "set_result"), (py.None(),))?;
+                }
+                const CALLBACK: &str = "_SelectorSocketTransport._write_ready";
+                if closing {
+                    if let Err(err) = Self::call_connection_lost(slf, None) {
+                        report_callback_error(py, this.loop_(py), CALLBACK, err)?;
+                    }
+                } else if eof {
+                    if let Err(e) = sys::shutdown_write(this.fd) {
+                        report_callback_error(
+                            py,
+                            this.loop_(py),
+                            CALLBACK,
+                            errors::os_error(py, &e),
+                        )?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Mirrors `_SelectorSocketTransport._call_connection_lost`: `connection_lost(exc)`, then
+    /// close the socket and drop the loop, protocol and server.
+    fn call_connection_lost(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (connected, protocol) = {
+            let st = this.st.borrow(py);
+            (
+                st.protocol_connected,
+                st.protocol.as_ref().map(|p| p.clone_ref(py)),
+            )
+        };
+        let result = match (connected, protocol) {
+            (true, Some(protocol)) => protocol
+                .bind(py)
+                .call_method1(intern!(py, "connection_lost"), (exc,))
+                .map(drop),
+            _ => Ok(()),
+        };
+        let (sock, protocol, lp, server, waiter) = {
+            let mut st = this.st.borrow_mut(py);
+            (
+                st.sock.take(),
+                st.protocol.take(),
+                st.loop_.take(),
+                st.server.take(),
+                st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
+            )
+        };
+        if let Some(lp) = &lp {
+            lp.get().unregister_transport(py, this.fd, slf.as_any());
+        }
+        let closed = match &sock {
+            Some(sock) => sock.bind(py).call_method0(intern!(py, "close")).map(drop),
+            None => Ok(()),
+        };
+        drop((sock, protocol, lp));
+        let detached = match server {
+            Some(server) => server
+                .bind(py)
+                .call_method0(intern!(py, "_detach"))
+                .map(drop),
+            None => Ok(()),
+        };
+        if let Some(waiter) = waiter {
+            let err = PyConnectionError::new_err("Connection is closed by peer");
+            waiter
+                .bind(py)
+                .call_method1(intern!(py, "set_exception"), (err.value(py),))?;
+        }
+        result.and(closed).and(detached)
+    }
+
+    /// `is_reading()`.
+    fn reading_wanted(&self, py: Python<'_>) -> bool {
+        let st = self.st.borrow(py);
+        !st.closing && !st.paused
+    }
+}
+
+#[pymethods]
+impl SocketTransport {
+    /// Write ``data`` (bytes-like) to the socket; what cannot be sent at once is buffered.
+    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if !is_bytes_like(data) {
+            let tname = data.get_type().name()?.to_string();
+            return Err(PyTypeError::new_err(format!(
+                "data argument must be a bytes-like object, not '{tname}'"
+            )));
+        }
+        {
+            let mut st = this.st.borrow_mut(py);
+            if st.eof {
+                return Err(PyRuntimeError::new_err(
+                    "Cannot call write() after write_eof()",
+                ));
+            }
+            if st.empty_waiter.is_some() {
+                return Err(PyRuntimeError::new_err(
+                    "unable to write; sendfile is in progress",
+                ));
+            }
+            if data.len()? == 0 {
+                return Ok(());
+            }
+            if st.conn_lost > 0 {
+                let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+                st.conn_lost += 1;
+                drop(st);
+                if warn {
+                    names(py)?
+                        .logger
+                        .bind(py)
+                        .call_method1("warning", ("socket.send() raised exception.",))?;
+                }
+                return Ok(());
+            }
+        }
+        let fd = this.fd;
+        // Returns Ok(true) if the rest was buffered and the writer must be registered.
+        let outcome = ffi::with_bytes(data, |bytes| {
+            send_or_buffer(&mut this.st.borrow_mut(py).buffer, fd, bytes, true)
+        })?;
+        match outcome {
+            Err(e) => {
+                let exc = errors::os_error(py, &e);
+                Self::fatal_error(
+                    slf,
+                    exc.value(py).as_any(),
+                    "Fatal write error on socket transport",
+                )
+            }
+            Ok(register) => {
+                if register {
+                    if let Err(err) = Self::watch(slf, Direction::Write) {
+                        this.st.borrow_mut(py).buffer.clear();
+                        return Err(err);
+                    }
+                }
+                Self::maybe_pause_protocol(slf)
+            }
+        }
+    }
+
+    /// Write a list (or any iterable) of bytes-like objects: ``write(b''.join(list_of_data))``.
+    fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let data = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (list_of_data,))?;
+        Self::write(slf, &data)
+    }
+
+    /// Close the write end after the buffered data is sent; the protocol may still read.
+    fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
+        let shutdown = {
+            let mut st = self.st.borrow_mut(py);
+            if st.closing || st.eof {
+                return Ok(());
+            }
+            st.eof = true;
+            st.buffer.is_empty()
+        };
+        if shutdown {
+            sys::shutdown_write(self.fd).map_err(|e| errors::os_error(py, &e))?;
+        }
+        Ok(())
+    }
+
+    /// Whether ``write_eof()`` is supported: always, for sockets.
+    fn can_write_eof(&self) -> bool {
+        true
+    }
+
+    /// Close the transport: buffered data is still sent, then ``connection_lost(None)`` is called.
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        {
+            let mut st = this.st.borrow_mut(py);
+            if st.closing {
+                return Ok(());
+            }
+            st.closing = true;
+        }
+        this.unwatch(py, Direction::Read)?;
+        let empty = {
+            let mut st = this.st.borrow_mut(py);
+            let empty = st.buffer.is_empty();
+            if empty {
+                st.conn_lost += 1;
+            }
+            empty
+        };
+        if empty {
+            this.unwatch(py, Direction::Write)?;
+            Self::schedule_connection_lost(slf, None)?;
+        }
+        Ok(())
+    }
+
+    /// Close at once: buffered data is dropped, ``connection_lost(None)`` is called soon.
+    fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::force_close(slf, None)
+    }
+
+    /// Whether the transport is closing or closed.
+    fn is_closing(&self, py: Python<'_>) -> bool {
+        self.st.borrow(py).closing
+    }
+
+    /// Whether the transport is receiving.
+    fn is_reading(&self, py: Python<'_>) -> bool {
+        self.reading_wanted(py)
+    }
+
+    /// Stop calling the protocol's ``data_received()`` until ``resume_reading()``.
+    fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if !this.reading_wanted(py) {
+            return Ok(());
+        }
+        this.st.borrow_mut(py).paused = true;
+        this.unwatch(py, Direction::Read)?;
+        Self::debug_log(slf, "pauses reading", None)
+    }
+
+    /// Resume calling the protocol's ``data_received()``.
+    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        {
+            let mut st = this.st.borrow_mut(py);
+            if st.closing || !st.paused {
+                return Ok(());
+            }
+            st.paused = false;
+        }
+        Self::_start_reading(slf)?;
+        Self::debug_log(slf, "resumes reading", None)
+    }
+
+    /// Set a new protocol.
+    fn set_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        let buffered = protocol.is_instance(names(py)?.buffered_protocol.bind(py))?;
+        let old = {
+            let mut st = self.st.borrow_mut(py);
+            st.buffered = buffered;
+            st.protocol_connected = true;
+            st.protocol.replace(protocol.clone().unbind())
+        };
+        drop(old);
+        Ok(())
+    }
+
+    /// Return the current protocol.
+    fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.protocol(py)
+    }
+
+    /// Get optional transport information: 'socket', 'sockname', 'peername', ...
+    #[pyo3(signature = (name, default=None))]
+    fn get_extra_info(
+        &self,
+        py: Python<'_>,
+        name: &Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let extra = self.st.borrow(py).extra.clone_ref(py);
+        extra_info(py, extra, name, default)
+    }
+
+    /// Set the high- and low-water limits for write flow control.
+    #[pyo3(signature = (high=None, low=None))]
+    fn set_write_buffer_limits(
+        slf: &Bound<'_, Self>,
+        high: Option<i64>,
+        low: Option<i64>,
+    ) -> PyResult<()> {
+        let limits = write_buffer_limits(high, low)?;
+        slf.get().st.borrow_mut(slf.py()).buffer.set_limits(limits);
+        Self::maybe_pause_protocol(slf)
+    }
+
+    /// Return ``(low, high)``, the write flow-control limits.
+    fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
+        let limits = self.st.borrow(py).buffer.limits();
+        (limits.low, limits.high)
+    }
+
+    /// Return the number of bytes buffered for writing.
+    fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
+        self.st.borrow(py).buffer.len()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let st = self.st.borrow(py);
+        let mut info = vec!["_SelectorSocketTransport".to_string()];
+        if st.sock.is_none() {
+            info.push("closed".into());
+        } else if st.closing {
+            info.push("closing".into());
+        }
+        info.push(format!("fd={}", self.fd));
+        if let Some(lp) = &st.loop_ {
+            if !lp.get().state.borrow(py).closed {
+                info.push(
+                    if st.reading {
+                        "read=polling"
+                    } else {
+                        "read=idle"
+                    }
+                    .into(),
+                );
+                let state = if st.writing { "polling" } else { "idle" };
+                info.push(format!("write=<{state}, bufsize={}>", st.buffer.len()));
+            }
+        }
+        format!("<{}>", info.join(" "))
+    }
+
+    /// Starts reading if not paused or closing (asyncio's `_add_reader(fd, _read_ready)`).
+    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        if !slf.get().reading_wanted(py) {
+            return Ok(());
+        }
+        Self::watch(slf, Direction::Read)
+    }
+
+    /// Calls ``connection_lost(exc)`` and closes the socket (scheduled by close/abort).
+    #[pyo3(signature = (exc))]
+    fn _call_connection_lost(
+        slf: &Bound<'_, Self>,
+        exc: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        Self::call_connection_lost(slf, exc)
+    }
+
+    /// A future done when the write buffer is empty (for ``loop.sendfile``).
+    fn _make_empty_waiter(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let (lp, empty) = {
+            let st = self.st.borrow(py);
+            if st.empty_waiter.is_some() {
+                return Err(PyRuntimeError::new_err("Empty waiter is already set"));
+            }
+            (
+                st.loop_.as_ref().map(|l| l.clone_ref(py)),
+                st.buffer.is_empty(),
+            )
+        };
+        let Some(lp) = lp else {
+            return Err(PyRuntimeError::new_err("Transport is closed"));
+        };
+        let waiter = lp.bind(py).call_method0(intern!(py, "create_future"))?;
+        if empty {
+            waiter.call_method1(intern!(py, "set_result"), (py.None(),))?;
+        }
+        self.st.borrow_mut(py).empty_waiter = Some(waiter.clone().unbind());
+        Ok(waiter.unbind())
+    }
+
+    /// Forgets the empty waiter.
+    fn _reset_empty_waiter(&self, py: Python<'_>) {
+        let old = self.st.borrow_mut(py).empty_waiter.take();
+        drop(old);
+    }
+
+    /// Reports an error that must close the transport (asyncio's `_fatal_error`).
+    #[pyo3(signature = (exc, message="Fatal error on transport"))]
+    fn _fatal_error(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>, message: &str) -> PyResult<()> {
+        Self::fatal_error(slf, exc, message)
+    }
+
+    /// The socket object, or None once closed.
+    #[getter]
+    fn _sock(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.st.borrow(py).sock.as_ref().map(|s| s.clone_ref(py))
+    }
+
+    /// The socket's fd.
+    #[getter]
+    fn _sock_fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// The loop, or None once the connection is lost.
+    #[getter(_loop)]
+    fn get_loop(&self, py: Python<'_>) -> Option<Py<PyLoop>> {
+        self.loop_(py)
+    }
+
+    /// The protocol (asyncio's `_protocol`).
+    #[getter]
+    fn _protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.protocol(py)
+    }
+
+    /// Whether `pause_writing()` is in effect.
+    #[getter]
+    fn _protocol_paused(&self, py: Python<'_>) -> bool {
+        self.st.borrow(py).buffer.paused()
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn _closing(&self, py: Python<'_>) -> bool {
+        self.st.borrow(py).closing
+    }
+
+    /// `loop.sendfile` may try `os.sendfile` on this transport.
+    #[getter]
+    fn _sendfile_compatible(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(names(py)?.sendfile_try_native.clone_ref(py))
+    }
+
+    /// TLS upgrade is not supported yet (issue 4).
+    #[getter]
+    fn _start_tls_compatible(&self) -> bool {
+        false
+    }
+
+    /// A subclass of ``asyncio.Transport``, so ``isinstance(t, asyncio.Transport)`` holds (see
+    /// the module docs).
+    #[getter(__class__)]
+    fn class(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(names(py)?.transport_class.clone_ref(py))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let Some(st) = self.st.try_borrow_in_gc() else {
+            return Ok(());
+        };
+        visit.call(&st.loop_)?;
+        visit.call(&st.sock)?;
+        visit.call(&st.protocol)?;
+        visit.call(&st.extra)?;
+        visit.call(&st.server)?;
+        visit.call(&st.empty_waiter)?;
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let dropped = {
+                let Some(mut st) = self.st.try_borrow_mut_in_gc(py) else {
+                    return;
+                };
+                (
+                    st.loop_.take(),
+                    st.protocol.take(),
+                    st.server.take(),
+                    st.empty_waiter.take(),
+                )
+            };
+            drop(dropped);
+        });
+    }
+}
+
+impl Drop for SocketTransport {
+    /// A transport collected while open warns and closes its socket, as asyncio's `__del__`.
+    fn drop(&mut self) {
+        Python::attach(|py| {
+            let Some(mut st) = self.st.try_borrow_mut_in_gc(py) else {
+                return;
+            };
+            let Some(sock) = st.sock.take() else { return };
+            drop(st);
+            warn_unclosed(py, &format!("<_SelectorSocketTransport fd={}>", self.fd));
+            if let Err(err) = sock.bind(py).call_method0(intern!(py, "close")) {
+                err.write_unraisable(py, None);
+            }
+        });
+    }
+}
+
+/// Creates a socket transport (the loop's `_make_socket_transport`).
+#[pyfunction]
+#[pyo3(signature = (loop_, sock, protocol, waiter=None, extra=None, server=None))]
+pub fn make_socket_transport(
+    loop_: &Bound<'_, PyLoop>,
+    sock: &Bound<'_, PyAny>,
+    protocol: &Bound<'_, PyAny>,
+    waiter: Option<&Bound<'_, PyAny>>,
+    extra: Option<Bound<'_, PyDict>>,
+    server: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Py<SocketTransport>> {
+    let waiter = waiter.filter(|w| !w.is_none());
+    let server = server.filter(|s| !s.is_none());
+    SocketTransport::create(loop_, sock, protocol, waiter, extra, server)
+}
