@@ -137,7 +137,6 @@ class SocketMethods:
         self._ensure_fd_no_transport(fd)
         return _oxloop.sock_wait(self, sock, fd, kind, args)
 
-
     # -- sock_* --------------------------------------------------------------------------------
 
     async def sock_recv(self, sock, n):
@@ -248,7 +247,6 @@ class SocketMethods:
             if not fallback:
                 raise
         return await self._sock_sendfile_fallback(sock, file, offset, count)
-
 
     async def _sock_sendfile_native(self, sock, file, offset, count):
         # Mirrors _UnixSelectorEventLoop._sock_sendfile_native, as a loop over os.sendfile that
@@ -377,7 +375,6 @@ class SocketMethods:
             # Neither a host nor a service lookup can happen: answer at once.
             return socket.getnameinfo(sockaddr, flags)
         return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
-
 
     # -- UDP -----------------------------------------------------------------------------------
 

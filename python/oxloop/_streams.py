@@ -38,9 +38,6 @@ class StreamsMixin:
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return _oxloop.make_socket_transport(self, sock, protocol, waiter, extra, server)
 
-    def _make_ssl_transport(self, *args, **kwargs):
-        raise NotImplementedError("TLS: issue 4")
-
     # -- name resolution -----------------------------------------------------------------------
 
     async def _ensure_resolved(
@@ -172,8 +169,6 @@ class StreamsMixin:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
         if sock is not None:
             base_events._check_ssl_socket(sock)
-        if ssl:
-            raise NotImplementedError("TLS: issue 4")
         if happy_eyeballs_delay is not None and interleave is None:
             interleave = 1
 
@@ -245,7 +240,12 @@ class StreamsMixin:
 
         try:
             transport, protocol = await self._create_connection_transport(
-                sock, protocol_factory, ssl, server_hostname
+                sock,
+                protocol_factory,
+                ssl,
+                server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
             )
         except BaseException:
             # A socket connected here is ours to close (a caller's `sock` stays the caller's,
@@ -273,8 +273,19 @@ class StreamsMixin:
         protocol = protocol_factory()
         waiter = self.create_future()
         if ssl:
-            raise NotImplementedError("TLS: issue 4")
-        transport = self._make_socket_transport(sock, protocol, waiter)
+            sslcontext = None if isinstance(ssl, bool) else ssl
+            transport = self._make_ssl_transport(
+                sock,
+                protocol,
+                sslcontext,
+                waiter,
+                server_side=server_side,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+            )
+        else:
+            transport = self._make_socket_transport(sock, protocol, waiter)
         try:
             await waiter
         except BaseException:
@@ -300,10 +311,14 @@ class StreamsMixin:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
         if sock is not None:
             base_events._check_ssl_socket(sock)
-        if ssl:
-            raise NotImplementedError("TLS: issue 4")
         transport, protocol = await self._create_connection_transport(
-            sock, protocol_factory, ssl, "", server_side=True
+            sock,
+            protocol_factory,
+            ssl,
+            "",
+            server_side=True,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
         if self.get_debug():
             sock = transport.get_extra_info("socket")
@@ -349,8 +364,6 @@ class StreamsMixin:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
         if sock is not None:
             base_events._check_ssl_socket(sock)
-        if ssl is not None:
-            raise NotImplementedError("TLS: issue 4")
 
         if host is not None or port is not None:
             if sock is not None:
@@ -415,12 +428,37 @@ class StreamsMixin:
                 raise ValueError(f"A Stream Socket was expected, got {sock!r}")
             sockets = [sock]
 
-        return await self._serve(sockets, protocol_factory, backlog, start_serving)
+        return await self._serve(
+            sockets,
+            protocol_factory,
+            backlog,
+            start_serving,
+            ssl,
+            ssl_handshake_timeout,
+            ssl_shutdown_timeout,
+        )
 
-    async def _serve(self, sockets, protocol_factory, backlog, start_serving):
+    async def _serve(
+        self,
+        sockets,
+        protocol_factory,
+        backlog,
+        start_serving,
+        ssl=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
         for sock in sockets:
             sock.setblocking(False)
-        server = base_events.Server(self, sockets, protocol_factory, None, backlog, None, None)
+        server = base_events.Server(
+            self,
+            sockets,
+            protocol_factory,
+            ssl,
+            backlog,
+            ssl_handshake_timeout,
+            ssl_shutdown_timeout,
+        )
         if start_serving:
             server._start_serving()
             # Skip one loop iteration so that every listening socket's reader is in place.
@@ -440,14 +478,31 @@ class StreamsMixin:
         ssl_shutdown_timeout=None,
     ):
         self._add_reader(
-            sock.fileno(), self._accept_connection, protocol_factory, sock, server, backlog
+            sock.fileno(),
+            self._accept_connection,
+            protocol_factory,
+            sock,
+            sslcontext,
+            server,
+            backlog,
+            ssl_handshake_timeout,
+            ssl_shutdown_timeout,
         )
 
     def _stop_serving(self, sock):
         self._remove_reader(sock.fileno())
         sock.close()
 
-    def _accept_connection(self, protocol_factory, sock, server, backlog):
+    def _accept_connection(
+        self,
+        protocol_factory,
+        sock,
+        sslcontext=None,
+        server=None,
+        backlog=100,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
         # Mirrors BaseSelectorEventLoop._accept_connection: up to `backlog` accepts per tick.
         for _ in range(backlog):
             try:
@@ -473,27 +528,59 @@ class StreamsMixin:
                         self._start_serving,
                         protocol_factory,
                         sock,
-                        None,
+                        sslcontext,
                         server,
                         backlog,
+                        ssl_handshake_timeout,
+                        ssl_shutdown_timeout,
                     )
                 else:
                     raise
             else:
                 self.create_task(
-                    self._accept_connection2(protocol_factory, conn, {"peername": addr}, server)
+                    self._accept_connection2(
+                        protocol_factory,
+                        conn,
+                        {"peername": addr},
+                        sslcontext,
+                        server,
+                        ssl_handshake_timeout,
+                        ssl_shutdown_timeout,
+                    )
                 )
 
-    async def _accept_connection2(self, protocol_factory, conn, extra, server=None):
+    async def _accept_connection2(
+        self,
+        protocol_factory,
+        conn,
+        extra,
+        sslcontext=None,
+        server=None,
+        ssl_handshake_timeout=None,
+        ssl_shutdown_timeout=None,
+    ):
         # Mirrors BaseSelectorEventLoop._accept_connection2.
         protocol = None
         transport = None
         try:
             protocol = protocol_factory()
             waiter = self.create_future()
-            transport = self._make_socket_transport(
-                conn, protocol, waiter=waiter, extra=extra, server=server
-            )
+            if sslcontext:
+                transport = self._make_ssl_transport(
+                    conn,
+                    protocol,
+                    sslcontext,
+                    waiter=waiter,
+                    server_side=True,
+                    extra=extra,
+                    server=server,
+                    ssl_handshake_timeout=ssl_handshake_timeout,
+                    ssl_shutdown_timeout=ssl_shutdown_timeout,
+                )
+            else:
+                transport = self._make_socket_transport(
+                    conn, protocol, waiter=waiter, extra=extra, server=server
+                )
             try:
                 await waiter
             except BaseException:
@@ -533,13 +620,13 @@ class StreamsMixin:
         if ssl:
             if server_hostname is None:
                 raise ValueError("you have to pass server_hostname when using ssl")
-            raise NotImplementedError("TLS: issue 4")
-        if server_hostname is not None:
-            raise ValueError("server_hostname is only meaningful with ssl")
-        if ssl_handshake_timeout is not None:
-            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-        if ssl_shutdown_timeout is not None:
-            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+        else:
+            if server_hostname is not None:
+                raise ValueError("server_hostname is only meaningful with ssl")
+            if ssl_handshake_timeout is not None:
+                raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+            if ssl_shutdown_timeout is not None:
+                raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
 
         if path is not None:
             if sock is not None:
@@ -561,7 +648,12 @@ class StreamsMixin:
 
         try:
             return await self._create_connection_transport(
-                sock, protocol_factory, ssl, server_hostname
+                sock,
+                protocol_factory,
+                ssl,
+                server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
             )
         except BaseException:
             if path is not None:
@@ -587,8 +679,6 @@ class StreamsMixin:
             raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
         if ssl_shutdown_timeout is not None and not ssl:
             raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-        if ssl is not None:
-            raise NotImplementedError("TLS: issue 4")
 
         if path is not None:
             if sock is not None:
@@ -622,7 +712,15 @@ class StreamsMixin:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
 
         sock.setblocking(False)
-        server = base_events.Server(self, [sock], protocol_factory, None, backlog, None, None)
+        server = base_events.Server(
+            self,
+            [sock],
+            protocol_factory,
+            ssl,
+            backlog,
+            ssl_handshake_timeout,
+            ssl_shutdown_timeout,
+        )
         if start_serving:
             server._start_serving()
             # Skip one loop iteration so that the listening socket's reader is in place.

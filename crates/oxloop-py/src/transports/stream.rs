@@ -914,10 +914,17 @@ impl SocketTransport {
         Ok(names(py)?.sendfile_try_native.clone_ref(py))
     }
 
-    /// TLS upgrade is not supported yet (issue 4).
+    /// `loop.start_tls` may upgrade this transport (mirrors `_SelectorSocketTransport`).
     #[getter]
     fn _start_tls_compatible(&self) -> bool {
-        false
+        true
+    }
+
+    /// Closes at once, dropping buffered data; `connection_lost(exc)` follows (asyncio's private
+    /// `_SelectorTransport._force_close`, which `sslproto.SSLProtocol` calls on fatal errors).
+    #[pyo3(signature = (exc))]
+    fn _force_close(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        Self::force_close(slf, exc)
     }
 
     /// A subclass of ``asyncio.Transport``, so ``isinstance(t, asyncio.Transport)`` holds (see
