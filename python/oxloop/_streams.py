@@ -54,47 +54,6 @@ class StreamsMixin:
 
     # -- connecting ----------------------------------------------------------------------------
 
-    async def _sock_connect_stream(self, sock, address):
-        # NOTE: the connect step of create_connection and create_unix_connection; the sock_connect
-        # of the net-sock branch does the same and may replace it. The writer is removed however
-        # the wait ends (done, failed, cancelled).
-        fut = self.create_future()
-        fd = sock.fileno()
-        try:
-            sock.connect(address)
-        except (BlockingIOError, InterruptedError):
-            self._ensure_fd_no_transport(fd)
-            self._add_writer(fd, self._sock_connect_stream_cb, fut, sock, address)
-            fut.add_done_callback(functools.partial(self._sock_connect_stream_done, fd))
-        else:
-            fut.set_result(None)
-        try:
-            return await fut
-        finally:
-            fut = None
-
-    def _sock_connect_stream_done(self, fd, fut):
-        self._remove_writer(fd)
-
-    def _sock_connect_stream_cb(self, fut, sock, address):
-        # Mirrors BaseSelectorEventLoop._sock_connect_cb.
-        if fut.done():
-            return
-        try:
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err != 0:
-                raise OSError(err, f"Connect call failed {address}")
-        except (BlockingIOError, InterruptedError):
-            pass
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:  # noqa: BLE001 - the connect waiter gets every error
-            fut.set_exception(exc)
-        else:
-            fut.set_result(None)
-        finally:
-            fut = None
-
     async def _connect_sock(self, exceptions, addr_info, local_addr_infos=None):
         """Create, bind and connect one socket (mirrors BaseEventLoop._connect_sock)."""
         my_exceptions = []
@@ -121,7 +80,7 @@ class StreamsMixin:
                     if my_exceptions:
                         raise my_exceptions.pop()
                     raise OSError(f"no matching local address with {family=} found")
-            await self._sock_connect_stream(sock, address)
+            await self.sock_connect(sock, address)
             return sock
         except OSError as exc:
             my_exceptions.append(exc)
@@ -635,7 +594,7 @@ class StreamsMixin:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0)
             try:
                 sock.setblocking(False)
-                await self._sock_connect_stream(sock, path)
+                await self.sock_connect(sock, path)
             except BaseException:
                 sock.close()
                 raise
