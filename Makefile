@@ -74,11 +74,12 @@ bench-quick: build native-echo $(BENCH_STAMP) ## Quick benchmark run, under 2 mi
 	$(PY) benchmarks/run.py --quick
 
 .PHONY: lint
-lint: venv ## cargo fmt --check, clippy -D warnings, ruff
+lint: build ## cargo fmt --check, clippy -D warnings, ruff, stubtest of the extension's stubs
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 	$(VENV)/bin/ruff check python tests benchmarks examples
 	$(VENV)/bin/ruff format --check python tests benchmarks examples
+	$(PY) -m mypy.stubtest oxloop._oxloop
 
 .PHONY: format
 format: venv ## Format Rust and Python sources
