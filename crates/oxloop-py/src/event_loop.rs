@@ -133,6 +133,8 @@ pub struct State {
     pub thread_id: Option<u64>,
     /// asyncio debug mode.
     pub debug: bool,
+    /// The previous tick polled the reactor; a zero-timeout poll may then be skipped once.
+    pub polled_last_tick: bool,
     /// Transports by the fd they own (asyncio's `_transports`): `add_reader` and friends refuse
     /// an fd whose transport is not closing. A transport leaves the map when its connection is
     /// lost.
@@ -503,6 +505,7 @@ impl PyLoop {
                 closed: false,
                 thread_id: None,
                 debug: false,
+                polled_last_tick: false,
                 transports: HashMap::new(),
             }),
             reactor: Mutex::new(Some(reactor)),

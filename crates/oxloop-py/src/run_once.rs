@@ -30,7 +30,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
 
     // 1. Prune and compute the timeout.
     let mut pruned = Vec::new();
-    let (timeout, watching, mut events) = {
+    let (timeout, poll, mut events) = {
         let mut st = this.state.borrow_mut(py);
         st.timers.prune(&mut pruned);
         let timeout = if !st.ready.is_empty() || st.stopping {
@@ -41,20 +41,22 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
                 Duration::from_secs_f64(t)
             })
         };
-        (
-            timeout,
-            !st.watches.is_empty(),
-            std::mem::take(&mut st.events),
-        )
+        // A zero-timeout poll is skipped when no fd is watched, and when the previous tick polled:
+        // callbacks queued by I/O handlers then run at once, as libuv runs them in the same
+        // iteration, instead of costing one empty poll each. The next tick polls again, so a loop
+        // that always has callbacks ready still sees I/O every other tick.
+        let poll =
+            timeout != Some(Duration::ZERO) || (!st.watches.is_empty() && !st.polled_last_tick);
+        st.polled_last_tick = poll;
+        (timeout, poll, std::mem::take(&mut st.events))
     };
     drop(pruned);
 
-    // 2. Poll. A zero-timeout poll cannot block: keep the GIL, and skip the syscall (and the
-    // reactor lock) when no fd is watched; a pending wake-up stays in the eventfd and is consumed
-    // by the next blocking poll.
+    // 2. Poll. A zero-timeout poll cannot block: keep the GIL (a pending wake-up stays in the
+    // eventfd and is consumed by the next blocking poll).
     events.clear();
     let polled = if timeout == Some(Duration::ZERO) {
-        if watching {
+        if poll {
             match this.lock_reactor().as_mut() {
                 None => Err(None),
                 Some(reactor) => reactor
