@@ -60,6 +60,45 @@ def _looks_numeric(host):
     return ":" in host or all(c in _NUMERIC_CHARS for c in host)
 
 
+_PROTO_OF_TYPE = {socket.SOCK_STREAM: socket.IPPROTO_TCP, socket.SOCK_DGRAM: socket.IPPROTO_UDP}
+
+
+def _literal_answer(host, port, family, type_, proto, flags):
+    """``socket.getaddrinfo``'s exact answer for an IP literal, built without calling it.
+
+    Only the cases whose answer is fully determined: no flags, an integer port, one socket type
+    (stream or datagram) and a canonical IPv4 literal or any IPv6 literal without a scope (the
+    answer carries its canonical text, as getaddrinfo's does). None otherwise.
+    """
+    want_proto = _PROTO_OF_TYPE.get(type_)
+    if (
+        flags
+        or want_proto is None
+        or proto not in (0, want_proto)
+        or type(port) is not int
+        or not 0 <= port <= 65535
+        or not isinstance(host, str)
+    ):
+        return None
+    kind = socket.SocketKind(type_)
+    if ":" not in host:
+        if family not in (0, socket.AF_INET):
+            return None
+        try:
+            if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, host)) != host:
+                return None  # 127.1, leading zeros...: getaddrinfo rewrites those
+        except OSError:
+            return None
+        return [(socket.AF_INET, kind, want_proto, "", (host, port))]
+    if family not in (0, socket.AF_INET6) or "%" in host:
+        return None
+    try:
+        text = socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, host))
+    except OSError:
+        return None
+    return [(socket.AF_INET6, kind, want_proto, "", (text, port, 0, 0))]
+
+
 def _ipaddr_info(host, port, family, type, proto, flowinfo=0, scopeid=0):
     """The addrinfo of an already resolved ``host``, or None if getaddrinfo is needed.
 
@@ -359,6 +398,9 @@ class SocketMethods:
             func = self._getaddrinfo_debug
         else:
             func = socket.getaddrinfo
+            answer = _literal_answer(host, port, family, type, proto, flags)
+            if answer is not None:
+                return answer
             if not flags & socket.AI_CANONNAME and _looks_numeric(host):
                 try:
                     return socket.getaddrinfo(
