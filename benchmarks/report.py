@@ -224,6 +224,15 @@ def markdown(data: dict, json_path: str, chart_path: str | None) -> str:
             summary, echo_rows, echo_loops, ("cpu_util", "CPU", _short_cell, _fmt_pct)
         )
         lines.append("")
+        idle_rows = [r for r in echo_rows if r.get("idle")]
+        if idle_rows:
+            lines += [
+                "Idle connections: server memory per connection in KiB (RSS growth while the idle",
+                "connections were opened, divided by their number; lower is better):",
+                "",
+            ]
+            lines += _metric_table(summary, idle_rows, echo_loops, "kib_per_conn", _fmt_kib)
+            lines.append("")
     lines += _problems(data)
     return "\n".join(lines)
 
