@@ -175,3 +175,30 @@ def test_literal_fast_path_is_identical_to_socket_getaddrinfo():
             [repr(x) for x in info] for info in want
         ], args
     assert checked > 200
+
+
+def test_many_concurrent_and_cancelled_lookups(on_both):
+    """Concurrent name lookups all answer like socket.getaddrinfo; a cancelled one harms nothing."""
+
+    def scenario(loop):
+        async def main():
+            want = socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+            doomed = loop.create_task(loop.getaddrinfo("localhost", 81))
+            await asyncio.sleep(0)
+            doomed.cancel()
+            answers = await asyncio.gather(
+                *(loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM) for _ in range(50))
+            )
+            try:
+                await doomed
+            except asyncio.CancelledError:
+                cancelled = True
+            else:
+                cancelled = False
+            again = await loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+            return all(a == want for a in answers), again == want, cancelled
+
+        return loop.run_until_complete(main())
+
+    a, o = on_both(scenario)
+    assert a == o == (True, True, True)

@@ -166,6 +166,7 @@ class Loop(SocketMethods, TLSMixin, _oxloop.Loop, StreamsMixin, asyncio.Abstract
             )
             self._signal_handlers.clear()
         self._close()
+        self._close_resolver()
         if self._ssock is not None:
             self._ssock.close()
             self._csock.close()

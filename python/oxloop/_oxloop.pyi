@@ -10,6 +10,7 @@ __all__ = [
     "Loop",
     "Handle",
     "TimerHandle",
+    "Resolver",
     "SockWait",
     "sock_wait",
     "DatagramCore",
@@ -225,3 +226,19 @@ def make_read_pipe_transport(
 def make_write_pipe_transport(
     loop_: Loop, pipe: Any, protocol: Any, waiter: Any = None, extra: Any = None
 ) -> WritePipeTransport: ...
+
+@final
+class Resolver:
+    """Host-name resolution for one loop on Rust threads (libc getaddrinfo, no GIL)."""
+
+    def __new__(cls, loop_: Loop) -> Resolver: ...
+    def submit(
+        self,
+        host: Optional[bytes],
+        service: Optional[bytes],
+        family: int,
+        socktype: int,
+        protocol: int,
+        flags: int,
+    ) -> Any: ...
+    def close(self) -> None: ...

@@ -99,6 +99,45 @@ def _literal_answer(host, port, family, type_, proto, flags):
     return [(socket.AF_INET6, kind, want_proto, "", (text, port, 0, 0))]
 
 
+def _encode_query(host, port, family, type_, proto, flags):
+    """``socket.getaddrinfo``'s own encoding of its arguments, or None for unusual ones.
+
+    ``str`` hosts go through the ``idna`` codec exactly as CPython's ``socket_getaddrinfo``
+    does (so its ``UnicodeError`` is raised here, as it would be there); integer ports become
+    their decimal text. Anything else (other types, NUL bytes, huge ints) returns None and takes
+    the executor path, where ``socket.getaddrinfo`` itself decides.
+    """
+    if not all(type(x) is int for x in (family, type_, proto, flags)):
+        return None
+    if host is None or isinstance(host, bytes):
+        host_b = host
+    elif isinstance(host, str):
+        host_b = host.encode("idna")
+    else:
+        return None
+    if port is None or isinstance(port, bytes):
+        port_b = port
+    elif isinstance(port, int):
+        if not -(2**63) <= port < 2**63:
+            return None
+        port_b = str(int(port)).encode()
+    elif isinstance(port, str) and port.isascii():
+        port_b = port.encode()
+    else:
+        return None
+    if (host_b and b"\0" in host_b) or (port_b and b"\0" in port_b):
+        return None
+    return host_b, port_b
+
+
+def _as_enum(value, enum_cls):
+    # Mirrors socket._intenum_converter.
+    try:
+        return enum_cls(value)
+    except ValueError:
+        return value
+
+
 def _ipaddr_info(host, port, family, type, proto, flowinfo=0, scopeid=0):
     """The addrinfo of an already resolved ``host``, or None if getaddrinfo is needed.
 
@@ -143,6 +182,14 @@ class SocketMethods:
     """``sock_*``, name resolution and datagram endpoints; mixed into ``oxloop.Loop``."""
 
     __slots__ = ()
+
+    #: The loop's host-name resolver (``_oxloop.Resolver``), made on first use.
+    _resolver = None
+
+    def _close_resolver(self):
+        if self._resolver is not None:
+            self._resolver.close()
+            self._resolver = None
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -401,6 +448,18 @@ class SocketMethods:
             answer = _literal_answer(host, port, family, type, proto, flags)
             if answer is not None:
                 return answer
+            query = _encode_query(host, port, family, type, proto, flags)
+            if query is not None:
+                # libc getaddrinfo on oxloop's resolver threads, no GIL involved; a failure
+                # (None) is repeated below so the exception is socket.getaddrinfo's own.
+                if self._resolver is None:
+                    self._resolver = _oxloop.Resolver(self)
+                raw = await self._resolver.submit(*query, family, type, proto, flags)
+                if raw is not None:
+                    return [
+                        (_as_enum(f, socket.AddressFamily), _as_enum(t, socket.SocketKind), p, c, a)
+                        for f, t, p, c, a in raw
+                    ]
             if not flags & socket.AI_CANONNAME and _looks_numeric(host):
                 try:
                     return socket.getaddrinfo(

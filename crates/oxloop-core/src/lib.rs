@@ -13,6 +13,7 @@
 //! fills them with Python handles, the tests here with plain integers and a fake clock.
 //! All raw syscalls live in [`sys`].
 
+pub mod dns;
 pub mod reactor;
 pub mod ready;
 pub mod sys;

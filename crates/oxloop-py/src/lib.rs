@@ -10,6 +10,7 @@
 #[cfg(Py_GIL_DISABLED)]
 compile_error!("oxloop relies on the GIL to serialise access to the loop state; free-threaded builds are not supported yet");
 
+mod dns;
 mod errors;
 mod event_loop;
 mod ffi;
@@ -27,6 +28,7 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::PyLoop>()?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
+    m.add_class::<dns::Resolver>()?;
     sock::register(m)?;
     m.add_class::<transports::udp::DatagramCore>()?;
     m.add_class::<transports::stream::SocketTransport>()?;

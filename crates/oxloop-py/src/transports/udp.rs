@@ -48,45 +48,12 @@ thread_local! {
     static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-extern "C" {
-    /// POSIX `inet_ntop` (glibc), the function CPython formats socket addresses with.
-    fn inet_ntop(
-        af: libc::c_int,
-        src: *const libc::c_void,
-        dst: *mut libc::c_char,
-        size: libc::socklen_t,
-    ) -> *const libc::c_char;
-}
-
 /// A datagram's sender, as CPython's `makesockaddr` builds it for an inet socket.
 enum Sender {
     /// `(host, port)`.
     V4(String, u16),
     /// `(host, port, flowinfo, scope_id)`.
     V6(String, u16, u32, u32),
-}
-
-/// `inet_ntop(AF_INET6, addr)`: the text CPython gives an IPv6 address.
-fn ntop6(addr: &libc::in6_addr) -> String {
-    const INET6_ADDRSTRLEN: usize = 46;
-    let mut out = [0 as libc::c_char; INET6_ADDRSTRLEN];
-    // SAFETY: `addr` is a live in6_addr and `out` a live buffer of the size passed; inet_ntop
-    // writes at most that many bytes, NUL included, or returns NULL.
-    let p = unsafe {
-        inet_ntop(
-            libc::AF_INET6,
-            (addr as *const libc::in6_addr).cast(),
-            out.as_mut_ptr(),
-            INET6_ADDRSTRLEN as libc::socklen_t,
-        )
-    };
-    if p.is_null() {
-        return std::net::Ipv6Addr::from(addr.s6_addr).to_string();
-    }
-    // SAFETY: on success inet_ntop wrote a NUL-terminated string into `out`.
-    unsafe { std::ffi::CStr::from_ptr(out.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// `recvfrom` on an `AF_INET` or `AF_INET6` socket into `buf`: the datagram's length and sender.
@@ -118,7 +85,7 @@ fn recvfrom_inet(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Sender)> {
                 &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
             };
             Sender::V6(
-                ntop6(&a.sin6_addr),
+                oxloop_core::sys::ntop_v6(&a.sin6_addr),
                 u16::from_be(a.sin6_port),
                 u32::from_be(a.sin6_flowinfo),
                 a.sin6_scope_id,

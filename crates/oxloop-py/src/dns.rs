@@ -1,0 +1,241 @@
+//! `oxloop._oxloop.Resolver`: `loop.getaddrinfo` for host names without Python's thread pool.
+//!
+//! A query goes to oxloop-core's resolver threads, which call libc's `getaddrinfo` holding no
+//! GIL; their eventfd is watched by the loop like a transport (a `NativeWatcher`), and in the
+//! tick the finished queries' futures get their raw results. The Python side
+//! (`oxloop._sock.SocketMethods.getaddrinfo`) encodes the arguments exactly as
+//! `socket.getaddrinfo` does and converts the raw tuples into its exact answer; a failed lookup
+//! (or an address family Python would not decode) resolves to `None`, and the Python side then
+//! repeats the call through `socket.getaddrinfo` in the executor, so errors are CPython's own.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::sync::Arc;
+
+use oxloop_core::dns::{Query, Resolver as Pool};
+use oxloop_core::sys::SockAddr;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+use pyo3::{intern, PyTraverseError};
+
+use crate::errors;
+use crate::event_loop::{Direction, NativeWatcher, PyLoop, Watcher};
+use crate::gil::GilCell;
+
+/// Mutable state of the resolver.
+struct Inner {
+    /// The worker pool; `None` once closed.
+    pool: Option<Pool>,
+    /// The loop; `None` once closed.
+    loop_: Option<Py<PyLoop>>,
+    /// Futures of queries not yet answered, by query id.
+    futures: HashMap<u64, Py<PyAny>>,
+    /// The next query id.
+    next_id: u64,
+    /// The pool's eventfd is watched by the loop (only while queries are pending).
+    watching: bool,
+}
+
+/// Host-name resolution for one loop; see the module docs.
+#[pyclass(frozen, module = "oxloop._oxloop")]
+pub struct Resolver {
+    /// Everything; touched with the GIL held.
+    st: GilCell<Inner>,
+}
+
+/// The loop's reader for the pool's eventfd.
+struct Watch(Py<Resolver>);
+
+impl NativeWatcher for Watch {
+    fn ready(&self, py: Python<'_>, _direction: Direction) -> PyResult<()> {
+        Resolver::deliver(self.0.bind(py))
+    }
+
+    fn describe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(self.0.bind(py).clone().into_any())
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.0)
+    }
+}
+
+impl Resolver {
+    /// Hands finished queries to their futures.
+    fn deliver(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let mut unwatch = None;
+        let answered: Vec<_> = {
+            let mut st = slf.get().st.borrow_mut(py);
+            let Some(pool) = st.pool.as_mut() else {
+                return Ok(());
+            };
+            let fd = pool.fd();
+            let done = pool.take_done();
+            let answered = done
+                .into_iter()
+                .filter_map(|d| Some((st.futures.remove(&d.id)?, d)))
+                .collect();
+            // Nothing pending: stop watching until the next query.
+            if st.futures.is_empty() && st.watching {
+                st.watching = false;
+                unwatch = st.loop_.as_ref().map(|l| (l.clone_ref(py), fd));
+            }
+            answered
+        };
+        if let Some((loop_, fd)) = unwatch {
+            loop_.get().unwatch(py, fd, Direction::Read)?;
+        }
+        for (fut, d) in answered {
+            let fut = fut.bind(py);
+            if fut.call_method0(intern!(py, "done"))?.is_truthy()? {
+                continue; // cancelled while the lookup ran
+            }
+            let value = match d.result {
+                Ok(infos) => raw_answer(py, &infos)?,
+                Err(_) => py.None().into_bound(py),
+            };
+            fut.call_method1(intern!(py, "set_result"), (value,))?;
+        }
+        Ok(())
+    }
+}
+
+/// `[(family, type, proto, canonname, sockaddr), ...]` with plain ints, or None if an entry
+/// has an address family Python would decode differently.
+fn raw_answer<'py>(
+    py: Python<'py>,
+    infos: &[oxloop_core::sys::AddrInfo],
+) -> PyResult<Bound<'py, PyAny>> {
+    let list = PyList::empty(py);
+    for ai in infos {
+        let addr = match &ai.addr {
+            SockAddr::V4(host, port) => (host.as_str(), *port).into_pyobject(py)?.into_any(),
+            SockAddr::V6(host, port, flow, scope) => (host.as_str(), *port, *flow, *scope)
+                .into_pyobject(py)?
+                .into_any(),
+            SockAddr::Other(_) => return Ok(py.None().into_bound(py)),
+        };
+        list.append((
+            ai.family,
+            ai.socktype,
+            ai.protocol,
+            ai.canonname.as_str(),
+            addr,
+        ))?;
+    }
+    Ok(list.into_any())
+}
+
+#[pymethods]
+impl Resolver {
+    #[new]
+    fn new(py: Python<'_>, loop_: Bound<'_, PyLoop>) -> PyResult<Self> {
+        let pool = Pool::new().map_err(|e| errors::os_error(py, &e))?;
+        Ok(Self {
+            st: GilCell::new(Inner {
+                pool: Some(pool),
+                loop_: Some(loop_.unbind()),
+                futures: HashMap::new(),
+                next_id: 0,
+                watching: false,
+            }),
+        })
+    }
+
+    /// Starts `getaddrinfo(host, service, ...)` on a resolver thread; returns a future of the
+    /// raw answer, or of None if the lookup failed. `host` and `service` are already encoded
+    /// (bytes without NUL, or None), as `socket.getaddrinfo` encodes them.
+    #[pyo3(signature = (host, service, family, socktype, protocol, flags))]
+    fn submit(
+        slf: &Bound<'_, Self>,
+        host: Option<Vec<u8>>,
+        service: Option<Vec<u8>>,
+        family: i32,
+        socktype: i32,
+        protocol: i32,
+        flags: i32,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let cstr = |b: Option<Vec<u8>>| -> PyResult<Option<CString>> {
+            b.map(|b| {
+                CString::new(b)
+                    .map_err(|_| pyo3::exceptions::PyValueError::new_err("embedded null byte"))
+            })
+            .transpose()
+        };
+        let (host, service) = (cstr(host)?, cstr(service)?);
+        let loop_ = match &slf.get().st.borrow(py).loop_ {
+            Some(l) => l.clone_ref(py),
+            None => return Err(errors::loop_closed()),
+        };
+        let future = loop_
+            .bind(py)
+            .call_method0(intern!(py, "create_future"))?
+            .unbind();
+        let (fd, watch) = {
+            let mut st = slf.get().st.borrow_mut(py);
+            let id = st.next_id;
+            st.next_id += 1;
+            let Some(pool) = st.pool.as_mut() else {
+                return Err(errors::loop_closed());
+            };
+            pool.submit(Query {
+                id,
+                host,
+                service,
+                family,
+                socktype,
+                protocol,
+                flags,
+            })
+            .map_err(|e| errors::os_error(py, &e))?;
+            let fd = pool.fd();
+            st.futures.insert(id, future.clone_ref(py));
+            let watch = !st.watching;
+            st.watching = true;
+            (fd, watch)
+        };
+        if watch {
+            let watcher = Watcher::Native(Arc::new(Watch(slf.clone().unbind())));
+            if let Err(e) = loop_.get().watch(py, fd, Direction::Read, watcher) {
+                slf.get().st.borrow_mut(py).watching = false;
+                return Err(e);
+            }
+        }
+        Ok(future)
+    }
+
+    /// Stops the resolver threads and closes the eventfd (the loop is closing).
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let (pool, loop_, futures, watching) = {
+            let mut st = self.st.borrow_mut(py);
+            let futures: Vec<_> = st.futures.drain().map(|(_, f)| f).collect();
+            (
+                st.pool.take(),
+                st.loop_.take(),
+                futures,
+                std::mem::take(&mut st.watching),
+            )
+        };
+        if let (Some(pool), Some(loop_), true) = (&pool, &loop_, watching) {
+            loop_.get().unwatch(py, pool.fd(), Direction::Read)?;
+        }
+        drop((pool, loop_, futures));
+        Ok(())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let Some(st) = self.st.try_borrow_in_gc() else {
+            return Ok(());
+        };
+        if let Some(l) = &st.loop_ {
+            visit.call(l)?;
+        }
+        for f in st.futures.values() {
+            visit.call(f)?;
+        }
+        Ok(())
+    }
+}
