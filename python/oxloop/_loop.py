@@ -22,6 +22,7 @@ from asyncio import coroutines, events, futures, tasks
 
 from . import _oxloop
 from ._streams import StreamsMixin
+from ._subprocess import SubprocessMixin
 
 logger = logging.getLogger("asyncio")
 
@@ -49,7 +50,7 @@ def _format_handle(handle):
     return str(handle)
 
 
-class Loop(_oxloop.Loop, StreamsMixin, asyncio.AbstractEventLoop):
+class Loop(_oxloop.Loop, StreamsMixin, SubprocessMixin, asyncio.AbstractEventLoop):
     """An asyncio event loop whose scheduling and I/O run in Rust.
 
     Use it wherever asyncio takes a loop: ``oxloop.run(main())``,
@@ -70,6 +71,8 @@ class Loop(_oxloop.Loop, StreamsMixin, asyncio.AbstractEventLoop):
         self.slow_callback_duration = 0.1
         self._signal_handlers = {}
         self._ssock = self._csock = None
+        # Running children by pid (oxloop._subprocess._Child), each with its own exit watch.
+        self._children = {}
         self.set_debug(coroutines._is_debug_mode())
 
     def __repr__(self):
@@ -163,6 +166,7 @@ class Loop(_oxloop.Loop, StreamsMixin, asyncio.AbstractEventLoop):
                 source=self,
             )
             self._signal_handlers.clear()
+        self._close_children()
         self._close()
         if self._ssock is not None:
             self._ssock.close()
