@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import errno
 import logging
+import os
 import signal
 import socket
 import sys
@@ -71,6 +72,9 @@ class Loop(_oxloop.Loop, StreamsMixin, SubprocessMixin, asyncio.AbstractEventLoo
         self.slow_callback_duration = 0.1
         self._signal_handlers = {}
         self._ssock = self._csock = None
+        # The wakeup fd set before ours (signal.set_wakeup_fd's answer), or -1: it still gets the
+        # signal bytes while ours is installed, and is restored when our last handler goes.
+        self._prev_wakeup_fd = -1
         # Running children by pid (oxloop._subprocess._Child), each with its own exit watch.
         self._children = {}
         self.set_debug(coroutines._is_debug_mode())
@@ -476,6 +480,13 @@ class Loop(_oxloop.Loop, StreamsMixin, SubprocessMixin, asyncio.AbstractEventLoo
                 continue
             except BlockingIOError:
                 break
+            if self._prev_wakeup_fd != -1:
+                # NOTE: Python keeps one wakeup fd; forwarding the bytes keeps the one the program
+                # had set before working (it must be non-blocking, so this cannot block).
+                try:
+                    os.write(self._prev_wakeup_fd, data)
+                except OSError:
+                    pass
             for signum in data:
                 if signum:
                     self._handle_signal(signum)
@@ -487,7 +498,9 @@ class Loop(_oxloop.Loop, StreamsMixin, SubprocessMixin, asyncio.AbstractEventLoo
         if handle._cancelled:
             self.remove_signal_handler(sig)
         else:
-            self.call_soon(handle._run)
+            # Mirrors _add_callback_signalsafe: the handle itself is what runs, so cancelling it
+            # before its turn still stops it.
+            self.call_soon(_run_signal_handle, handle)
 
     def add_signal_handler(self, sig, callback, *args):
         """Run ``callback(*args)`` as a loop callback when signal ``sig`` arrives.
@@ -502,9 +515,11 @@ class Loop(_oxloop.Loop, StreamsMixin, SubprocessMixin, asyncio.AbstractEventLoo
         try:
             # Raises ValueError outside the main thread: a loop in another thread cannot
             # install signal handlers.
-            signal.set_wakeup_fd(self._csock.fileno())
+            prev = signal.set_wakeup_fd(self._csock.fileno())
         except (ValueError, OSError) as exc:
             raise RuntimeError(str(exc))
+        if prev != self._csock.fileno():
+            self._prev_wakeup_fd = prev
         handle = events.Handle(callback, args, self, None)
         self._signal_handlers[sig] = handle
         try:
@@ -513,10 +528,7 @@ class Loop(_oxloop.Loop, StreamsMixin, SubprocessMixin, asyncio.AbstractEventLoo
         except OSError as exc:
             del self._signal_handlers[sig]
             if not self._signal_handlers:
-                try:
-                    signal.set_wakeup_fd(-1)
-                except (ValueError, OSError) as nexc:
-                    logger.info("set_wakeup_fd(-1) failed: %s", nexc)
+                self._release_wakeup_fd()
             if exc.errno == errno.EINVAL:
                 raise RuntimeError(f"sig {sig:d} cannot be caught")
             raise
@@ -536,12 +548,27 @@ class Loop(_oxloop.Loop, StreamsMixin, SubprocessMixin, asyncio.AbstractEventLoo
                 raise RuntimeError(f"sig {sig:d} cannot be caught")
             raise
         if not self._signal_handlers:
-            try:
-                signal.set_wakeup_fd(-1)
-            except (ValueError, OSError) as exc:
-                logger.info("set_wakeup_fd(-1) failed: %s", exc)
+            self._release_wakeup_fd()
         return True
+
+    def _release_wakeup_fd(self):
+        # asyncio sets -1 here; oxloop gives the slot back to whoever had it before, unless
+        # someone else took it since (then it stays theirs).
+        prev, self._prev_wakeup_fd = self._prev_wakeup_fd, -1
+        try:
+            current = signal.set_wakeup_fd(-1)
+            if current != self._csock.fileno():
+                signal.set_wakeup_fd(current)
+            elif prev != -1:
+                signal.set_wakeup_fd(prev)
+        except (ValueError, OSError) as exc:
+            logger.info("set_wakeup_fd(-1) failed: %s", exc)
 
 
 def _sighandler_noop(signum, frame):
     """Dummy signal handler: the wakeup fd does the work."""
+
+
+def _run_signal_handle(handle):
+    if not handle._cancelled:
+        handle._run()

@@ -67,6 +67,15 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         this.state.borrow_mut(py).events = events;
         return Err(errors::os_error(py, &e));
     }
+    // Mirrors PEP 475 in `select.epoll.poll`: a signal that interrupted the wait runs its Python
+    // handler now (Ctrl-C under asyncio.Runner, SIGINT's KeyboardInterrupt), not at the next
+    // callback, which may be a day away. Outside the main thread this is a cheap no-op.
+    if timeout != Some(Duration::ZERO) {
+        if let Err(e) = py.check_signals() {
+            this.state.borrow_mut(py).events = events;
+            return Err(e);
+        }
+    }
 
     // 3. Queue ready I/O handles, then due timers.
     let mut cancelled_io = Vec::new();
