@@ -15,7 +15,6 @@ import errno
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import warnings
@@ -71,6 +70,7 @@ class Loop(_oxloop.Loop, StreamsMixin, SubprocessMixin, asyncio.AbstractEventLoo
         # Mirrors BaseEventLoop.slow_callback_duration: debug mode logs callbacks slower than this.
         self.slow_callback_duration = 0.1
         self._signal_handlers = {}
+        # The signal self-pipe's read and write fds (asyncio's names for its socketpair), or None.
         self._ssock = self._csock = None
         # The wakeup fd set before ours (signal.set_wakeup_fd's answer), or -1: it still gets the
         # signal bytes while ours is installed, and is restored when our last handler goes.
@@ -173,8 +173,8 @@ class Loop(_oxloop.Loop, StreamsMixin, SubprocessMixin, asyncio.AbstractEventLoo
         self._close_children()
         self._close()
         if self._ssock is not None:
-            self._ssock.close()
-            self._csock.close()
+            os.close(self._ssock)
+            os.close(self._csock)
             self._ssock = self._csock = None
         self._executor_shutdown_called = True
         executor = self._default_executor
@@ -465,15 +465,19 @@ class Loop(_oxloop.Loop, StreamsMixin, SubprocessMixin, asyncio.AbstractEventLoo
         # Python's C-level signal handler writes the signal number to the wakeup fd; the loop
         # reads it here and runs the registered handler as a loop callback.
         if self._ssock is None:
-            self._ssock, self._csock = socket.socketpair()
-            self._ssock.setblocking(False)
-            self._csock.setblocking(False)
-            self.add_reader(self._ssock.fileno(), self._read_from_self)
+            # NOTE: a pipe, not asyncio's socketpair: each one-byte write takes a whole buffer
+            # (about 1 KiB) in a Unix socket, so a socketpair drops signals after ~280 pending
+            # ones; a pipe packs them and holds 65,536. Reading them stays in Python: it is one
+            # read(2) per wake-up and a Python handler call per signal either way.
+            self._ssock, self._csock = os.pipe()
+            os.set_blocking(self._ssock, False)
+            os.set_blocking(self._csock, False)
+            self.add_reader(self._ssock, self._read_from_self)
 
     def _read_from_self(self):
         while True:
             try:
-                data = self._ssock.recv(4096)
+                data = os.read(self._ssock, 4096)
                 if not data:
                     break
             except InterruptedError:
@@ -515,10 +519,10 @@ class Loop(_oxloop.Loop, StreamsMixin, SubprocessMixin, asyncio.AbstractEventLoo
         try:
             # Raises ValueError outside the main thread: a loop in another thread cannot
             # install signal handlers.
-            prev = signal.set_wakeup_fd(self._csock.fileno())
+            prev = signal.set_wakeup_fd(self._csock)
         except (ValueError, OSError) as exc:
             raise RuntimeError(str(exc))
-        if prev != self._csock.fileno():
+        if prev != self._csock:
             self._prev_wakeup_fd = prev
         handle = events.Handle(callback, args, self, None)
         self._signal_handlers[sig] = handle
@@ -557,7 +561,7 @@ class Loop(_oxloop.Loop, StreamsMixin, SubprocessMixin, asyncio.AbstractEventLoo
         prev, self._prev_wakeup_fd = self._prev_wakeup_fd, -1
         try:
             current = signal.set_wakeup_fd(-1)
-            if current != self._csock.fileno():
+            if current != self._csock:
                 signal.set_wakeup_fd(current)
             elif prev != -1:
                 signal.set_wakeup_fd(prev)
