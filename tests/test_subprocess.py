@@ -463,3 +463,41 @@ def test_signal_errors(on_both):
     aio, ox = on_both(scenario)
     assert aio == ox
     assert ox[0] == ("OSError", 22)
+
+
+# -- oxloop's fallback without pidfds ----------------------------------------------------------
+
+
+def test_waiter_thread_fallback(monkeypatch):
+    # Where pidfd_open fails (kernel before 5.3, seccomp), a waiter thread per child reaps it.
+    import oxloop
+    from oxloop import _subprocess
+
+    monkeypatch.setattr(_subprocess, "_pidfd_open", lambda pid: None)
+    loop = oxloop.new_event_loop()
+
+    async def main():
+        procs = [await asyncio.create_subprocess_exec("sh", "-c", f"exit {i}") for i in range(20)]
+        codes = [await p.wait() for p in procs]
+        proc = await asyncio.create_subprocess_exec(
+            PY, "-c", "print('up', flush=True); import time; time.sleep(30)", stdout=PIPE
+        )
+        await proc.stdout.readline()
+        proc.terminate()
+        codes.append(await proc.wait())
+        proc = await asyncio.create_subprocess_exec(
+            PY, "-c", "import sys; sys.stdout.write(sys.stdin.read())", stdin=PIPE, stdout=PIPE
+        )
+        codes.append(await proc.communicate(b"echo"))
+        left = await asyncio.create_subprocess_exec("sleep", "0.2")
+        return codes, left
+
+    try:
+        codes, left = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert codes == [*range(20), -signal.SIGTERM, (b"echo", None)]
+    assert wait_reaped(left.pid)
+    # The reaper thread fills in the Popen object, so Popen never waits for it again.
+    assert left._transport.get_extra_info("subprocess").returncode == 0
+    left._transport.close()

@@ -74,12 +74,14 @@ def _reap_blocking(pid, proc):
 class _Child:
     """One running child: its pid, its pidfd (or waiter thread), and its transport."""
 
-    __slots__ = ("pid", "pidfd", "transport")
+    __slots__ = ("pid", "pidfd", "thread", "transport")
 
     def __init__(self, pid, pidfd, transport):
         self.pid = pid
         # The pidfd, owned here; None once closed, or with the waiter-thread fallback.
         self.pidfd = pidfd
+        # The fallback's waiter thread (the child's reaper), or None with a pidfd.
+        self.thread = None
         self.transport = transport
 
 
@@ -289,27 +291,28 @@ class SubprocessMixin:
 
     def _watch_child(self, transport):
         """Start watching the exit of ``transport``'s child (just started by Popen)."""
+        # NOTE: the pidfd is watched with the loop's own _add_reader (Rust reactor, Python
+        # callback) rather than a Rust NativeWatcher: a child exits once, so this is a cold path,
+        # and the reaping and the transport's bookkeeping are Python either way.
         pid = transport._proc.pid
-        pidfd = _pidfd_open(pid)
-        child = _Child(pid, pidfd, transport)
+        child = _Child(pid, _pidfd_open(pid), transport)
         transport._child = child
-        if pidfd is None:
-            thread = threading.Thread(
-                target=self._wait_child_thread,
-                args=(child,),
-                name=f"oxloop-waitpid-{pid}",
-                daemon=True,
-            )
-            self._children[pid] = child
-            thread.start()
-            return
-        try:
-            self._add_reader(pidfd, self._child_ready, child)
-        except BaseException:
-            os.close(pidfd)
-            child.pidfd = None
-            raise
         self._children[pid] = child
+        if child.pidfd is not None:
+            try:
+                self._add_reader(child.pidfd, self._child_ready, child)
+            except Exception:  # noqa: BLE001 - the child is running: watch it some other way
+                os.close(child.pidfd)
+                child.pidfd = None
+            else:
+                return
+        child.thread = threading.Thread(
+            target=self._wait_child_thread,
+            args=(child,),
+            name=f"oxloop-waitpid-{pid}",
+            daemon=True,
+        )
+        child.thread.start()
 
     def _child_ready(self, child):
         # The pidfd is readable: the child has exited. Reap it, once.
@@ -351,8 +354,8 @@ class SubprocessMixin:
             self._unwatch_child(child)
             transport._child = None
             proc = transport._proc
-            if proc is None or proc.returncode is not None:
-                continue
+            if child.thread is not None or proc is None or proc.returncode is not None:
+                continue  # A waiter thread already reaps it, or it is reaped.
             threading.Thread(
                 target=_reap_blocking,
                 args=(child.pid, proc),
