@@ -11,6 +11,8 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 
 import oxloop
@@ -282,3 +284,50 @@ def test_sigint_wakes_idle_loop():
             task.cancel()
         loop.run_until_complete(asyncio.sleep(0))
         loop.close()
+
+
+SCRIPT = """
+import asyncio, signal, sys
+
+async def main():
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    loop.add_signal_handler(signal.SIGTERM, stop.set_result, "term")
+    print(type(loop).__module__, flush=True)
+    try:
+        print(await stop, flush=True)
+    except asyncio.CancelledError:
+        print("cancelled", flush=True)
+        raise
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_program_signals_end_to_end(tmp_path, sig):
+    # The same program under `python` and `python -m oxloop`: Ctrl-C cancels the main task
+    # (then KeyboardInterrupt ends the process as SIGINT does), SIGTERM reaches the program.
+    script = tmp_path / "prog.py"
+    script.write_text(SCRIPT)
+    results = []
+    for prefix in ([], ["-m", "oxloop"]):
+        proc = subprocess.Popen(
+            [sys.executable, *prefix, str(script)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            first = proc.stdout.readline().strip()
+            proc.send_signal(sig)
+            rest = proc.stdout.read().split()
+            results.append((first, rest, proc.wait(timeout=10)))
+        finally:
+            proc.stdout.close()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    aio, ox = results
+    assert aio[0] == "asyncio.unix_events"
+    assert ox[0] == "oxloop._loop"
+    assert aio[1:] == ox[1:]
+    expected = (["cancelled"], -signal.SIGINT) if sig == signal.SIGINT else (["term"], 0)
+    assert ox[1:] == expected
