@@ -93,8 +93,9 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
     # create_task, and it already holds asyncio's exact protocol call order (connection_made,
     # pipe_data_received, pipe_connection_lost, process_exited, connection_lost). What it does
     # with the child itself is replaced: Popen.poll() and Popen.send_signal() call waitpid and
-    # would reap the child behind the pidfd's back, so close() and send_signal() below check the
-    # child without reaping it (waitid with WNOWAIT) and signal it through its pidfd.
+    # would reap the child behind the pidfd's back, so send_signal(), terminate() and kill()
+    # signal it through its pidfd, and close() checks it without reaping it (waitid with
+    # WNOWAIT) before killing it.
 
     def _start(self, args, shell, stdin, stdout, stderr, bufsize, **kwargs):
         # Mirrors _UnixSubprocessTransport._start.
@@ -111,7 +112,7 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
         )
         self._loop._watch_child(self)
 
-    def _exited_unreaped(self):
+    def _has_exited(self):
         """True if the child has exited (reaped or not): ``close()`` must not kill it then."""
         proc = self._proc
         if proc.returncode is not None:
@@ -152,7 +153,7 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
             if proto is None:
                 continue
             proto.pipe.close()
-        if self._proc is not None and self._returncode is None and not self._exited_unreaped():
+        if self._proc is not None and self._returncode is None and not self._has_exited():
             if self._loop.get_debug():
                 logger.warning("Close running child process: kill %r", self)
             # NOTE: Popen.kill(), as asyncio calls it (tests patch it). Its poll() can only reap
