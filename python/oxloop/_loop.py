@@ -13,8 +13,8 @@ import asyncio
 import concurrent.futures
 import errno
 import logging
+import os
 import signal
-import socket
 import sys
 import threading
 import warnings
@@ -23,6 +23,7 @@ from asyncio import coroutines, events, futures, tasks
 from . import _oxloop
 from ._sock import SocketMethods
 from ._streams import StreamsMixin
+from ._subprocess import SubprocessMixin
 from ._tls import TLSMixin
 
 logger = logging.getLogger("asyncio")
@@ -51,7 +52,14 @@ def _format_handle(handle):
     return str(handle)
 
 
-class Loop(SocketMethods, TLSMixin, _oxloop.Loop, StreamsMixin, asyncio.AbstractEventLoop):
+class Loop(
+    SocketMethods,
+    TLSMixin,
+    _oxloop.Loop,
+    StreamsMixin,
+    SubprocessMixin,
+    asyncio.AbstractEventLoop,
+):
     """An asyncio event loop whose scheduling and I/O run in Rust.
 
     Use it wherever asyncio takes a loop: ``oxloop.run(main())``,
@@ -71,7 +79,13 @@ class Loop(SocketMethods, TLSMixin, _oxloop.Loop, StreamsMixin, asyncio.Abstract
         # Mirrors BaseEventLoop.slow_callback_duration: debug mode logs callbacks slower than this.
         self.slow_callback_duration = 0.1
         self._signal_handlers = {}
+        # The signal self-pipe's read and write fds (asyncio's names for its socketpair), or None.
         self._ssock = self._csock = None
+        # The wakeup fd set before ours (signal.set_wakeup_fd's answer), or -1: it still gets the
+        # signal bytes while ours is installed, and is restored when our last handler goes.
+        self._prev_wakeup_fd = -1
+        # Running children by pid (oxloop._subprocess._Child), each with its own exit watch.
+        self._children = {}
         self.set_debug(coroutines._is_debug_mode())
 
     def __repr__(self):
@@ -165,11 +179,12 @@ class Loop(SocketMethods, TLSMixin, _oxloop.Loop, StreamsMixin, asyncio.Abstract
                 source=self,
             )
             self._signal_handlers.clear()
+        self._close_children()
         self._close()
         self._close_resolver()
         if self._ssock is not None:
-            self._ssock.close()
-            self._csock.close()
+            os.close(self._ssock)
+            os.close(self._csock)
             self._ssock = self._csock = None
         self._executor_shutdown_called = True
         executor = self._default_executor
@@ -458,21 +473,32 @@ class Loop(SocketMethods, TLSMixin, _oxloop.Loop, StreamsMixin, asyncio.Abstract
         # Python's C-level signal handler writes the signal number to the wakeup fd; the loop
         # reads it here and runs the registered handler as a loop callback.
         if self._ssock is None:
-            self._ssock, self._csock = socket.socketpair()
-            self._ssock.setblocking(False)
-            self._csock.setblocking(False)
-            self.add_reader(self._ssock.fileno(), self._read_from_self)
+            # NOTE: a pipe, not asyncio's socketpair: each one-byte write takes a whole buffer
+            # (about 1 KiB) in a Unix socket, so a socketpair drops signals after ~280 pending
+            # ones; a pipe packs them and holds 65,536. Reading them stays in Python: it is one
+            # read(2) per wake-up and a Python handler call per signal either way.
+            self._ssock, self._csock = os.pipe()
+            os.set_blocking(self._ssock, False)
+            os.set_blocking(self._csock, False)
+            self.add_reader(self._ssock, self._read_from_self)
 
     def _read_from_self(self):
         while True:
             try:
-                data = self._ssock.recv(4096)
+                data = os.read(self._ssock, 4096)
                 if not data:
                     break
             except InterruptedError:
                 continue
             except BlockingIOError:
                 break
+            if self._prev_wakeup_fd != -1:
+                # NOTE: Python keeps one wakeup fd; forwarding the bytes keeps the one the program
+                # had set before working (it must be non-blocking, so this cannot block).
+                try:
+                    os.write(self._prev_wakeup_fd, data)
+                except OSError:
+                    pass
             for signum in data:
                 if signum:
                     self._handle_signal(signum)
@@ -484,7 +510,9 @@ class Loop(SocketMethods, TLSMixin, _oxloop.Loop, StreamsMixin, asyncio.Abstract
         if handle._cancelled:
             self.remove_signal_handler(sig)
         else:
-            self.call_soon(handle._run)
+            # Mirrors _add_callback_signalsafe: the handle itself is what runs, so cancelling it
+            # before its turn still stops it.
+            self.call_soon(_run_signal_handle, handle)
 
     def add_signal_handler(self, sig, callback, *args):
         """Run ``callback(*args)`` as a loop callback when signal ``sig`` arrives.
@@ -499,9 +527,11 @@ class Loop(SocketMethods, TLSMixin, _oxloop.Loop, StreamsMixin, asyncio.Abstract
         try:
             # Raises ValueError outside the main thread: a loop in another thread cannot
             # install signal handlers.
-            signal.set_wakeup_fd(self._csock.fileno())
+            prev = signal.set_wakeup_fd(self._csock)
         except (ValueError, OSError) as exc:
             raise RuntimeError(str(exc))
+        if prev != self._csock:
+            self._prev_wakeup_fd = prev
         handle = events.Handle(callback, args, self, None)
         self._signal_handlers[sig] = handle
         try:
@@ -510,10 +540,7 @@ class Loop(SocketMethods, TLSMixin, _oxloop.Loop, StreamsMixin, asyncio.Abstract
         except OSError as exc:
             del self._signal_handlers[sig]
             if not self._signal_handlers:
-                try:
-                    signal.set_wakeup_fd(-1)
-                except (ValueError, OSError) as nexc:
-                    logger.info("set_wakeup_fd(-1) failed: %s", nexc)
+                self._release_wakeup_fd()
             if exc.errno == errno.EINVAL:
                 raise RuntimeError(f"sig {sig:d} cannot be caught")
             raise
@@ -533,12 +560,27 @@ class Loop(SocketMethods, TLSMixin, _oxloop.Loop, StreamsMixin, asyncio.Abstract
                 raise RuntimeError(f"sig {sig:d} cannot be caught")
             raise
         if not self._signal_handlers:
-            try:
-                signal.set_wakeup_fd(-1)
-            except (ValueError, OSError) as exc:
-                logger.info("set_wakeup_fd(-1) failed: %s", exc)
+            self._release_wakeup_fd()
         return True
+
+    def _release_wakeup_fd(self):
+        # asyncio sets -1 here; oxloop gives the slot back to whoever had it before, unless
+        # someone else took it since (then it stays theirs).
+        prev, self._prev_wakeup_fd = self._prev_wakeup_fd, -1
+        try:
+            current = signal.set_wakeup_fd(-1)
+            if current != self._csock:
+                signal.set_wakeup_fd(current)
+            elif prev != -1:
+                signal.set_wakeup_fd(prev)
+        except (ValueError, OSError) as exc:
+            logger.info("set_wakeup_fd(-1) failed: %s", exc)
 
 
 def _sighandler_noop(signum, frame):
     """Dummy signal handler: the wakeup fd does the work."""
+
+
+def _run_signal_handle(handle):
+    if not handle._cancelled:
+        handle._run()

@@ -82,9 +82,8 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         })
     };
     let polled = match polled {
-        // Mirrors the selectors' EINTR handling: run Python's signal handlers now (Ctrl-C raises
-        // KeyboardInterrupt out of run_forever), then carry on with an empty event list.
-        Err(Some(e)) if e.kind() == std::io::ErrorKind::Interrupted => py.check_signals(),
+        // A signal ended the wait: no events; its Python handler runs just below.
+        Err(Some(e)) if e.kind() == std::io::ErrorKind::Interrupted => Ok(()),
         Err(Some(e)) => Err(errors::os_error(py, &e)),
         Err(None) => Err(errors::loop_closed()),
         Ok(()) => Ok(()),
@@ -92,6 +91,15 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     if let Err(e) = polled {
         this.state.borrow_mut(py).events = events;
         return Err(e);
+    }
+    // Mirrors PEP 475 in `select.epoll.poll`: a signal that interrupted the wait runs its Python
+    // handler now (Ctrl-C under asyncio.Runner, SIGINT's KeyboardInterrupt), not at the next
+    // callback, which may be a day away. Outside the main thread this is a cheap no-op.
+    if timeout != Some(Duration::ZERO) {
+        if let Err(e) = py.check_signals() {
+            this.state.borrow_mut(py).events = events;
+            return Err(e);
+        }
     }
 
     // 3. Queue ready I/O handles, then due timers.

@@ -52,10 +52,13 @@ struct Common {
 }
 
 /// The base of both pipe transports.
+// NOTE: `dict`, as asyncio's pure-Python pipe transports have one: code and tests patch
+// methods on a transport instance (CPython's test_subprocess mocks `pause_reading`).
 #[pyclass(
     subclass,
     frozen,
     weakref,
+    dict,
     module = "oxloop._oxloop",
     name = "PipeTransport"
 )]

@@ -1,0 +1,383 @@
+"""Subprocesses of ``oxloop.Loop``: ``subprocess_exec``, ``subprocess_shell`` and their transport.
+
+The argument checks and the protocol calls mirror CPython's ``base_events.py`` and
+``unix_events.py`` for the running version. The pipes are oxloop's Rust pipe transports (through
+``connect_read_pipe`` / ``connect_write_pipe``); the exit of a child is oxloop's own business:
+
+- Each child gets a pidfd (``os.pidfd_open``, Linux 5.3+) watched by the reactor. When it becomes
+  readable the child has exited, and it is reaped with one ``waitpid(pid, WNOHANG)``: one child,
+  one fd, one reaper. No SIGCHLD handler and no global child watcher are involved, so loops in
+  several threads (and other code calling ``waitpid`` on its own children) never steal each
+  other's exit statuses.
+- Where pidfds are unavailable (old kernels, seccomp), a waiter thread per child blocks in
+  ``waitpid(pid, 0)`` and hands the status to the loop with ``call_soon_threadsafe``, as asyncio's
+  ``ThreadedChildWatcher`` does.
+- Closing the loop hands every child still running to a daemon thread that reaps it, so no zombie
+  is left behind; its pidfd is closed at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+from asyncio import base_events, base_subprocess
+
+logger = logging.getLogger("asyncio")
+
+
+def _pidfd_open(pid):
+    """Return a pidfd for ``pid``, or None where the kernel or a sandbox does not allow one."""
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        return None
+    try:
+        return pidfd_open(pid)
+    except OSError:
+        # ENOSYS before Linux 5.3, EPERM under some seccomp filters.
+        return None
+
+
+def _reap(pid, proc):
+    """Reap ``pid`` once (non-blocking); return its return code, or None if it still runs."""
+    try:
+        wpid, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        # Someone else reaped it (``Popen.wait()`` on the transport's Popen object, or a
+        # ``waitpid(-1)`` elsewhere in the process). Mirrors PidfdChildWatcher's answer.
+        if proc.returncode is not None:
+            return proc.returncode
+        logger.warning(
+            "child process pid %d exit status already read:  will report returncode 255", pid
+        )
+        return 255
+    if wpid == 0:
+        return None
+    return os.waitstatus_to_exitcode(status)
+
+
+def _reap_blocking(pid, proc):
+    """Wait for ``pid`` to exit and reap it; set ``proc.returncode``; return the return code."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        returncode = proc.returncode if proc.returncode is not None else 255
+    else:
+        returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode is None:
+        proc.returncode = returncode
+    return returncode
+
+
+class _Child:
+    """One running child: its pid, its pidfd (or waiter thread), and its transport."""
+
+    __slots__ = ("pid", "pidfd", "thread", "transport")
+
+    def __init__(self, pid, pidfd, transport):
+        self.pid = pid
+        # The pidfd, owned here; None once closed, or with the waiter-thread fallback.
+        self.pidfd = pidfd
+        # The fallback's waiter thread (the child's reaper), or None with a pidfd.
+        self.thread = None
+        self.transport = transport
+
+
+class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
+    """asyncio's SubprocessTransport over oxloop pipe transports and a pidfd exit watch."""
+
+    # NOTE: asyncio's BaseSubprocessTransport is reused: it only talks to the loop through
+    # connect_read_pipe / connect_write_pipe (oxloop's Rust pipe transports), call_soon and
+    # create_task, and it already holds asyncio's exact protocol call order (connection_made,
+    # pipe_data_received, pipe_connection_lost, process_exited, connection_lost). What it does
+    # with the child itself is replaced: Popen.poll() and Popen.send_signal() call waitpid and
+    # would reap the child behind the pidfd's back, so send_signal(), terminate() and kill()
+    # signal it through its pidfd, and close() checks it without reaping it (waitid with
+    # WNOWAIT) before killing it.
+
+    def _start(self, args, shell, stdin, stdout, stderr, bufsize, **kwargs):
+        # Mirrors _UnixSubprocessTransport._start.
+        self._child = None
+        self._proc = subprocess.Popen(
+            args,
+            shell=shell,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            universal_newlines=False,
+            bufsize=bufsize,
+            **kwargs,
+        )
+        self._loop._watch_child(self)
+
+    def _has_exited(self):
+        """True if the child has exited (reaped or not): ``close()`` must not kill it then."""
+        proc = self._proc
+        if proc.returncode is not None:
+            return True
+        try:
+            info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True
+        return info is not None
+
+    def _signal(self, sig):
+        child = self._child
+        if self._returncode is not None or self._proc.returncode is not None:
+            return  # Popen.send_signal does nothing once the child is reaped.
+        if child is not None and child.pidfd is not None:
+            signal.pidfd_send_signal(child.pidfd, sig)
+        else:
+            os.kill(self._proc.pid, sig)
+
+    def send_signal(self, signal):
+        self._check_proc()
+        self._signal(signal)
+
+    def terminate(self):
+        self._check_proc()
+        self._signal(signal.SIGTERM)
+
+    def kill(self):
+        self._check_proc()
+        self._signal(signal.SIGKILL)
+
+    def close(self):
+        # Mirrors BaseSubprocessTransport.close, without reaping the child.
+        if self._closed:
+            return
+        self._closed = True
+        for proto in self._pipes.values():
+            if proto is None:
+                continue
+            proto.pipe.close()
+        if self._proc is not None and self._returncode is None and not self._has_exited():
+            if self._loop.get_debug():
+                logger.warning("Close running child process: kill %r", self)
+            # NOTE: Popen.kill(), as asyncio calls it (tests patch it). Its poll() can only reap
+            # a child that exited after the check above; _reap then takes Popen's return code.
+            try:
+                self._proc.kill()
+            except ProcessLookupError:
+                pass
+
+
+class SubprocessMixin:
+    """The subprocess API of asyncio's event loop, with oxloop's own child-exit watching."""
+
+    # -- public API (mirrors BaseEventLoop.subprocess_shell / subprocess_exec) ------------------
+
+    async def subprocess_shell(
+        self,
+        protocol_factory,
+        cmd,
+        *,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=False,
+        shell=True,
+        bufsize=0,
+        encoding=None,
+        errors=None,
+        text=None,
+        **kwargs,
+    ):
+        """Run ``cmd`` through the shell; return ``(transport, protocol)``."""
+        if not isinstance(cmd, (bytes, str)):
+            raise ValueError("cmd must be a string")  # noqa: TRY004 - asyncio's exception
+        if universal_newlines:
+            raise ValueError("universal_newlines must be False")
+        if not shell:
+            raise ValueError("shell must be True")
+        _check_subprocess_args(bufsize, text, encoding, errors)
+        return await self._spawn(
+            protocol_factory, f"run shell command {cmd!r}", cmd, True, stdin, stdout, stderr, kwargs
+        )
+
+    async def subprocess_exec(
+        self,
+        protocol_factory,
+        program,
+        *args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=False,
+        shell=False,
+        bufsize=0,
+        encoding=None,
+        errors=None,
+        text=None,
+        **kwargs,
+    ):
+        """Run ``program`` with ``args``; return ``(transport, protocol)``."""
+        if universal_newlines:
+            raise ValueError("universal_newlines must be False")
+        if shell:
+            raise ValueError("shell must be False")
+        _check_subprocess_args(bufsize, text, encoding, errors)
+        popen_args = (program,) + args
+        return await self._spawn(
+            protocol_factory,
+            f"execute program {program!r}",
+            popen_args,
+            False,
+            stdin,
+            stdout,
+            stderr,
+            kwargs,
+        )
+
+    async def _spawn(self, protocol_factory, debug_log, args, shell, stdin, stdout, stderr, kwargs):
+        # The common tail of subprocess_shell and subprocess_exec (bufsize is always 0).
+        protocol = protocol_factory()
+        debug = self.get_debug()
+        if debug:
+            # Only the program is logged: arguments may hold secrets and may be long.
+            self._log_subprocess(debug_log, stdin, stdout, stderr)
+        transport = await self._make_subprocess_transport(
+            protocol, args, shell, stdin, stdout, stderr, 0, **kwargs
+        )
+        if debug:
+            logger.info("%s: %r", debug_log, transport)
+        return transport, protocol
+
+    def _log_subprocess(self, msg, stdin, stdout, stderr):
+        # Mirrors BaseEventLoop._log_subprocess.
+        fmt = base_events._format_pipe
+        info = [msg]
+        if stdin is not None:
+            info.append(f"stdin={fmt(stdin)}")
+        if stdout is not None and stderr == subprocess.STDOUT:
+            info.append(f"stdout=stderr={fmt(stdout)}")
+        else:
+            if stdout is not None:
+                info.append(f"stdout={fmt(stdout)}")
+            if stderr is not None:
+                info.append(f"stderr={fmt(stderr)}")
+        logger.debug(" ".join(info))
+
+    async def _make_subprocess_transport(
+        self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
+    ):
+        # Mirrors _UnixSelectorEventLoop._make_subprocess_transport, minus the child watcher.
+        waiter = self.create_future()
+        transp = SubprocessTransport(
+            self,
+            protocol,
+            args,
+            shell,
+            stdin,
+            stdout,
+            stderr,
+            bufsize,
+            waiter=waiter,
+            extra=extra,
+            **kwargs,
+        )
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transp.close()
+            await transp._wait()
+            raise
+        return transp
+
+    # -- child-exit watching -------------------------------------------------------------------
+
+    def _watch_child(self, transport):
+        """Start watching the exit of ``transport``'s child (just started by Popen)."""
+        # NOTE: the pidfd is watched with the loop's own _add_reader (Rust reactor, Python
+        # callback) rather than a Rust NativeWatcher: a child exits once, so this is a cold path,
+        # and the reaping and the transport's bookkeeping are Python either way.
+        pid = transport._proc.pid
+        child = _Child(pid, _pidfd_open(pid), transport)
+        transport._child = child
+        self._children[pid] = child
+        if child.pidfd is not None:
+            try:
+                self._add_reader(child.pidfd, self._child_ready, child)
+            except Exception:  # noqa: BLE001 - the child is running: watch it some other way
+                os.close(child.pidfd)
+                child.pidfd = None
+            else:
+                return
+        child.thread = threading.Thread(
+            target=self._wait_child_thread,
+            args=(child,),
+            name=f"oxloop-waitpid-{pid}",
+            daemon=True,
+        )
+        child.thread.start()
+
+    def _child_ready(self, child):
+        # The pidfd is readable: the child has exited. Reap it, once.
+        transport = child.transport
+        returncode = _reap(child.pid, transport._proc)
+        if returncode is None:
+            return  # Spurious wake-up: the pidfd stays watched.
+        self._unwatch_child(child)
+        if transport._proc.returncode is None:
+            transport._proc.returncode = returncode
+        # NOTE: one more hop through the ready queue, as asyncio's child watchers have
+        # (call_soon_threadsafe), so process_exited comes after the pipe data read in this tick.
+        self.call_soon(_process_exited, transport, returncode)
+
+    def _unwatch_child(self, child):
+        self._children.pop(child.pid, None)
+        if child.pidfd is not None:
+            self._remove_reader(child.pidfd)
+            os.close(child.pidfd)
+            child.pidfd = None
+
+    def _wait_child_thread(self, child):
+        # The fallback without pidfds: this thread is the child's only reaper.
+        returncode = _reap_blocking(child.pid, child.transport._proc)
+        try:
+            self.call_soon_threadsafe(self._child_done_threadsafe, child, returncode)
+        except RuntimeError:
+            pass  # The loop is closed: the child is reaped, no one waits for it.
+
+    def _child_done_threadsafe(self, child, returncode):
+        if self._children.pop(child.pid, None) is not None:
+            _process_exited(child.transport, returncode)
+
+    def _close_children(self):
+        """Hand every child still running to a reaper thread; close the pidfds (loop close)."""
+        children = self._children
+        for child in list(children.values()):
+            transport = child.transport
+            self._unwatch_child(child)
+            transport._child = None
+            proc = transport._proc
+            if child.thread is not None or proc is None or proc.returncode is not None:
+                continue  # A waiter thread already reaps it, or it is reaped.
+            threading.Thread(
+                target=_reap_blocking,
+                args=(child.pid, proc),
+                name=f"oxloop-reap-{child.pid}",
+                daemon=True,
+            ).start()
+        children.clear()
+
+
+def _process_exited(transport, returncode):
+    if transport._returncode is None:
+        transport._process_exited(returncode)
+
+
+def _check_subprocess_args(bufsize, text, encoding, errors):
+    # The checks both subprocess_exec and subprocess_shell make, in asyncio's order.
+    if bufsize != 0:
+        raise ValueError("bufsize must be 0")
+    if text:
+        raise ValueError("text must be False")
+    if encoding is not None:
+        raise ValueError("encoding must be None")
+    if errors is not None:
+        raise ValueError("errors must be None")
