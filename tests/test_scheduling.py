@@ -328,3 +328,29 @@ def test_close_drops_pending_callbacks(on_both):
 
     a, o = on_both(scenario)
     assert a == o == [True, [], "Event loop is closed"]
+
+
+def test_sub_millisecond_sleeps_do_not_spin(on_both):
+    """A `_run_once` patched on the instance sees every tick (asyncio's tests count ticks that
+    way); sleeps of 10 ms down to 0.1 ns must not make the loop spin."""
+
+    def scenario(loop):
+        ticks = [0]
+        orig = loop._run_once
+
+        def counting_run_once():
+            ticks[0] += 1
+            orig()
+
+        loop._run_once = counting_run_once
+
+        async def sleeps():
+            for delay in (1e-2, 1e-4, 1e-6, 1e-8, 1e-10):
+                await asyncio.sleep(delay)
+
+        loop.run_until_complete(sleeps())
+        del loop._run_once
+        return 0 < ticks[0] <= 20
+
+    a, o = on_both(scenario)
+    assert a == o == True  # noqa: E712

@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import warnings
 from asyncio import coroutines, events, futures, tasks
 
@@ -78,6 +79,11 @@ class Loop(
         self._coroutine_origin_tracking_saved_depth = None
         # Mirrors BaseEventLoop.slow_callback_duration: debug mode logs callbacks slower than this.
         self.slow_callback_duration = 0.1
+        # Mirrors BaseEventLoop._clock_resolution (asyncio's timers may fire this early; oxloop's
+        # never fire early, but code reads the attribute).
+        self._clock_resolution = time.get_clock_info("monotonic").resolution
+        # asyncio's selector loops expose their selector here; oxloop polls in Rust and has none.
+        self._selector = None
         self._signal_handlers = {}
         # The signal self-pipe's read and write fds (asyncio's names for its socketpair), or None.
         self._ssock = self._csock = None
@@ -124,7 +130,9 @@ class Loop(
                 finalizer=self._asyncgen_finalizer_hook,
             )
             events._set_running_loop(self)
-            self._run()
+            # A `_run_once` patched on the instance (asyncio's tests count ticks that way) is
+            # called for each tick; otherwise the whole run stays in Rust.
+            self._run(self.__dict__.get("_run_once"))
         finally:
             events._set_running_loop(None)
             self._set_coroutine_origin_tracking(False)

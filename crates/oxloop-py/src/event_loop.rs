@@ -715,12 +715,20 @@ impl PyLoop {
     }
 
     /// Runs ticks until `stop()`; the Python `run_forever` wraps it with asyncio's set-up.
-    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+    ///
+    /// `tick`, if given, is called for each tick instead of the Rust tick: `run_forever` passes a
+    /// `_run_once` that was patched on the instance (as asyncio's own tests do to count ticks).
+    #[pyo3(signature = (tick=None))]
+    fn _run(slf: &Bound<'_, Self>, tick: Option<Bound<'_, PyAny>>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         this.state.borrow_mut(py).thread_id = Some(ffi::thread_ident());
         let result = loop {
-            if let Err(e) = crate::run_once::run_once(slf) {
+            let ran = match &tick {
+                None => crate::run_once::run_once(slf),
+                Some(tick) => tick.call0().map(drop),
+            };
+            if let Err(e) = ran {
                 break Err(e);
             }
             if this.state.borrow(py).stopping {
