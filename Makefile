@@ -66,7 +66,7 @@ native-echo: ## Build the pure-Rust echo server (the benchmark's native ceiling)
 	cargo build --release --quiet --example echo_server -p oxloop-core
 
 .PHONY: bench
-bench: build native-echo $(BENCH_STAMP) ## Full side-by-side benchmark, about 13 min on 2 cores (writes benchmarks/README.md)
+bench: build native-echo $(BENCH_STAMP) ## Full side-by-side benchmark, about 10 min on 2 cores (writes benchmarks/README.md)
 	$(PY) benchmarks/run.py
 
 .PHONY: bench-quick

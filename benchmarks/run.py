@@ -379,12 +379,12 @@ def _short(result: dict, row: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, less work")
-    parser.add_argument("--reps", type=int, help="repetitions (default: 5 full, 3 quick)")
+    parser.add_argument("--reps", type=int, help="repetitions (default: 4 full, 3 quick)")
     parser.add_argument("--only", help="regular expression: run only the matching benchmarks")
     parser.add_argument("--loops", help="comma-separated loops (default: all that import)")
     parser.add_argument("--label", help="run label, e.g. 'smoke' (default: full or quick)")
     args = parser.parse_args()
-    reps = args.reps or (3 if args.quick else 5)
+    reps = args.reps or (3 if args.quick else 4)
     label = args.label or ("quick" if args.quick else "full")
     started = time.time()
 
