@@ -485,8 +485,9 @@ impl DatagramCore {
         };
         if conn_lost != 0 && address.is_some() {
             if conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
-                py.import(intern!(py, "logging"))?
-                    .call_method1(intern!(py, "getLogger"), ("asyncio",))?
+                super::names(py)?
+                    .logger
+                    .bind(py)
                     .call_method1(intern!(py, "warning"), ("socket.send() raised exception.",))?;
             }
             this.state.borrow_mut(py).conn_lost += 1;
@@ -505,10 +506,7 @@ impl DatagramCore {
         }
         // Ensure that what we buffer is immutable.
         let n = data.len()?;
-        let copy = py
-            .import(intern!(py, "builtins"))?
-            .getattr(intern!(py, "bytes"))?
-            .call1((data,))?;
+        let copy = py.get_type::<PyBytes>().call1((data,))?;
         {
             let mut st = this.state.borrow_mut(py);
             st.buffer.push_back((copy.unbind(), addr.unbind()));
