@@ -12,7 +12,6 @@ import warnings
 
 import pytest
 
-
 # The slow callbacks below take SLOW seconds against a threshold of THRESHOLD: far enough apart
 # that preemption on a loaded machine neither hides the slow one nor makes a fast one slow
 # (the messages are also filtered to the slow callback's).

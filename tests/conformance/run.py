@@ -247,7 +247,9 @@ def child(module_name: str, kind: str, records_path: str, only: str | None) -> i
     wanted = set(pathlib.Path(only).read_text().split()) if only is not None else None
     suite = pick_tests(
         suite,
-        lambda t: type(t).__name__ not in dropped and (wanted is None or short_id(t.id()) in wanted),
+        lambda t: (
+            type(t).__name__ not in dropped and (wanted is None or short_id(t.id()) in wanted)
+        ),
     )
     with open(records_path, "w") as out:
         for name in dropped:
@@ -346,7 +348,9 @@ class ModuleRun:
             if short_id(test_id) not in recorded and test_id not in recorded:
                 self.problems.append(f"{short_id(test_id)} started and never recorded an outcome")
         if code != 0 or not ended:
-            self.problems.append(f"child exit {code}, finished: {ended}; output tail:\n{text[-2000:]}")
+            self.problems.append(
+                f"child exit {code}, finished: {ended}; output tail:\n{text[-2000:]}"
+            )
 
 
 def classify(runs, expected, modules):
@@ -394,9 +398,7 @@ def classify(runs, expected, modules):
 def compare_skips(runs, jobs):
     """Runs every test skipped on oxloop again on asyncio's loop; returns (id, oxloop reason,
     asyncio outcome, asyncio reason) per skipped test."""
-    skipped = {
-        run.name: [r for r in run.records if r["outcome"] == "skipped"] for run in runs
-    }
+    skipped = {run.name: [r for r in run.records if r["outcome"] == "skipped"] for run in runs}
     todo = {name: recs for name, recs in skipped.items() if recs}
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         futures = {
@@ -451,7 +453,9 @@ def main() -> int:
     bad = 0
     for rec in failures:
         where = "" if rec["on_oxloop"] else " (not on oxloop's loop)"
-        print(f"FAIL {rec['id']}{where}\n    " + rec["detail"].strip().replace("\n", "\n    ")[-1500:])
+        print(
+            f"FAIL {rec['id']}{where}\n    " + rec["detail"].strip().replace("\n", "\n    ")[-1500:]
+        )
         bad += 1
     for rec in xpasses:
         print(f"UNEXPECTED PASS {rec['id']} (listed in {EXPECTED.relative_to(HERE)})")
