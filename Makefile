@@ -29,7 +29,9 @@ FOUND := $(foreach v,$(VERSIONS),$(if $(PYTHON_$(v)),$(v)))
 MISSING := $(filter-out $(FOUND),$(VERSIONS))
 # asyncio debug mode conformance covers these modules (the whole suite in debug mode costs minutes).
 DEBUG_MODULES ?= test_events test_sock_lowlevel test_streams test_server test_sendfile test_ssl test_subprocess test_unix_events test_base_events
+# Limit a run while iterating: `make test-3.12 PYTEST_ARGS="-x -k udp" MODULES="test_streams"`.
 PYTEST_ARGS ?=
+MODULES ?=
 
 .DEFAULT_GOAL := help
 
@@ -101,9 +103,10 @@ test-py-$(1): build-$(1)
 conformance-$(1): build-$(1)
 	@mkdir -p build
 	@echo "== Python $(1): conformance (CPython's test_asyncio on oxloop)"
-	$$(PY_$(1)) tests/conformance/run.py --json build/conformance-$(1).json
-	@echo "== Python $(1): conformance in asyncio debug mode ($(words $(DEBUG_MODULES)) modules)"
-	PYTHONASYNCIODEBUG=1 $$(PY_$(1)) tests/conformance/run.py --json build/conformance-$(1)-debug.json $(DEBUG_MODULES)
+	$$(PY_$(1)) tests/conformance/run.py --json build/conformance-$(1).json $(MODULES)
+	@echo "== Python $(1): conformance in asyncio debug mode"
+	PYTHONASYNCIODEBUG=1 $$(PY_$(1)) tests/conformance/run.py --json build/conformance-$(1)-debug.json \
+		$(or $(MODULES),$(DEBUG_MODULES))
 
 .PHONY: test-$(1)
 test-$(1): test-py-$(1) conformance-$(1)
