@@ -153,7 +153,8 @@ $(DIST_VENV)/.deps-stamp:
 dist: $(DIST_VENV)/.deps-stamp ## sdist + a manylinux wheel per Python into dist/, each checked in a fresh venv
 	rm -rf dist
 	$(DIST_VENV)/bin/maturin sdist --out dist
-	$(foreach v,$(FOUND),CARGO_TARGET_DIR=target/dist $(DIST_VENV)/bin/maturin build --release --quiet \
+	$(foreach v,$(FOUND),PATH=$(CURDIR)/$(DIST_VENV)/bin:$$PATH CARGO_TARGET_DIR=target/dist \
+		$(DIST_VENV)/bin/maturin build --release --quiet \
 		--zig --compatibility manylinux2014 --interpreter $(PYTHON_$(v)) --out dist;)
 	$(foreach v,$(FOUND),$(MAKE) --no-print-directory dist-check-$(v);)
 	@ls -1 dist
