@@ -25,6 +25,10 @@ ifdef PYTHONS
 else
   $(foreach v,$(VERSIONS),$(eval PYTHON_$(v) := $(or $(call find_python,$(v)),$(shell command -v python$(v) 2>/dev/null))))
 endif
+TOO_OLD := $(filter 2.% 3.0 3.1 3.2 3.3 3.4 3.5 3.6 3.7 3.8 3.9 3.10,$(VERSIONS))
+ifneq ($(TOO_OLD),)
+  $(error oxloop supports CPython 3.11 and later, not $(TOO_OLD))
+endif
 FOUND := $(foreach v,$(VERSIONS),$(if $(PYTHON_$(v)),$(v)))
 MISSING := $(filter-out $(FOUND),$(VERSIONS))
 # asyncio debug mode conformance covers these modules (the whole suite in debug mode costs minutes).
@@ -59,7 +63,7 @@ demo: build ## Build, then run the showcase (examples/demo.py)
 	$(PY) examples/demo.py
 
 .PHONY: test
-test: test-rust $(foreach v,$(FOUND),test-$(v)) ## Every test: Rust once, then per Python (3.11+): pytest, debug-mode pytest, conformance
+test: versions test-rust $(foreach v,$(FOUND),test-$(v)) ## Every test: Rust once, then per Python (3.11+): pytest, debug-mode pytest, conformance
 	@echo "test: passed on Python $(FOUND)$(if $(MISSING),; NOT INSTALLED (not tested): Python $(MISSING))"
 
 .PHONY: test-rust
