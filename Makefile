@@ -77,7 +77,7 @@ test-py: $(foreach v,$(FOUND),test-py-$(v)) ## Python tests on every Python, nor
 conformance: $(foreach v,$(FOUND),conformance-$(v)) ## CPython's own test_asyncio with oxloop as the loop, on every Python
 
 .PHONY: versions
-versions: ## The interpreters `make test` uses
+versions: ## The interpreters `make test` uses; per version: build-3.X test-3.X test-py-3.X conformance-3.X
 	@$(foreach v,$(VERSIONS),echo "  Python $(v): $(or $(PYTHON_$(v)),NOT INSTALLED)";)
 
 # One venv, build, test and conformance target per Python version: test-3.12, build-3.12, ...
