@@ -96,10 +96,15 @@ PY_$(1) := .venv-$(1)/bin/python
 build-$(1): .venv-$(1)/.deps-stamp
 	CARGO_TARGET_DIR=target/py-$(1) VIRTUAL_ENV=$(CURDIR)/.venv-$(1) .venv-$(1)/bin/maturin develop --release --quiet
 
-.PHONY: test-py-$(1)
-test-py-$(1): build-$(1)
+# Two targets, so that with --keep-going a failure in one still lets the other run.
+.PHONY: test-py-$(1) pytest-$(1) pytest-debug-$(1)
+test-py-$(1): pytest-$(1) pytest-debug-$(1)
+
+pytest-$(1): build-$(1)
 	@echo "== Python $(1): pytest"
 	$$(PY_$(1)) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
+
+pytest-debug-$(1): build-$(1)
 	@echo "== Python $(1): pytest, asyncio debug mode"
 	PYTHONASYNCIODEBUG=1 $$(PY_$(1)) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
 
