@@ -108,11 +108,16 @@ pytest-debug-$(1): build-$(1)
 	@echo "== Python $(1): pytest, asyncio debug mode"
 	PYTHONASYNCIODEBUG=1 $$(PY_$(1)) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
 
-.PHONY: conformance-$(1)
-conformance-$(1): build-$(1)
+.PHONY: conformance-$(1) conformance-normal-$(1) conformance-debug-$(1)
+conformance-$(1): conformance-normal-$(1) conformance-debug-$(1)
+
+conformance-normal-$(1): build-$(1)
 	@mkdir -p build
 	@echo "== Python $(1): conformance (CPython's test_asyncio on oxloop)"
 	$$(PY_$(1)) tests/conformance/run.py --json build/conformance-$(1).json $(MODULES)
+
+conformance-debug-$(1): build-$(1)
+	@mkdir -p build
 	@echo "== Python $(1): conformance in asyncio debug mode"
 	PYTHONASYNCIODEBUG=1 $$(PY_$(1)) tests/conformance/run.py --json build/conformance-$(1)-debug.json \
 		$(or $(MODULES),$(DEBUG_MODULES))
