@@ -11,7 +11,7 @@ How the loop is substituted:
 
 A test counts only if an oxloop loop was created while it ran. Each module runs in its own
 process (a crash is reported, not fatal to the run). Expected failures live in
-``expected_failures.txt`` (an fnmatch pattern over test ids, then ``#`` and the reason); the run
+``expected/<X.Y>.txt`` (an fnmatch pattern over test ids, then ``#`` and the reason); the run
 fails on any unexpected failure and reports every unexpected pass.
 
 Usage: python tests/conformance/run.py [--jobs N] [--json FILE] [module ...]
@@ -32,7 +32,8 @@ import time
 import unittest
 
 HERE = pathlib.Path(__file__).resolve().parent
-EXPECTED = HERE / "expected_failures.txt"
+VERSION = "%d.%d" % sys.version_info[:2]
+EXPECTED = HERE / "expected" / f"{VERSION}.txt"
 PREFIX = "test.test_asyncio."
 # Modules that test other loops or platforms only.
 SKIP_MODULES = {"test_windows_events", "test_windows_utils", "test_proactor_events"}
@@ -295,7 +296,7 @@ def main() -> int:
             f"FAIL {rec['id']}{where}\n    " + rec["detail"].strip().replace("\n", "\n    ")[-1500:]
         )
     for rec in xpasses:
-        print(f"UNEXPECTED PASS {rec['id']} (listed in expected_failures.txt)")
+        print(f"UNEXPECTED PASS {rec['id']} (listed in expected/{VERSION}.txt)")
     for name, problem in crashes:
         print(f"MODULE PROBLEM {name}: {problem}")
     if args.json:
