@@ -30,6 +30,11 @@ from ._tls import TLSMixin
 
 logger = logging.getLogger("asyncio")
 
+# What asyncio's own checks call: the public name is deprecated from 3.14 on.
+_iscoroutinefunction = getattr(
+    coroutines, "_iscoroutinefunction", coroutines.iscoroutinefunction
+)
+
 
 class Loop(
     AsyncioColdPath,
@@ -220,7 +225,7 @@ class Loop(
 
         Main thread only; SIGKILL and SIGSTOP cannot be caught (RuntimeError).
         """
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if coroutines.iscoroutine(callback) or _iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         self._check_signal(sig)
         self._check_closed()

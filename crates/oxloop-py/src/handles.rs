@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFloat, PyTuple};
 use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyFloat, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
 use crate::event_loop::PyLoop;
