@@ -275,7 +275,7 @@ def test_flow_control_slow_reader(on_both):
             tr.close()
             await pr.lost
             conn.close()
-            alternating = all(a != b for a, b in zip(flow, flow[1:]))
+            alternating = all(a != b for a, b in zip(flow, flow[1:], strict=False))
             return (
                 paused_at_once,
                 received == data,

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyFloat, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
@@ -116,7 +117,8 @@ impl Callback {
         args: &Bound<'_, PyTuple>,
         err: PyErr,
     ) -> PyResult<()> {
-        let source = format_callback_source(py, callback, args)?;
+        let debug = self.loop_.get().debug(py);
+        let source = format_callback_source(py, callback, args, debug)?;
         let context = PyDict::new(py);
         context.set_item(
             intern!(py, "message"),
@@ -151,7 +153,8 @@ impl Callback {
             .as_ref()
             .map(|(c, a)| (c.clone_ref(py), a.clone_ref(py)));
         if let Some((c, a)) = target {
-            info.push(format_callback_source(py, c.bind(py), a.bind(py))?);
+            let debug = self.loop_.get().debug(py);
+            info.push(format_callback_source(py, c.bind(py), a.bind(py), debug)?);
         }
         if let Some(tb) = &self.source_traceback {
             let tb = tb.bind(py);
@@ -197,15 +200,34 @@ impl Callback {
     }
 }
 
-/// `asyncio.format_helpers._format_callback_source(callback, args)`.
+/// `asyncio.format_helpers._format_callback_source`, and whether it takes `debug=` (Python 3.13+:
+/// a handle's arguments are only shown in debug mode), looked up once.
+static CALLBACK_SOURCE: PyOnceLock<(Py<PyAny>, bool)> = PyOnceLock::new();
+
+/// `asyncio.format_helpers._format_callback_source(callback, args)`, with
+/// `debug=loop.get_debug()` where the running Python's takes it (as its `Handle` passes it).
 fn format_callback_source(
     py: Python<'_>,
     callback: &Bound<'_, PyAny>,
     args: &Bound<'_, PyTuple>,
+    debug: bool,
 ) -> PyResult<String> {
-    py.import(intern!(py, "asyncio.format_helpers"))?
-        .call_method1(intern!(py, "_format_callback_source"), (callback, args))?
-        .extract()
+    let (func, takes_debug) = CALLBACK_SOURCE.get_or_try_init(py, || {
+        let func = py
+            .import(intern!(py, "asyncio.format_helpers"))?
+            .getattr(intern!(py, "_format_callback_source"))?;
+        let kwdefaults = func.getattr(intern!(py, "__kwdefaults__"))?;
+        let takes_debug = !kwdefaults.is_none() && kwdefaults.contains(intern!(py, "debug"))?;
+        Ok::<_, PyErr>((func.unbind(), takes_debug))
+    })?;
+    let func = func.bind(py);
+    if *takes_debug {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "debug"), debug)?;
+        func.call((callback, args), Some(&kwargs))?.extract()
+    } else {
+        func.call1((callback, args))?.extract()
+    }
 }
 
 /// `format_helpers.extract_stack(sys._getframe(0))`: called from Rust, frame 0 is the Python code
