@@ -317,6 +317,27 @@ pub struct TimerHandle {
     pub scheduled: AtomicBool,
 }
 
+impl TimerHandle {
+    /// asyncio's `TimerHandle.__eq__`: same when, callback, args and cancelled state (a
+    /// cancelled handle has dropped its callback and args, as asyncio's does).
+    fn same_as(&self, py: Python<'_>, o: &TimerHandle) -> PyResult<bool> {
+        if self.when != o.when || self.cb.is_cancelled() != o.cb.is_cancelled() {
+            return Ok(false);
+        }
+        let (mine, theirs) = (
+            (self.cb.callback_attr(py), self.cb.args_attr(py)),
+            (o.cb.callback_attr(py), o.cb.args_attr(py)),
+        );
+        match (mine, theirs) {
+            ((Some(c1), Some(a1)), (Some(c2), Some(a2))) => {
+                Ok(c1.bind(py).eq(c2.bind(py))? && a1.bind(py).eq(a2.bind(py))?)
+            }
+            ((None, None), (None, None)) => Ok(true),
+            _ => Ok(false),
+        }
+    }
+}
+
 #[pymethods]
 impl TimerHandle {
     /// Cancel the callback. If the callback has already been cancelled or run, this is a no-op.
@@ -384,28 +405,31 @@ impl TimerHandle {
         slf.get().cb.run(slf.py(), slf.as_any())
     }
 
-    fn __hash__(&self) -> u64 {
-        self.when.to_bits()
+    // Mirrors asyncio's TimerHandle.__hash__: hash(self._when).
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        PyFloat::new(py, self.when).hash()
     }
 
+    // Mirrors asyncio's TimerHandle comparisons: <, > by when; == by (when, callback, args,
+    // cancelled); <= and >= are < or ==, and > or ==.
     fn __richcmp__(
         &self,
         other: &Bound<'_, PyAny>,
         op: pyo3::basic::CompareOp,
     ) -> PyResult<Py<PyAny>> {
+        use pyo3::basic::CompareOp;
         let py = other.py();
         let Ok(other) = other.cast::<TimerHandle>() else {
             return Ok(py.NotImplemented());
         };
         let o = other.get();
-        let same = std::ptr::eq(self, o);
         let result = match op {
-            pyo3::basic::CompareOp::Lt => self.when < o.when,
-            pyo3::basic::CompareOp::Le => self.when < o.when || same || self.when == o.when,
-            pyo3::basic::CompareOp::Gt => self.when > o.when,
-            pyo3::basic::CompareOp::Ge => self.when > o.when || same || self.when == o.when,
-            pyo3::basic::CompareOp::Eq => same,
-            pyo3::basic::CompareOp::Ne => !same,
+            CompareOp::Lt => self.when < o.when,
+            CompareOp::Gt => self.when > o.when,
+            CompareOp::Le => self.when < o.when || self.same_as(py, o)?,
+            CompareOp::Ge => self.when > o.when || self.same_as(py, o)?,
+            CompareOp::Eq => self.same_as(py, o)?,
+            CompareOp::Ne => !self.same_as(py, o)?,
         };
         Ok(pyo3::types::PyBool::new(py, result)
             .to_owned()
