@@ -19,7 +19,7 @@ import sys
 import time
 import warnings
 import weakref
-from asyncio import base_events, coroutines, events
+from asyncio import coroutines, events, tasks
 
 from . import _oxloop
 from ._borrowed import AsyncioColdPath
@@ -31,9 +31,16 @@ from ._tls import TLSMixin
 logger = logging.getLogger("asyncio")
 
 # What asyncio's own checks call: the public name is deprecated from 3.14 on.
-_iscoroutinefunction = getattr(
-    coroutines, "_iscoroutinefunction", coroutines.iscoroutinefunction
-)
+_iscoroutinefunction = getattr(coroutines, "_iscoroutinefunction", coroutines.iscoroutinefunction)
+
+
+def _format_handle(handle):
+    # Mirrors asyncio.base_events._format_handle; `handle` may also be what a native watcher
+    # reports (a transport), which has no `_callback`.
+    cb = getattr(handle, "_callback", None)
+    if isinstance(getattr(cb, "__self__", None), tasks.Task):
+        return repr(cb.__self__)
+    return str(handle)
 
 
 class Loop(
@@ -163,9 +170,7 @@ class Loop(
 
     def _log_slow_callback(self, handle, seconds):
         # Called by the Rust tick in debug mode; mirrors the warning in BaseEventLoop._run_once.
-        logger.warning(
-            "Executing %s took %.3f seconds", base_events._format_handle(handle), seconds
-        )
+        logger.warning("Executing %s took %.3f seconds", _format_handle(handle), seconds)
 
     # -- signals (mirrors asyncio.unix_events._UnixSelectorEventLoop) ---------------------------
 
