@@ -61,6 +61,14 @@ pub trait NativeWatcher: Send + Sync {
 
     /// Reports the Python objects this watcher holds to the garbage collector.
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError>;
+
+    /// Whether running this watcher for `direction` can make another fd ready only through
+    /// calls that [`note_io`](crate::run_once::note_io) (a transport's read: its protocol writes
+    /// through transports). The tick after a batch of quiet watchers may skip its zero-timeout
+    /// poll.
+    fn quiet(&self, _direction: Direction) -> bool {
+        false
+    }
 }
 
 /// What runs when a watched fd is ready.
@@ -133,8 +141,12 @@ pub struct State {
     pub thread_id: Option<u64>,
     /// asyncio debug mode.
     pub debug: bool,
-    /// The previous tick polled the reactor; a zero-timeout poll may then be skipped once.
-    pub polled_last_tick: bool,
+    /// Nothing since the last poll can have made a watched fd ready, except from outside the
+    /// loop: every callback run since was a [`NativeWatcher::quiet`] one and no [`note_io`]
+    /// happened. A zero-timeout poll is then skipped (see `run_once`).
+    ///
+    /// [`note_io`]: crate::run_once::note_io
+    pub may_skip_poll: bool,
     /// Transports by the fd they own (asyncio's `_transports`): `add_reader` and friends refuse
     /// an fd whose transport is not closing. A transport leaves the map when its connection is
     /// lost.
@@ -338,7 +350,12 @@ impl PyLoop {
                 drop(st);
                 return Err(errors::os_error(py, &e));
             }
-            watch.slot(direction).replace(watcher)
+            let old = watch.slot(direction).replace(watcher);
+            if old.is_none() {
+                // A new interest may be satisfied at once (a writable socket, say).
+                crate::run_once::note_io();
+            }
+            old
         };
         if let Some(Watcher::Handle(old)) = old {
             Handle::cancel(old.bind(py))?;
@@ -505,7 +522,7 @@ impl PyLoop {
                 closed: false,
                 thread_id: None,
                 debug: false,
-                polled_last_tick: false,
+                may_skip_poll: false,
                 transports: HashMap::new(),
             }),
             reactor: Mutex::new(Some(reactor)),
@@ -722,7 +739,12 @@ impl PyLoop {
     fn _run(slf: &Bound<'_, Self>, tick: Option<Bound<'_, PyAny>>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        this.state.borrow_mut(py).thread_id = Some(ffi::thread_ident());
+        {
+            let mut st = this.state.borrow_mut(py);
+            st.thread_id = Some(ffi::thread_ident());
+            // Anything may have happened since the last run.
+            st.may_skip_poll = false;
+        }
         let result = loop {
             let ran = match &tick {
                 None => crate::run_once::run_once(slf),

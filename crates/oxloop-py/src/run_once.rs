@@ -41,13 +41,17 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
                 Duration::from_secs_f64(t)
             })
         };
-        // A zero-timeout poll is skipped when no fd is watched, and when the previous tick polled:
-        // callbacks queued by I/O handlers then run at once, as libuv runs them in the same
-        // iteration, instead of costing one empty poll each. The next tick polls again, so a loop
-        // that always has callbacks ready still sees I/O every other tick.
+        // A zero-timeout poll is skipped when no fd is watched, and when nothing this loop did
+        // since its last poll can have made an fd ready (see `State::may_skip_poll`): it would
+        // find only what arrived from outside in the meantime, which the next poll sees. asyncio
+        // would poll here; skipping changes no order a program can observe, and saves the empty
+        // poll of the tick after an I/O event in request/response traffic.
         let poll =
-            timeout != Some(Duration::ZERO) || (!st.watches.is_empty() && !st.polled_last_tick);
-        st.polled_last_tick = poll;
+            timeout != Some(Duration::ZERO) || (!st.watches.is_empty() && !st.may_skip_poll);
+        if poll {
+            // What was done before this poll is seen by it.
+            take_io_noted();
+        }
         (timeout, poll, std::mem::take(&mut st.events))
     };
     drop(pruned);
@@ -156,14 +160,43 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
 
     // 4. Run what is ready now.
     let debug = this.debug(py);
+    let mut quiet = true;
     for _ in 0..ntodo {
         // `close()` from a callback empties the queue: stop early then.
         let Some(item) = this.state.borrow_mut(py).ready.pop() else {
             break;
         };
-        run_ready(slf, item, debug)?;
+        quiet &= match &item {
+            Ready::Native(n, direction) => n.quiet(*direction),
+            Ready::Handle(_) | Ready::Timer(_) => false,
+        };
+        if let Err(e) = run_ready(slf, item, debug) {
+            this.state.borrow_mut(py).may_skip_poll = false;
+            return Err(e);
+        }
     }
+    let io = take_io_noted();
+    this.state.borrow_mut(py).may_skip_poll = quiet && !io;
     Ok(())
+}
+
+thread_local! {
+    /// Set by [`note_io`] since the last poll of this thread's loop.
+    static IO_NOTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Records that the running loop did something that may make one of its own fds ready (a send
+/// or write on a socket or pipe, a shutdown, a new watch): its next tick must poll, as asyncio's
+/// does, so a peer watched by the same loop gets the data in asyncio's number of iterations.
+#[inline]
+pub fn note_io() {
+    IO_NOTED.with(|f| f.set(true));
+}
+
+/// Returns and clears the [`note_io`] flag.
+#[inline]
+fn take_io_noted() -> bool {
+    IO_NOTED.with(|f| f.replace(false))
 }
 
 /// Runs one ready entry; in debug mode, times it and reports a slow callback.

@@ -45,6 +45,11 @@ impl<T: Reactive> NativeWatcher for Dispatch<T> {
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.0)
     }
+
+    /// A read calls the protocol, which writes through transports (they note their I/O).
+    fn quiet(&self, direction: Direction) -> bool {
+        direction == Direction::Read
+    }
 }
 
 /// Mirrors `asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`: writes after the connection
@@ -115,6 +120,7 @@ pub fn send_or_buffer(
         buffer.push(bytes);
         return Ok(false);
     }
+    crate::run_once::note_io();
     let n = match oxloop_core::sys::write(fd, bytes, socket) {
         Ok(n) => n,
         Err(e) if oxloop_core::sys::is_retry(&e) => 0,

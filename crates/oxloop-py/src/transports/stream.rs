@@ -661,6 +661,7 @@ impl SocketTransport {
             st.buffer.is_empty()
         };
         if shutdown {
+            crate::run_once::note_io();
             sys::shutdown_write(self.fd).map_err(|e| errors::os_error(py, &e))?;
         }
         Ok(())
