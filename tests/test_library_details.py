@@ -130,3 +130,153 @@ def test_raw_send_and_new_writer_seen_in_no_more_iterations_than_asyncio(on_both
 
     aio, ox = on_both(scenario)
     assert all(o <= a for o, a in zip(ox, aio)), (aio, ox)
+
+
+# -- remove_reader / remove_writer of a socket closed while watched -----------------------------
+
+
+def test_remove_reader_of_a_closed_socket_finds_it_by_object(on_both):
+    # AnyIO closes a stream while a receive waits, then removes the reader by the socket object.
+    def scenario(loop):
+        results = []
+        for add, remove in ((loop.add_reader, loop.remove_reader), (loop.add_writer, loop.remove_writer)):
+            a, b = socket.socketpair()
+            add(a, lambda: None)
+            a.close()
+            results.append(remove(a))
+            with pytest.raises(ValueError, match="Invalid file descriptor: -1"):
+                remove(a)  # no longer watched: the lookup by object fails as asyncio's does
+            b.close()
+        return results
+
+    aio, ox = on_both(scenario)
+    assert aio == ox == [True, True]
+
+
+def test_remove_reader_of_a_closed_unknown_socket_raises_as_asyncio(on_both):
+    def scenario(loop):
+        a = socket.socket()
+        a.close()
+        try:
+            loop.remove_reader(a)
+        except Exception as exc:  # noqa: BLE001 - the type and text are compared
+            return type(exc), str(exc)
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
+    assert aio[0] is ValueError
+
+
+# -- call_at keeps its deadline as given; a patched time() drives the scheduler -----------------
+
+
+def test_call_at_keeps_an_int_deadline(on_both):
+    def scenario(loop):
+        h = loop.call_at(3638, lambda: None)
+        f = loop.call_at(3638.5, lambda: None)
+        try:
+            return h.when(), type(h.when()), h._when, f.when(), repr(h).split(" ")[1]
+        finally:
+            h.cancel()
+            f.cancel()
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
+    assert aio[1] is int
+
+
+def _patched_time_scenario(how):
+    def scenario(loop):
+        fired = []
+        fake = [loop.time() + 1000.0]
+        if how == "instance":
+            loop.time = lambda: fake[0]
+        else:
+            loop.__class__ = type("Sub", (type(loop),), {"time": lambda self: fake[0]})
+
+        async def main():
+            h = loop.call_later(5, fired.append, "later")
+            when = h.when() - fake[0]
+            # Far in the future on the real clock, due on the patched one.
+            loop.call_at(fake[0] + 0.001, fired.append, "at")
+            fake[0] += 10
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            return when, sorted(fired)
+
+        try:
+            return loop.run_until_complete(main())
+        finally:
+            if how == "instance":
+                del loop.time
+
+    return scenario
+
+
+@pytest.mark.parametrize("how", ["instance"])
+def test_patched_time_drives_the_scheduler(on_both, how):
+    aio, ox = on_both(_patched_time_scenario(how))
+    assert aio == ox == (5.0, ["at", "later"])
+
+
+def test_subclass_time_drives_the_scheduler(loop_kind):
+    import oxloop
+
+    offset = 1000.0
+    base = asyncio.SelectorEventLoop if loop_kind == "asyncio" else oxloop.Loop
+
+    class Shifted(base):
+        def time(self):
+            return super().time() + offset
+
+    lp = Shifted()
+    try:
+        fired = []
+
+        async def main():
+            h = lp.call_later(0.01, fired.append, 1)
+            assert h.when() > asyncio.get_running_loop().time() > 1000
+            await asyncio.sleep(0.05)
+
+        lp.run_until_complete(main())
+        assert fired == [1]
+    finally:
+        lp.close()
+
+
+# -- private attributes libraries assign or read ------------------------------------------------
+
+
+def test_assigning_stopping_false_cancels_a_stop(on_both):
+    # Sanic: `if hasattr(loop, "_stopping"): loop._stopping = False` before run_forever.
+    def scenario(loop):
+        seen = [loop._stopping, loop._closed]
+        loop.stop()
+        seen.append(loop._stopping)
+        loop._stopping = False
+        loop.call_later(0.01, loop.stop)
+        loop.run_forever()
+        seen.append(loop._stopping)
+        return seen
+
+    aio, ox = on_both(scenario)
+    assert aio == ox == [False, False, True, False]
+
+
+def test_closed_attribute_and_handle_weakrefs(on_both):
+    import weakref
+
+    def scenario(loop):
+        h = loop.call_soon(lambda: None)
+        t = loop.call_later(10, lambda: None)
+        refs = [weakref.ref(h), weakref.ref(t)]
+        alive = [r() is not None for r in refs]
+        h.cancel()
+        t.cancel()
+        closed = [loop._closed]
+        loop.close()
+        closed.append(loop._closed)
+        return alive, closed
+
+    aio, ox = on_both(scenario)
+    assert aio == ox == ([True, True], [False, True])

@@ -36,6 +36,23 @@ pub fn run_in_context<'py, R>(
     result
 }
 
+/// `object.__setattr__(obj, name, value)`, or `object.__delattr__(obj, name)` when `value` is
+/// `None`: the generic attribute store (instance `__dict__` and data descriptors).
+pub fn generic_setattr(
+    obj: &Bound<'_, PyAny>,
+    name: &Bound<'_, pyo3::types::PyString>,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let value = value.map_or(std::ptr::null_mut(), |v| v.as_ptr());
+    // SAFETY: GIL held (the Bound proves it); `obj` and `name` are live objects, `value` is a
+    // live object or NULL, which PyObject_GenericSetAttr documents as deletion. It returns -1 with
+    // an exception set on failure.
+    if unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value) } != 0 {
+        return Err(PyErr::fetch(obj.py()));
+    }
+    Ok(())
+}
+
 /// `callback(*args)` through vectorcall on the tuple's items, skipping `PyObject_Call`'s
 /// tuple-to-vector unpacking. The result is discarded.
 #[inline]

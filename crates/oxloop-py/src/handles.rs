@@ -221,7 +221,7 @@ fn extract_stack(py: Python<'_>) -> PyResult<Py<PyAny>> {
 }
 
 /// A callback scheduled with `call_soon`, `call_soon_threadsafe`, `add_reader` or `add_writer`.
-#[pyclass(frozen, module = "oxloop._oxloop")]
+#[pyclass(frozen, weakref, module = "oxloop._oxloop")]
 pub struct Handle {
     /// What runs.
     pub cb: Callback,
@@ -284,12 +284,15 @@ impl Handle {
 }
 
 /// A callback scheduled with `call_later` or `call_at`.
-#[pyclass(frozen, module = "oxloop._oxloop")]
+#[pyclass(frozen, weakref, module = "oxloop._oxloop")]
 pub struct TimerHandle {
     /// What runs.
     pub cb: Callback,
     /// The deadline on the loop's clock (`loop.time()`).
     pub when: f64,
+    /// The deadline as passed to `call_at` when it was not a float (an int, say): `when()`
+    /// returns it unchanged, as asyncio's `TimerHandle` keeps `_when`.
+    pub when_obj: Option<Py<PyAny>>,
     /// True while the timer sits in the loop's timer queue (mirrors `TimerHandle._scheduled`);
     /// cancelling a scheduled timer is counted for lazy cancellation.
     pub scheduled: AtomicBool,
@@ -312,9 +315,9 @@ impl TimerHandle {
         self.cb.is_cancelled()
     }
 
-    /// Return the scheduled callback time as a float (seconds on the loop's clock).
-    fn when(&self) -> f64 {
-        self.when
+    /// Return the scheduled callback time (seconds on the loop's clock), as given.
+    fn when(&self, py: Python<'_>) -> Py<PyAny> {
+        self.when_value(py)
     }
 
     /// Return the `contextvars.Context` the callback runs in.
@@ -323,8 +326,8 @@ impl TimerHandle {
     }
 
     #[getter(_when)]
-    fn when_attr(&self) -> f64 {
-        self.when
+    fn when_attr(&self, py: Python<'_>) -> Py<PyAny> {
+        self.when_value(py)
     }
 
     #[getter(_scheduled)]
@@ -392,12 +395,23 @@ impl TimerHandle {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let when = PyFloat::new(py, self.when).repr()?.to_string();
+        let when = self.when_value(py).bind(py).repr()?.to_string();
         self.cb
             .repr(py, "TimerHandle", Some(format!("when={when}")))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.when_obj)?;
         self.cb.traverse(&visit)
+    }
+}
+
+impl TimerHandle {
+    /// `_when`: the object given to `call_at`, or the float deadline.
+    fn when_value(&self, py: Python<'_>) -> Py<PyAny> {
+        match &self.when_obj {
+            Some(w) => w.clone_ref(py),
+            None => PyFloat::new(py, self.when).into_any().unbind(),
+        }
     }
 }

@@ -29,7 +29,13 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     let this = slf.get();
 
     // 1. Prune and compute the timeout.
+    let time_override = this.state.borrow(py).time_override;
     let mut pruned = Vec::new();
+    let now = if time_override {
+        now_overridden(slf)?
+    } else {
+        0.0
+    };
     let (timeout, poll, mut events) = {
         let mut st = this.state.borrow_mut(py);
         st.timers.prune(&mut pruned);
@@ -37,7 +43,8 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
             Some(Duration::ZERO)
         } else {
             st.timers.next_deadline().map(|when| {
-                let t = (when - sys::monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
+                let now = if time_override { now } else { sys::monotonic() };
+                let t = (when - now).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
                 Duration::from_secs_f64(t)
             })
         };
@@ -107,6 +114,11 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     }
 
     // 3. Queue ready I/O handles, then due timers.
+    let now_overridden = if time_override {
+        Some(now_overridden(slf)?)
+    } else {
+        None
+    };
     let mut cancelled_io = Vec::new();
     let ntodo = {
         let mut st = this.state.borrow_mut(py);
@@ -142,7 +154,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         let now = if st.timers.is_empty() {
             0.0
         } else {
-            sys::monotonic()
+            now_overridden.unwrap_or_else(sys::monotonic)
         };
         while let Some(timer) = st.timers.pop_due(now) {
             timer
@@ -178,6 +190,11 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     let io = take_io_noted();
     this.state.borrow_mut(py).may_skip_poll = quiet && !io;
     Ok(())
+}
+
+/// `self.time()` of a loop whose `time` is overridden (mirrors `_run_once` calling `self.time()`).
+fn now_overridden(slf: &Bound<'_, PyLoop>) -> PyResult<f64> {
+    slf.call_method0(intern!(slf.py(), "time"))?.extract()
 }
 
 thread_local! {
