@@ -280,3 +280,217 @@ def test_closed_attribute_and_handle_weakrefs(on_both):
 
     aio, ox = on_both(scenario)
     assert aio == ox == ([True, True], [False, True])
+
+
+# -- contextvars context of protocol callbacks ----------------------------------------------------
+
+import contextvars  # noqa: E402
+import sys  # noqa: E402
+
+_cvar = contextvars.ContextVar("cvar", default="outer")
+
+
+def _context_scenario(loop, closer_context):
+    """Runs a stream (plain and buffered), a datagram endpoint and a subprocess, recording the
+    context each protocol callback saw. The transports are made where `_cvar` is 'inner'."""
+    seen = {}
+
+    def note(key):
+        seen.setdefault(key, set()).add(_cvar.get())
+
+    class Stream(asyncio.Protocol):
+        def connection_made(self, t):
+            note("connection_made")
+            self.t = t
+
+        def data_received(self, d):
+            note("data_received")
+
+        def eof_received(self):
+            note("eof_received")
+            return True
+
+        def pause_writing(self):
+            note("pause_writing")
+
+        def resume_writing(self):
+            note("resume_writing")
+
+        def connection_lost(self, exc):
+            note("connection_lost")
+
+    class Buffered(asyncio.BufferedProtocol):
+        def get_buffer(self, n):
+            note("get_buffer")
+            return bytearray(100)
+
+        def buffer_updated(self, n):
+            note("buffer_updated")
+
+    class Datagram(asyncio.DatagramProtocol):
+        def datagram_received(self, d, a):
+            note("datagram_received")
+
+        def error_received(self, exc):
+            note("error_received")
+
+    class Sub(asyncio.SubprocessProtocol):
+        def pipe_data_received(self, fd, d):
+            note("pipe_data_received")
+
+        def pipe_connection_lost(self, fd, exc):
+            note("pipe_connection_lost")
+
+        def process_exited(self):
+            note("process_exited")
+
+    async def until(key):
+        for _ in range(500):
+            if key in seen:
+                return
+            await asyncio.sleep(0.002)
+        raise AssertionError(f"{key} never ran")
+
+    async def main():
+        _cvar.set("inner")
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        t, _ = await loop.connect_accepted_socket(Stream, a)
+        b.send(b"x")
+        await until("data_received")
+        t.set_write_buffer_limits(high=1, low=0)
+        if closer_context:
+            _cvar.set("writer")
+        t.write(b"y" * 4_000_000)  # more than the socket buffer: pause_writing
+        _cvar.set("inner")
+        await until("pause_writing")
+        while True:
+            try:
+                if not b.recv(1 << 20):
+                    break
+            except BlockingIOError:
+                if "resume_writing" in seen:
+                    break
+                await asyncio.sleep(0.001)
+        b.shutdown(socket.SHUT_WR)
+        await until("eof_received")
+
+        def close():
+            _cvar.set("closer")
+            t.close()
+
+        loop.call_soon(close if closer_context else t.close)
+        await until("connection_lost")
+        b.close()
+
+        c, d = socket.socketpair()
+        tb, _ = await loop.connect_accepted_socket(Buffered, c)
+        d.send(b"z")
+        await until("buffer_updated")
+        tb.close()
+        d.close()
+
+        td, _ = await loop.create_datagram_endpoint(Datagram, local_addr=("127.0.0.1", 0))
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto(b"q", td.get_extra_info("sockname"))
+        await until("datagram_received")
+        s.close()
+        td.close()
+
+        ts, _ = await loop.subprocess_exec(Sub, sys.executable, "-c", "print(1)")
+        await until("pipe_data_received")
+        await until("process_exited")
+        await until("pipe_connection_lost")
+        ts.close()
+        await asyncio.sleep(0.01)
+
+    asyncio.set_event_loop(None)
+    contextvars.Context().run(loop.run_until_complete, main())
+    return seen
+
+
+# What asyncio also runs in the creation context.
+_SHARED = [
+    "connection_made",
+    "data_received",
+    "eof_received",
+    "resume_writing",
+    "connection_lost",
+    "get_buffer",
+    "buffer_updated",
+    "datagram_received",
+    "pipe_data_received",
+    "pipe_connection_lost",
+]
+
+
+def test_protocol_callbacks_run_in_the_transport_context(on_both):
+    aio, ox = on_both(lambda lp: _context_scenario(lp, closer_context=False))
+    for key in _SHARED:
+        assert aio[key] == ox[key] == {"inner"}, (key, aio[key], ox[key])
+
+
+def test_every_protocol_callback_runs_in_the_transport_context():
+    # oxloop only, beyond asyncio and as uvloop: connection_lost after close() from another
+    # context, pause_writing from a write in another context, and process_exited also see the
+    # context of the transport's creation (asyncio runs them in the closer's, the writer's or the
+    # child watcher's context; see README).
+    import oxloop
+
+    lp = oxloop.new_event_loop()
+    try:
+        seen = _context_scenario(lp, closer_context=True)
+    finally:
+        lp.close()
+    for key in ["pause_writing", "process_exited", *_SHARED]:
+        assert seen[key] == {"inner"}, (key, seen[key])
+
+
+# -- one owner per fd -------------------------------------------------------------------------------
+
+
+def test_fds_owned_by_transports_are_refused_as_asyncio_refuses_them(on_both):
+    def scenario(loop):
+        async def main():
+            errors = []
+            a, b = socket.socketpair()
+            ts, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+            tu, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+            )
+            udp_fd = tu.get_extra_info("socket").fileno()
+            udp_sock = socket.socket(fileno=udp_fd)  # the same fd, detached below
+            attempts = [
+                lambda: loop.sock_recv(a, 10),
+                lambda: loop.sock_sendall(a, b"x" * 10_000_000),
+                lambda: loop.sock_recvfrom(udp_sock, 10),
+            ]
+            for attempt in attempts:
+                try:
+                    await asyncio.wait_for(attempt(), 0.05)
+                except Exception as exc:  # noqa: BLE001 - compared
+                    errors.append((type(exc).__name__, "is used by transport" in str(exc)))
+            udp_sock.detach()
+            for call in (loop.add_reader, loop.add_writer):
+                for fd in (udp_fd, a.fileno()):
+                    try:
+                        call(fd, lambda: None)
+                    except RuntimeError as exc:
+                        errors.append(("RuntimeError", "is used by transport" in str(exc)))
+            for call in (loop.remove_reader, loop.remove_writer):
+                try:
+                    call(udp_fd)
+                except RuntimeError as exc:
+                    errors.append(("RuntimeError", "is used by transport" in str(exc)))
+            ts.close()
+            tu.close()
+            b.close()
+            await asyncio.sleep(0.01)
+            # Once the transports are closed, the fds are free again.
+            return errors
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
+    assert aio.count(("RuntimeError", True)) == 9

@@ -906,10 +906,7 @@ impl PyLoop {
         Ok(())
     }
 
-    fn __delattr__(
-        slf: &Bound<'_, Self>,
-        name: &Bound<'_, pyo3::types::PyString>,
-    ) -> PyResult<()> {
+    fn __delattr__(slf: &Bound<'_, Self>, name: &Bound<'_, pyo3::types::PyString>) -> PyResult<()> {
         let py = slf.py();
         ffi::generic_setattr(slf.as_any(), name, None)?;
         if name.to_str()? == "time" {

@@ -53,6 +53,29 @@ pub fn generic_setattr(
     Ok(())
 }
 
+/// [`run_in_context`], or `f()` in the current context when `context` is already entered
+/// (`PyContext_Enter` refuses to enter a context twice).
+pub fn run_in_context_if_free<'py, R>(
+    context: &Bound<'py, PyAny>,
+    f: impl FnOnce() -> PyResult<R>,
+) -> PyResult<R> {
+    let py = context.py();
+    // SAFETY: as in `run_in_context`.
+    if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
+        let err = PyErr::fetch(py);
+        if !err.is_instance_of::<pyo3::exceptions::PyRuntimeError>(py) {
+            return Err(err);
+        }
+        return f();
+    }
+    let result = f();
+    // SAFETY: the context was entered above by this thread and not exited since.
+    if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    result
+}
+
 /// `callback(*args)` through vectorcall on the tuple's items, skipping `PyObject_Call`'s
 /// tuple-to-vector unpacking. The result is discarded.
 #[inline]

@@ -53,8 +53,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         // find only what arrived from outside in the meantime, which the next poll sees. asyncio
         // would poll here; skipping changes no order a program can observe, and saves the empty
         // poll of the tick after an I/O event in request/response traffic.
-        let poll =
-            timeout != Some(Duration::ZERO) || (!st.watches.is_empty() && !st.may_skip_poll);
+        let poll = timeout != Some(Duration::ZERO) || (!st.watches.is_empty() && !st.may_skip_poll);
         if poll {
             // What was done before this poll is seen by it.
             take_io_noted();

@@ -31,25 +31,59 @@ pub trait Reactive: PyClass + Sync + Send {
 }
 
 /// The loop's reader or writer for a transport's fd.
-pub struct Dispatch<T: Reactive>(pub Py<T>);
+pub struct Dispatch<T: Reactive> {
+    /// The transport.
+    pub target: Py<T>,
+    /// The transport's `contextvars.Context` (see [`transport_context`]): what the protocol
+    /// callbacks of a ready event run in.
+    pub context: Py<PyAny>,
+}
 
 impl<T: Reactive> NativeWatcher for Dispatch<T> {
     fn ready(&self, py: Python<'_>, direction: Direction) -> PyResult<()> {
-        T::on_ready(self.0.bind(py), direction)
+        crate::ffi::run_in_context(self.context.bind(py), || {
+            T::on_ready(self.target.bind(py), direction)
+        })
     }
 
     fn describe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(self.0.bind(py).clone().into_any())
+        Ok(self.target.bind(py).clone().into_any())
     }
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.0)
+        visit.call(&self.target)?;
+        visit.call(&self.context)
     }
 
     /// A read calls the protocol, which writes through transports (they note their I/O).
     fn quiet(&self, direction: Direction) -> bool {
         direction == Direction::Read
     }
+}
+
+/// The context a new transport's protocol callbacks run in: a copy of the current one, taken
+/// when the transport is made (inside `create_connection`, the server's accept, ...).
+///
+/// asyncio gets the same effect from its handles: the transport's `_add_reader` is scheduled
+/// with `call_soon` at construction, so `data_received` and `eof_received` run in a copy of the
+/// creation context. oxloop keeps that one context for every callback of the transport
+/// (`connection_made`, reads, `resume_writing`, `connection_lost`, pipe and datagram callbacks),
+/// as uvloop does; asyncio runs `connection_lost` in the context of whoever called `close()`.
+pub fn transport_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    Ok(crate::ffi::copy_context(py)?.unbind())
+}
+
+/// `loop.call_soon(*args, context=context)`.
+pub fn call_soon_in(
+    lp: &Bound<'_, PyLoop>,
+    context: &Py<PyAny>,
+    args: Bound<'_, PyTuple>,
+) -> PyResult<()> {
+    let py = lp.py();
+    let kwargs = PyDict::new(py);
+    kwargs.set_item(intern!(py, "context"), context)?;
+    lp.call_method(intern!(py, "call_soon"), args, Some(&kwargs))?;
+    Ok(())
 }
 
 /// Mirrors `asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`: writes after the connection
@@ -150,12 +184,17 @@ pub fn write_buffer_limits(
     })
 }
 
-/// Calls `protocol.pause_writing()` (or `resume_writing()`), reporting its error as
-/// `_FlowControlMixin` does.
+/// Calls `protocol.pause_writing()` (or `resume_writing()`) in the transport's `context`,
+/// reporting its error as `_FlowControlMixin` does.
+///
+/// NOTE: asyncio calls `pause_writing` from `write()` in the writer's context; oxloop runs it in
+/// the transport's, like every other protocol callback (uvloop does the same). When that context
+/// is already entered (a `write()` from `data_received`), the call runs where it is.
 pub fn flow_call(
     lp: Option<Py<PyLoop>>,
     transport: &Bound<'_, PyAny>,
     protocol: Option<Py<PyAny>>,
+    context: &Py<PyAny>,
     pause: bool,
 ) -> PyResult<()> {
     let py = transport.py();
@@ -173,7 +212,10 @@ pub fn flow_call(
             "protocol.resume_writing() failed",
         )
     };
-    if let Err(err) = protocol.bind(py).call_method0(method) {
+    let result = crate::ffi::run_in_context_if_free(context.bind(py), || {
+        protocol.bind(py).call_method0(method).map(drop)
+    });
+    if let Err(err) = result {
         if is_fatal_to_loop(py, &err) {
             return Err(err);
         }

@@ -28,9 +28,9 @@ use pyo3::types::{PyBytes, PyDict};
 use pyo3::{intern, PyClassInitializer, PyTraverseError};
 
 use super::{
-    debug_log, extra_info, flow_call, is_bytes_like, names, read_chunk, report,
-    report_callback_error, send_or_buffer, warn_unclosed, write_buffer_limits, Dispatch, Reactive,
-    LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+    call_soon_in, debug_log, extra_info, flow_call, is_bytes_like, names, read_chunk, report,
+    report_callback_error, send_or_buffer, transport_context, warn_unclosed, write_buffer_limits,
+    Dispatch, Reactive, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
 use crate::errors;
 use crate::event_loop::{Direction, PyLoop, Watcher};
@@ -67,6 +67,8 @@ pub struct PipeTransport {
     fd: RawFd,
     /// asyncio's class name, for reprs and warnings.
     name: &'static str,
+    /// The context every protocol callback runs in; see [`transport_context`].
+    context: Py<PyAny>,
     /// The shared state.
     c: GilCell<Common>,
 }
@@ -102,6 +104,7 @@ impl PipeTransport {
             PipeTransport {
                 fd,
                 name,
+                context: transport_context(py)?,
                 c: GilCell::new(c),
             },
             kind,
@@ -130,7 +133,10 @@ impl PipeTransport {
         let Some(lp) = self.loop_(py) else {
             return Ok(false);
         };
-        let dispatch = Arc::new(Dispatch(slf.clone().unbind()));
+        let dispatch = Arc::new(Dispatch {
+            target: slf.clone().unbind(),
+            context: self.context.clone_ref(py),
+        });
         lp.get()
             .watch(py, self.fd, direction, Watcher::Native(dispatch))?;
         Ok(true)
@@ -155,9 +161,7 @@ impl PipeTransport {
             return Ok(());
         };
         let cb = transport.getattr(intern!(py, "_call_connection_lost"))?;
-        lp.bind(py)
-            .call_method1(intern!(py, "call_soon"), (cb, exc))?;
-        Ok(())
+        call_soon_in(lp.bind(py), &self.context, (cb, exc).into_pyobject(py)?)
     }
 
     /// Debug-mode log line about `transport`.
@@ -205,10 +209,15 @@ impl PipeTransport {
             return Ok(());
         };
         let call_soon = lp.bind(py).getattr(intern!(py, "call_soon"))?;
-        call_soon.call1((
-            protocol.bind(py).getattr(intern!(py, "connection_made"))?,
-            transport,
-        ))?;
+        call_soon_in(
+            lp.bind(py),
+            &self.context,
+            (
+                protocol.bind(py).getattr(intern!(py, "connection_made"))?,
+                transport,
+            )
+                .into_pyobject(py)?,
+        )?;
         if let Some(cb) = start {
             call_soon.call1((cb,))?;
         }
@@ -327,6 +336,7 @@ impl PipeTransport {
         let Some(c) = self.c.try_borrow_in_gc() else {
             return Ok(());
         };
+        visit.call(&self.context)?;
         visit.call(&c.loop_)?;
         visit.call(&c.pipe)?;
         visit.call(&c.protocol)?;
@@ -429,7 +439,7 @@ impl ReadPipeTransport {
         base.unwatch(py, Direction::Read, was)?;
         if let Some(lp) = base.loop_(py) {
             let eof = protocol.bind(py).getattr(intern!(py, "eof_received"))?;
-            lp.bind(py).call_method1(intern!(py, "call_soon"), (eof,))?;
+            call_soon_in(lp.bind(py), &base.context, (eof,).into_pyobject(py)?)?;
         }
         base.schedule_connection_lost(slf.as_any(), None)
     }
@@ -720,7 +730,13 @@ impl WritePipeTransport {
             return Ok(());
         }
         let base = slf.as_super().get();
-        flow_call(base.loop_(py), slf.as_any(), base.protocol(py), pause)
+        flow_call(
+            base.loop_(py),
+            slf.as_any(),
+            base.protocol(py),
+            &base.context,
+            pause,
+        )
     }
 }
 

@@ -32,9 +32,9 @@ use pyo3::types::{PyBytes, PyDict};
 use pyo3::{intern, PyTraverseError};
 
 use super::{
-    debug_log, extra_info, flow_call, is_bytes_like, is_fatal_to_loop, names, read_chunk, report,
-    report_callback_error, send_or_buffer, warn_unclosed, write_buffer_limits, Dispatch, Reactive,
-    LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+    call_soon_in, debug_log, extra_info, flow_call, is_bytes_like, is_fatal_to_loop, names,
+    read_chunk, report, report_callback_error, send_or_buffer, transport_context, warn_unclosed,
+    write_buffer_limits, Dispatch, Reactive, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
 use crate::errors;
 use crate::event_loop::{Direction, PyLoop, Watcher};
@@ -80,6 +80,8 @@ struct Inner {
 pub struct SocketTransport {
     /// The socket's fd, fixed at creation (asyncio's `_sock_fd`).
     fd: RawFd,
+    /// The context every protocol callback runs in; see [`transport_context`].
+    context: Py<PyAny>,
     /// Everything else.
     st: GilCell<Inner>,
 }
@@ -128,6 +130,7 @@ impl SocketTransport {
             py,
             SocketTransport {
                 fd,
+                context: transport_context(py)?,
                 st: GilCell::new(Inner {
                     loop_: Some(loop_.clone().unbind()),
                     sock: Some(sock.clone().unbind()),
@@ -156,7 +159,11 @@ impl SocketTransport {
             .register_transport(py, fd, bound.clone().into_any().unbind());
         n.set_nodelay.bind(py).call1((sock,))?;
         let call_soon = loop_.getattr(intern!(py, "call_soon"))?;
-        call_soon.call1((protocol.getattr(intern!(py, "connection_made"))?, bound))?;
+        call_soon_in(
+            loop_,
+            &bound.get().context,
+            (protocol.getattr(intern!(py, "connection_made"))?, bound).into_pyobject(py)?,
+        )?;
         call_soon.call1((bound.getattr(intern!(py, "_start_reading"))?,))?;
         if let Some(waiter) = waiter {
             call_soon.call1((n.set_result_unless_cancelled.bind(py), waiter, py.None()))?;
@@ -185,7 +192,10 @@ impl SocketTransport {
         let Some(lp) = this.loop_(py) else {
             return Ok(());
         };
-        let dispatch = Arc::new(Dispatch(slf.clone().unbind()));
+        let dispatch = Arc::new(Dispatch {
+            target: slf.clone().unbind(),
+            context: this.context.clone_ref(py),
+        });
         lp.get()
             .watch(py, this.fd, direction, Watcher::Native(dispatch))?;
         let mut st = this.st.borrow_mut(py);
@@ -285,11 +295,11 @@ impl SocketTransport {
         let Some(lp) = slf.get().loop_(py) else {
             return Ok(());
         };
-        lp.bind(py).call_method1(
-            intern!(py, "call_soon"),
-            (slf.getattr(intern!(py, "_call_connection_lost"))?, exc),
-        )?;
-        Ok(())
+        call_soon_in(
+            lp.bind(py),
+            &slf.get().context,
+            (slf.getattr(intern!(py, "_call_connection_lost"))?, exc).into_pyobject(py)?,
+        )
     }
 
     /// Mirrors `_FlowControlMixin._maybe_pause_protocol`.
@@ -302,6 +312,7 @@ impl SocketTransport {
             slf.get().loop_(py),
             slf.as_any(),
             slf.get().protocol(py),
+            &slf.get().context,
             true,
         )
     }
@@ -316,6 +327,7 @@ impl SocketTransport {
             slf.get().loop_(py),
             slf.as_any(),
             slf.get().protocol(py),
+            &slf.get().context,
             false,
         )
     }
@@ -939,6 +951,7 @@ impl SocketTransport {
         let Some(st) = self.st.try_borrow_in_gc() else {
             return Ok(());
         };
+        visit.call(&self.context)?;
         visit.call(&st.loop_)?;
         visit.call(&st.sock)?;
         visit.call(&st.protocol)?;

@@ -150,6 +150,9 @@ pub struct DatagramCore {
     fd: RawFd,
     /// The socket is `AF_INET` or `AF_INET6`: reads take the raw path (see the module docs).
     inet: bool,
+    /// The context every protocol callback runs in (captured when the transport is made; see
+    /// [`super::transport_context`]).
+    context: Py<PyAny>,
     /// Everything else; never borrowed across a call into Python.
     state: GilCell<UdpState>,
 }
@@ -163,10 +166,10 @@ struct Registration(
 impl NativeWatcher for Registration {
     fn ready(&self, py: Python<'_>, direction: Direction) -> PyResult<()> {
         let core = self.0.bind(py);
-        let result = match direction {
+        let result = crate::ffi::run_in_context(core.get().context.bind(py), || match direction {
             Direction::Read => DatagramCore::read_ready(core),
             Direction::Write => DatagramCore::write_ready(core),
-        };
+        });
         match result {
             Ok(()) => Ok(()),
             Err(err) if is_fatal(py, &err) => Err(err),
@@ -429,6 +432,7 @@ impl DatagramCore {
             loop_: loop_.clone().unbind(),
             fd,
             inet: family == libc::AF_INET || family == libc::AF_INET6,
+            context: super::transport_context(loop_.py())?,
             state: GilCell::new(UdpState {
                 sock: Some(sock.clone().unbind()),
                 protocol: Some(protocol.clone().unbind()),
@@ -440,6 +444,12 @@ impl DatagramCore {
                 conn_lost: 0,
             }),
         })
+    }
+
+    /// The context the transport's protocol callbacks run in.
+    #[getter]
+    fn context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
     }
 
     /// Mirrors `_SelectorDatagramTransport.sendto`.
@@ -614,6 +624,7 @@ impl DatagramCore {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.loop_)?;
+        visit.call(&self.context)?;
         let Some(st) = self.state.try_borrow_in_gc() else {
             return Ok(());
         };
