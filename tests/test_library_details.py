@@ -7,6 +7,7 @@ Iterations a write takes to reach a peer, contextvars of protocol callbacks, pat
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 
 import pytest
@@ -494,3 +495,185 @@ def test_fds_owned_by_transports_are_refused_as_asyncio_refuses_them(on_both):
     aio, ox = on_both(scenario)
     assert aio == ox
     assert aio.count(("RuntimeError", True)) == 9
+
+
+# -- an open transport collected by the GC --------------------------------------------------------
+
+_COLLECTED_OPEN = """
+import asyncio, gc, os, socket, sys
+import oxloop
+
+async def main():
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+
+    class P(asyncio.Protocol):
+        def connection_made(self, t):
+            self.t = t  # protocol <-> transport cycle
+
+    await loop.connect_accepted_socket(P, a)
+    r, w = os.pipe()
+    await loop.connect_read_pipe(P, os.fdopen(r, "rb", 0))
+    await loop.connect_write_pipe(P, os.fdopen(w, "wb", 0))
+    b.close()
+
+loop = {"oxloop": oxloop.new_event_loop, "asyncio": asyncio.new_event_loop}[sys.argv[1]]()
+loop.run_until_complete(main())
+loop.close()
+gc.collect()
+print("done")
+"""
+
+
+@pytest.mark.parametrize("dev", [False, True], ids=["plain", "dev-mode"])
+def test_open_transports_collected_in_a_cycle_print_what_asyncio_prints(tmp_path, dev):
+    import re
+    import subprocess
+
+    script = tmp_path / "collect.py"
+    script.write_text(_COLLECTED_OPEN)
+    stderr = {}
+    for kind in ("asyncio", "oxloop"):
+        flags = ["-X", "dev"] if dev else []
+        proc = subprocess.run(
+            [sys.executable, *flags, str(script), kind], capture_output=True, text=True, timeout=60
+        )
+        assert proc.stdout == "done\n", proc.stderr
+        stderr[kind] = proc.stderr
+    assert "Exception ignored" not in stderr["oxloop"], stderr["oxloop"]
+    assert "Error" not in stderr["oxloop"], stderr["oxloop"]
+
+    def warnings(text):
+        return sorted(re.findall(r"ResourceWarning: (unclosed (?:transport <\w+|file|<socket))", text))
+
+    assert warnings(stderr["oxloop"]) == warnings(stderr["asyncio"])
+    assert len(warnings(stderr["asyncio"])) == (6 if dev else 0)
+
+
+# -- patchable transports ---------------------------------------------------------------------------
+
+
+def test_transports_take_instance_attributes_and_class_patches(on_both):
+    from unittest import mock
+
+    def scenario(loop):
+        async def main():
+            out = {}
+            a, b = socket.socketpair()
+            t, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+            sent = []
+            t.write = sent.append  # websockets' and aiohttp's tests do this
+            t.write(b"x")
+            t.writelines([b"y"])  # the class's writelines still writes for real
+            out["patched write"] = sent
+            del t.write
+            t.custom = 1
+            out["custom"] = t.custom
+            with mock.patch.object(asyncio.Transport, "get_extra_info", return_value="p"):
+                out["class patch"] = t.get_extra_info("peername")
+            with mock.patch.object(
+                asyncio.BaseTransport, "get_extra_info", autospec=True, return_value="auto"
+            ) as m:
+                out["autospec patch"] = (t.get_extra_info("peername"), m.call_args.args[0] is t)
+            out["unpatched"] = t.get_extra_info("nope", 5)
+            try:
+                t.nosuch
+            except AttributeError as exc:
+                out["missing"] = str(exc)
+            r, w = os.pipe()
+            tw, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(w, "wb", 0))
+            tw.write = sent.append
+            tw.write(b"z")
+            del tw.write
+            for name in ("pause_reading", "resume_reading", "is_reading"):
+                try:
+                    getattr(tw, name)()
+                except NotImplementedError:
+                    out[name] = "NotImplementedError"
+            t.close()
+            tw.close()
+            b.close()
+            os.close(r)
+            await asyncio.sleep(0.01)
+            out["received"] = sent
+            return out
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
+    # 3.11's writelines goes through self.write (so b"y" is caught too); 3.12's does not.
+    assert aio["patched write"][0] == b"x" and aio["patched write"][-1] == b"z"
+    assert aio["pause_reading"] == "NotImplementedError"
+
+
+def test_subprocess_stdin_transport_has_asyncio_read_methods(on_both):
+    # uvloop's suite: the stdin pipe transport of a subprocess raises NotImplementedError.
+    def scenario(loop):
+        async def main():
+            tr, _ = await loop.subprocess_exec(
+                asyncio.SubprocessProtocol, sys.executable, "-c", "pass"
+            )
+            stdin = tr.get_pipe_transport(0)
+            out = []
+            for name in ("pause_reading", "resume_reading"):
+                with pytest.raises(NotImplementedError):
+                    getattr(stdin, name)()
+                out.append(name)
+            while tr.get_returncode() is None:
+                await asyncio.sleep(0.01)
+            tr.close()
+            await asyncio.sleep(0.01)
+            return out
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox == ["pause_reading", "resume_reading"]
+
+
+def test_datagram_endpoint_on_a_unix_socketpair(on_both):
+    def scenario(loop):
+        async def main():
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            got = loop.create_future()
+
+            class P(asyncio.DatagramProtocol):
+                def datagram_received(self, data, addr):
+                    got.set_result((data, addr))
+
+            t, _ = await loop.create_datagram_endpoint(P, sock=a)
+            b.send(b"hello")
+            result = await asyncio.wait_for(got, 5)
+            t.close()
+            b.close()
+            await asyncio.sleep(0.01)
+            return result
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox == (b"hello", None)
+
+
+def test_datagram_sendto_without_address_goes_to_the_socketpair_peer():
+    # oxloop only, as uvloop (asyncio's sendto(data) fails with TypeError there).
+    import oxloop
+
+    lp = oxloop.new_event_loop()
+
+    async def main():
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        t, _ = await lp.create_datagram_endpoint(asyncio.DatagramProtocol, sock=a)
+        t.sendto(b"from oxloop")
+        data = await lp.run_in_executor(None, b.recv, 100)
+        t.close()
+        b.close()
+        await asyncio.sleep(0.01)
+        return data
+
+    try:
+        assert lp.run_until_complete(main()) == b"from oxloop"
+        lp.run_until_complete(lp.shutdown_default_executor())
+    finally:
+        lp.close()

@@ -76,6 +76,17 @@ pub fn run_in_context_if_free<'py, R>(
     result
 }
 
+/// Sets `ty`'s `tp_finalize` slot, which PyO3 does not offer: the garbage collector calls it
+/// before clearing an unreachable object, as it calls a Python class's `__del__`.
+pub fn set_finalizer(
+    ty: &Bound<'_, pyo3::types::PyType>,
+    finalize: unsafe extern "C" fn(*mut ffi::PyObject),
+) {
+    // SAFETY: GIL held; `ty` is a live, fully initialised heap type owned by this module. The
+    // slot is read by the collector only, and any concurrent reader would need the GIL too.
+    unsafe { (*ty.as_type_ptr()).tp_finalize = Some(finalize) };
+}
+
 /// `callback(*args)` through vectorcall on the tuple's items, skipping `PyObject_Call`'s
 /// tuple-to-vector unpacking. The result is discarded.
 #[inline]

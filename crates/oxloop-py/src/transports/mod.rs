@@ -30,6 +30,60 @@ pub trait Reactive: PyClass + Sync + Send {
     fn on_ready(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()>;
 }
 
+/// A transport that closes its socket or pipe when collected while open.
+///
+/// The work needs the Python objects the transport holds, so it must run before the garbage
+/// collector clears them (and the socket object's own slots) in a reference cycle: as asyncio's
+/// `__del__`, it is the type's `tp_finalize` ([`install_finalizers`]), which the collector calls
+/// before any clearing. A transport freed by its count falling to zero runs it from `Drop`.
+pub trait Finalize: PyClass {
+    /// Warns and closes what is still open; a no-op the second time.
+    fn finalize(&self, py: Python<'_>);
+}
+
+/// `tp_finalize` of a [`Finalize`] transport type.
+unsafe extern "C" fn finalize_slot<
+    T: Finalize + PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync,
+>(
+    obj: *mut pyo3::ffi::PyObject,
+) {
+    // SAFETY: the interpreter calls tp_finalize with the GIL held and `obj` a live object of a
+    // type this slot was installed on (T or a subclass of T).
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: `obj` is live for the duration of the call (the caller holds a reference).
+    let obj = unsafe { Bound::from_borrowed_ptr(py, obj) };
+    // A finalizer must leave the current exception as it found it (PEP 442).
+    let pending = PyErr::take(py);
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if let Ok(t) = obj.cast::<T>() {
+            t.get().finalize(py);
+        }
+    }));
+    if ran.is_err() {
+        // NOTE: a panic must not unwind into C; the transport stays unfinalized, Drop retries.
+        pyo3::exceptions::PyRuntimeError::new_err("oxloop transport finalizer panicked")
+            .write_unraisable(py, Some(&obj));
+    }
+    if let Some(err) = pending {
+        err.restore(py);
+    }
+}
+
+/// Installs the transports' finalizers (see [`Finalize`]) on their types.
+pub fn install_finalizers(py: Python<'_>) {
+    crate::ffi::set_finalizer(
+        &py.get_type::<stream::SocketTransport>(),
+        finalize_slot::<stream::SocketTransport>,
+    );
+    for ty in [
+        py.get_type::<pipe::PipeTransport>(),
+        py.get_type::<pipe::ReadPipeTransport>(),
+        py.get_type::<pipe::WritePipeTransport>(),
+    ] {
+        crate::ffi::set_finalizer(&ty, finalize_slot::<pipe::PipeTransport>);
+    }
+}
+
 /// The loop's reader or writer for a transport's fd.
 pub struct Dispatch<T: Reactive> {
     /// The transport.
@@ -232,17 +286,62 @@ pub fn flow_call(
     Ok(())
 }
 
-/// `get_extra_info(name, default)`: `extra.get(name, default)`.
+/// `get_extra_info(name, default)`: `extra.get(name, default)`, unless `get_extra_info` was
+/// replaced on one of asyncio's transport classes the transport reports as its `__class__`
+/// (`mock.patch.object(asyncio.Transport, "get_extra_info")`): then that replacement answers,
+/// bound to the transport as Python would bind it.
 pub fn extra_info(
-    py: Python<'_>,
+    transport: &Bound<'_, PyAny>,
     extra: Py<PyDict>,
     name: &Bound<'_, PyAny>,
     default: Option<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
+    let py = transport.py();
+    let method = intern!(py, "get_extra_info");
+    let found = transport
+        .getattr(intern!(py, "__class__"))?
+        .getattr(method)?;
+    if !found.is(names(py)?.get_extra_info.bind(py)) {
+        let patched = class_attr(transport, method)?;
+        return Ok(match default {
+            Some(d) => patched.call1((name, d))?,
+            None => patched.call1((name,))?,
+        }
+        .unbind());
+    }
     Ok(match extra.bind(py).get_item(name)? {
         Some(v) => v.unbind(),
         None => default.unwrap_or_else(|| py.None()),
     })
+}
+
+/// `getattr(transport, name)` as if `transport` were an instance of its `__class__` (one of
+/// asyncio's transport classes): the attribute found along that class's MRO, bound through its
+/// `__get__`. The transport types' `__getattr__` falls back to it, so asyncio's methods that
+/// oxloop does not define (`pause_reading` of a write pipe, raising NotImplementedError) and
+/// methods patched onto asyncio's classes are found; `AttributeError` with asyncio's text
+/// otherwise.
+pub fn class_attr<'py>(
+    transport: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = transport.py();
+    let cls = transport.getattr(intern!(py, "__class__"))?;
+    for klass in cls.getattr(intern!(py, "__mro__"))?.try_iter()? {
+        let raw = match klass?.getattr(intern!(py, "__dict__"))?.get_item(name) {
+            Ok(raw) => raw,
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyKeyError>(py) => continue,
+            Err(e) => return Err(e),
+        };
+        return match raw.get_type().getattr(intern!(py, "__get__")) {
+            Ok(get) => get.call1((&raw, transport, &cls)),
+            Err(_) => Ok(raw),
+        };
+    }
+    let cls_name = cls.getattr(intern!(py, "__name__"))?;
+    Err(pyo3::exceptions::PyAttributeError::new_err(format!(
+        "'{cls_name}' object has no attribute '{name}'"
+    )))
 }
 
 /// Whether `err` must stop the loop instead of going to the exception handler.
@@ -325,6 +424,8 @@ pub struct AsyncioNames {
     pub read_pipe_class: Py<PyAny>,
     /// What a write pipe transport reports as its `__class__` (a `_FlowControlMixin`).
     pub write_pipe_class: Py<PyAny>,
+    /// `asyncio.BaseTransport.get_extra_info`, to notice a replacement (see [`extra_info`]).
+    pub get_extra_info: Py<PyAny>,
     /// The class a stream transport reports as its `__class__`: a subclass of
     /// `asyncio.Transport` (through `_FlowControlMixin`) named `_SelectorSocketTransport` like
     /// asyncio's own.
@@ -377,6 +478,10 @@ pub fn names(py: Python<'_>) -> PyResult<&AsyncioNames> {
                 .import("asyncio.constants")?
                 .getattr("_SendfileMode")?
                 .getattr("TRY_NATIVE")?
+                .unbind(),
+            get_extra_info: asyncio
+                .getattr("BaseTransport")?
+                .getattr("get_extra_info")?
                 .unbind(),
             read_pipe_class: marker("_UnixReadPipeTransport", &asyncio.getattr("ReadTransport")?)?,
             write_pipe_class: marker("_UnixWritePipeTransport", &flow)?,

@@ -28,9 +28,9 @@ use pyo3::types::{PyBytes, PyDict};
 use pyo3::{intern, PyClassInitializer, PyTraverseError};
 
 use super::{
-    call_soon_in, debug_log, extra_info, flow_call, is_bytes_like, names, read_chunk, report,
-    report_callback_error, send_or_buffer, transport_context, warn_unclosed, write_buffer_limits,
-    Dispatch, Reactive, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+    call_soon_in, class_attr, debug_log, extra_info, flow_call, is_bytes_like, names, read_chunk,
+    report, report_callback_error, send_or_buffer, transport_context, warn_unclosed,
+    write_buffer_limits, Dispatch, Finalize, Reactive, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
 use crate::errors;
 use crate::event_loop::{Direction, PyLoop, Watcher};
@@ -277,13 +277,20 @@ impl PipeTransport {
     /// Get optional transport information ('pipe', ...).
     #[pyo3(signature = (name, default=None))]
     fn get_extra_info(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         name: &Bound<'_, PyAny>,
         default: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let extra = self.c.borrow(py).extra.clone_ref(py);
-        extra_info(py, extra, name, default)
+        let extra = slf.get().c.borrow(slf.py()).extra.clone_ref(slf.py());
+        extra_info(slf.as_any(), extra, name, default)
+    }
+
+    /// What oxloop does not define is looked up on asyncio's class (see `class_attr`).
+    fn __getattr__<'py>(
+        slf: &Bound<'py, Self>,
+        name: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        class_attr(slf.as_any(), name)
     }
 
     /// Calls ``connection_lost(exc)``, then closes the pipe and forgets loop and protocol.
@@ -354,20 +361,25 @@ impl PipeTransport {
     }
 }
 
-impl Drop for PipeTransport {
+impl Finalize for PipeTransport {
     /// A transport collected while open warns and closes its pipe, as asyncio's `__del__`.
+    fn finalize(&self, py: Python<'_>) {
+        let Some(mut c) = self.c.try_borrow_mut_in_gc(py) else {
+            return;
+        };
+        let Some(pipe) = c.pipe.take() else { return };
+        drop(c);
+        warn_unclosed(py, &format!("<{} fd={} open>", self.name, self.fd));
+        if let Err(err) = pipe.bind(py).call_method0(intern!(py, "close")) {
+            err.write_unraisable(py, None);
+        }
+    }
+}
+
+impl Drop for PipeTransport {
+    /// Freed without the GC (its count fell to zero): the references are intact, finalize now.
     fn drop(&mut self) {
-        Python::attach(|py| {
-            let Some(mut c) = self.c.try_borrow_mut_in_gc(py) else {
-                return;
-            };
-            let Some(pipe) = c.pipe.take() else { return };
-            drop(c);
-            warn_unclosed(py, &format!("<{} fd={} open>", self.name, self.fd));
-            if let Err(err) = pipe.bind(py).call_method0(intern!(py, "close")) {
-                err.write_unraisable(py, None);
-            }
-        });
+        Python::attach(|py| self.finalize(py));
     }
 }
 
@@ -793,7 +805,10 @@ impl WritePipeTransport {
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let data = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (list_of_data,))?;
-        Self::write(slf, &data)
+        // Mirrors WriteTransport.writelines: `self.write(...)`, so a `write` assigned on the
+        // instance sees it.
+        slf.call_method1(intern!(py, "write"), (data,))?;
+        Ok(())
     }
 
     /// Whether ``write_eof()`` is supported: always.

@@ -32,9 +32,10 @@ use pyo3::types::{PyBytes, PyDict};
 use pyo3::{intern, PyTraverseError};
 
 use super::{
-    call_soon_in, debug_log, extra_info, flow_call, is_bytes_like, is_fatal_to_loop, names,
-    read_chunk, report, report_callback_error, send_or_buffer, transport_context, warn_unclosed,
-    write_buffer_limits, Dispatch, Reactive, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+    call_soon_in, class_attr, debug_log, extra_info, flow_call, is_bytes_like, is_fatal_to_loop,
+    names, read_chunk, report, report_callback_error, send_or_buffer, transport_context,
+    warn_unclosed, write_buffer_limits, Dispatch, Finalize, Reactive,
+    LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
 use crate::errors;
 use crate::event_loop::{Direction, PyLoop, Watcher};
@@ -76,7 +77,15 @@ struct Inner {
 }
 
 /// A socket stream transport; asyncio's `_SelectorSocketTransport`.
-#[pyclass(frozen, weakref, module = "oxloop._oxloop", name = "SocketTransport")]
+// NOTE: `dict`, as asyncio's pure-Python transports have one: tests and libraries assign
+// `transport.write = mock`, and Python-level callers then find the instance attribute.
+#[pyclass(
+    frozen,
+    weakref,
+    dict,
+    module = "oxloop._oxloop",
+    name = "SocketTransport"
+)]
 pub struct SocketTransport {
     /// The socket's fd, fixed at creation (asyncio's `_sock_fd`).
     fd: RawFd,
@@ -659,6 +668,12 @@ impl SocketTransport {
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let data = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (list_of_data,))?;
+        if py.version_info() < (3, 12) {
+            // Mirrors WriteTransport.writelines on 3.11: `self.write(...)`, so a `write`
+            // assigned on the instance sees it (3.12's socket transport sends by itself).
+            slf.call_method1(intern!(py, "write"), (data,))?;
+            return Ok(());
+        }
         Self::write(slf, &data)
     }
 
@@ -774,13 +789,20 @@ impl SocketTransport {
     /// Get optional transport information: 'socket', 'sockname', 'peername', ...
     #[pyo3(signature = (name, default=None))]
     fn get_extra_info(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         name: &Bound<'_, PyAny>,
         default: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let extra = self.st.borrow(py).extra.clone_ref(py);
-        extra_info(py, extra, name, default)
+        let extra = slf.get().st.borrow(slf.py()).extra.clone_ref(slf.py());
+        extra_info(slf.as_any(), extra, name, default)
+    }
+
+    /// What oxloop does not define is looked up on asyncio's class (see `class_attr`).
+    fn __getattr__<'py>(
+        slf: &Bound<'py, Self>,
+        name: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        class_attr(slf.as_any(), name)
     }
 
     /// Set the high- and low-water limits for write flow control.
@@ -979,20 +1001,25 @@ impl SocketTransport {
     }
 }
 
-impl Drop for SocketTransport {
+impl Finalize for SocketTransport {
     /// A transport collected while open warns and closes its socket, as asyncio's `__del__`.
+    fn finalize(&self, py: Python<'_>) {
+        let Some(mut st) = self.st.try_borrow_mut_in_gc(py) else {
+            return;
+        };
+        let Some(sock) = st.sock.take() else { return };
+        drop(st);
+        warn_unclosed(py, &format!("<_SelectorSocketTransport fd={}>", self.fd));
+        if let Err(err) = sock.bind(py).call_method0(intern!(py, "close")) {
+            err.write_unraisable(py, None);
+        }
+    }
+}
+
+impl Drop for SocketTransport {
+    /// Freed without the GC (its count fell to zero): the references are intact, finalize now.
     fn drop(&mut self) {
-        Python::attach(|py| {
-            let Some(mut st) = self.st.try_borrow_mut_in_gc(py) else {
-                return;
-            };
-            let Some(sock) = st.sock.take() else { return };
-            drop(st);
-            warn_unclosed(py, &format!("<_SelectorSocketTransport fd={}>", self.fd));
-            if let Err(err) = sock.bind(py).call_method0(intern!(py, "close")) {
-                err.write_unraisable(py, None);
-            }
-        });
+        Python::attach(|py| self.finalize(py));
     }
 }
 

@@ -116,6 +116,10 @@ struct UdpState {
     address: Option<Py<PyAny>>,
     /// The socket has a peer (`get_extra_info('peername')` is truthy): send with `send()`.
     connected: bool,
+    /// `getpeername()` succeeds, even with an empty name (an `AF_UNIX` socketpair): a
+    /// `sendto(data)` without an address then goes to that peer with `send()`, as uvloop does
+    /// (asyncio fails with a TypeError from `sock.sendto(data, None)`).
+    has_peer: bool,
     /// Datagrams waiting for the socket to be writable: `(bytes, address)`, oldest first.
     buffer: VecDeque<(Py<PyAny>, Py<PyAny>)>,
     /// Sum of `len(data)` over `buffer` (asyncio's `_buffer_size`).
@@ -298,9 +302,12 @@ impl DatagramCore {
         objects: &(Py<PyAny>, Py<PyAny>, Py<PyAny>),
     ) -> PyResult<Result<(), Failure>> {
         let (sock, protocol, transport) = objects;
-        let connected = self.state.borrow(py).connected;
+        let (connected, has_peer) = {
+            let st = self.state.borrow(py);
+            (st.connected, st.has_peer)
+        };
         let sock = sock.bind(py);
-        let sent = if connected {
+        let sent = if connected || (has_peer && addr.is_none()) {
             sock.call_method1(intern!(py, "send"), (data,))
         } else {
             sock.call_method1(intern!(py, "sendto"), (data, addr))
@@ -439,6 +446,9 @@ impl DatagramCore {
                 transport: Some(transport.clone().unbind()),
                 address: address.filter(|a| !a.is_none()).map(|a| a.clone().unbind()),
                 connected,
+                has_peer: sock
+                    .call_method0(intern!(loop_.py(), "getpeername"))
+                    .is_ok(),
                 buffer: VecDeque::new(),
                 buffer_size: 0,
                 conn_lost: 0,
