@@ -357,15 +357,19 @@ impl PyLoop {
 
     /// Mirrors `selectors._BaseSelectorImpl._fileobj_lookup`: the fd of `fileobj`, or, when it
     /// has none any more (a closed socket's `fileno()` is -1), the fd it was watched under.
-    fn lookup_fd(&self, py: Python<'_>, fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    /// `None` for an int too large to be an fd: nothing can be watched under it.
+    fn lookup_fd(&self, py: Python<'_>, fileobj: &Bound<'_, PyAny>) -> PyResult<Option<RawFd>> {
+        if fileobj.is_instance_of::<PyInt>() && fileobj.gt(RawFd::MAX)? {
+            return Ok(None);
+        }
         match fileobj_to_fd(fileobj) {
-            Ok(fd) => Ok(fd),
+            Ok(fd) => Ok(Some(fd)),
             Err(e) if e.is_instance_of::<pyo3::exceptions::PyValueError>(py) => {
                 let st = self.state.borrow(py);
                 st.watches
                     .iter()
                     .find(|(_, w)| w.fileobj.as_ref().is_some_and(|o| o.is(fileobj)))
-                    .map(|(fd, _)| *fd)
+                    .map(|(fd, _)| Some(*fd))
                     .ok_or(e)
             }
             Err(e) => Err(e),
@@ -770,7 +774,10 @@ impl PyLoop {
         if self.is_closed(py) {
             return Ok(false);
         }
-        self.unwatch(py, self.lookup_fd(py, fd)?, Direction::Read)
+        match self.lookup_fd(py, fd)? {
+            Some(fd) => self.unwatch(py, fd, Direction::Read),
+            None => Ok(false),
+        }
     }
 
     /// `remove_writer` without the transport ownership check (asyncio's private `_remove_writer`).
@@ -778,7 +785,10 @@ impl PyLoop {
         if self.is_closed(py) {
             return Ok(false);
         }
-        self.unwatch(py, self.lookup_fd(py, fd)?, Direction::Write)
+        match self.lookup_fd(py, fd)? {
+            Some(fd) => self.unwatch(py, fd, Direction::Write),
+            None => Ok(false),
+        }
     }
 
     /// `BaseSelectorEventLoop._ensure_fd_no_transport`, for the Python half (`sock_*` methods).

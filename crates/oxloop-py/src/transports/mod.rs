@@ -226,15 +226,56 @@ pub fn is_bytes_like(data: &Bound<'_, PyAny>) -> bool {
         || data.is_instance_of::<PyMemoryView>()
 }
 
-/// Mirrors `_FlowControlMixin._set_write_buffer_limits`'s checks and error.
+/// Mirrors `_FlowControlMixin._set_write_buffer_limits`'s checks and error. Ints take the core's
+/// path; other numbers (a float, say) get asyncio's Python arithmetic and comparisons, so a bad
+/// type fails with the same `TypeError` and a bad value with the same `ValueError`. A fractional
+/// limit is floored: the buffer size is a whole number of bytes either way.
 pub fn write_buffer_limits(
-    high: Option<i64>,
-    low: Option<i64>,
+    high: Option<&Bound<'_, PyAny>>,
+    low: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<oxloop_core::transport::Limits> {
-    oxloop_core::transport::Limits::new(high, low).map_err(|(h, l)| {
-        pyo3::exceptions::PyValueError::new_err(format!(
-            "high ({h}) must be >= low ({l}) must be >= 0"
-        ))
+    let high = high.filter(|h| !h.is_none());
+    let low = low.filter(|l| !l.is_none());
+    let as_int = |v: Option<&Bound<'_, PyAny>>| match v {
+        None => Some(None),
+        Some(v) if v.is_instance_of::<pyo3::types::PyInt>() => v.extract::<i64>().ok().map(Some),
+        Some(_) => None,
+    };
+    if let (Some(h), Some(l)) = (as_int(high), as_int(low)) {
+        return oxloop_core::transport::Limits::new(h, l).map_err(|(h, l)| {
+            pyo3::exceptions::PyValueError::new_err(format!(
+                "high ({h}) must be >= low ({l}) must be >= 0"
+            ))
+        });
+    }
+    let Some(py) = high.or(low).map(|v| v.py()) else {
+        return Ok(oxloop_core::transport::Limits::default());
+    };
+    let high = match (high, low) {
+        (Some(h), _) => h.clone(),
+        (None, None) => (64_i64 * 1024).into_pyobject(py)?.into_any(),
+        (None, Some(l)) => l.mul(4)?,
+    };
+    let low = match low {
+        Some(l) => l.clone(),
+        None => high.floor_div(4)?,
+    };
+    if !(high.ge(&low)? && low.ge(0)?) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "high ({}) must be >= low ({}) must be >= 0",
+            high.repr()?,
+            low.repr()?
+        )));
+    }
+    let floor = |v: &Bound<'_, PyAny>| -> PyResult<usize> {
+        Ok(match v.extract::<usize>() {
+            Ok(n) => n,
+            Err(_) => v.extract::<f64>()?.floor() as usize,
+        })
+    };
+    Ok(oxloop_core::transport::Limits {
+        low: floor(&low)?,
+        high: floor(&high)?,
     })
 }
 

@@ -854,8 +854,8 @@ impl WritePipeTransport {
     #[pyo3(signature = (high=None, low=None))]
     fn set_write_buffer_limits(
         slf: &Bound<'_, Self>,
-        high: Option<i64>,
-        low: Option<i64>,
+        high: Option<&Bound<'_, PyAny>>,
+        low: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let limits = write_buffer_limits(high, low)?;
         slf.get().st.borrow_mut(slf.py()).buffer.set_limits(limits);
