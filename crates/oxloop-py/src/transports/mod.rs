@@ -89,15 +89,19 @@ pub struct Dispatch<T: Reactive> {
     /// The transport.
     pub target: Py<T>,
     /// The transport's `contextvars.Context` (see [`transport_context`]): what the protocol
-    /// callbacks of a ready event run in.
-    pub context: Py<PyAny>,
+    /// callbacks of a ready event run in (`None` only if the transport has none: see its
+    /// `context` field).
+    pub context: Option<Py<PyAny>>,
 }
 
 impl<T: Reactive> NativeWatcher for Dispatch<T> {
     fn ready(&self, py: Python<'_>, direction: Direction) -> PyResult<()> {
-        crate::ffi::run_in_context(self.context.bind(py), || {
-            T::on_ready(self.target.bind(py), direction)
-        })
+        match &self.context {
+            Some(context) => crate::ffi::run_in_context(context.bind(py), || {
+                T::on_ready(self.target.bind(py), direction)
+            }),
+            None => T::on_ready(self.target.bind(py), direction),
+        }
     }
 
     fn describe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -130,12 +134,14 @@ pub fn transport_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
 /// `loop.call_soon(*args, context=context)`.
 pub fn call_soon_in(
     lp: &Bound<'_, PyLoop>,
-    context: &Py<PyAny>,
+    context: Option<&Py<PyAny>>,
     args: Bound<'_, PyTuple>,
 ) -> PyResult<()> {
     let py = lp.py();
     let kwargs = PyDict::new(py);
-    kwargs.set_item(intern!(py, "context"), context)?;
+    if let Some(context) = context {
+        kwargs.set_item(intern!(py, "context"), context)?;
+    }
     lp.call_method(intern!(py, "call_soon"), args, Some(&kwargs))?;
     Ok(())
 }
@@ -289,7 +295,7 @@ pub fn flow_call(
     lp: Option<Py<PyLoop>>,
     transport: &Bound<'_, PyAny>,
     protocol: Option<Py<PyAny>>,
-    context: &Py<PyAny>,
+    context: Option<&Py<PyAny>>,
     pause: bool,
 ) -> PyResult<()> {
     let py = transport.py();
@@ -307,9 +313,11 @@ pub fn flow_call(
             "protocol.resume_writing() failed",
         )
     };
-    let result = crate::ffi::run_in_context_if_free(context.bind(py), || {
-        protocol.bind(py).call_method0(method).map(drop)
-    });
+    let call = || protocol.bind(py).call_method0(method).map(drop);
+    let result = match context {
+        Some(context) => crate::ffi::run_in_context_if_free(context.bind(py), call),
+        None => call(),
+    };
     if let Err(err) = result {
         if is_fatal_to_loop(py, &err) {
             return Err(err);

@@ -63,12 +63,18 @@ struct Common {
     name = "PipeTransport"
 )]
 pub struct PipeTransport {
+    /// True once the fields are written. Python 3.11 allocates the instance `__dict__` after
+    /// the object is GC-tracked and before PyO3 writes its fields, so a collection can traverse
+    /// a zero-filled object: it reads `false` here, and `__traverse__` visits nothing.
+    initialized: bool,
     /// The pipe's fd, fixed at creation (asyncio's `_fileno`).
     fd: RawFd,
     /// asyncio's class name, for reprs and warnings.
     name: &'static str,
-    /// The context every protocol callback runs in; see [`transport_context`].
-    context: Py<PyAny>,
+    /// The context every protocol callback runs in; see [`transport_context`]. Always `Some`
+    /// once made: an `Option` because the GC may traverse the object before its fields are
+    /// written (3.11 allocates its `__dict__` after tracking it), when they read as zero.
+    context: Option<Py<PyAny>>,
     /// The shared state.
     c: GilCell<Common>,
 }
@@ -102,9 +108,10 @@ impl PipeTransport {
         };
         Ok((
             PipeTransport {
+                initialized: true,
                 fd,
                 name,
-                context: transport_context(py)?,
+                context: Some(transport_context(py)?),
                 c: GilCell::new(c),
             },
             kind,
@@ -135,7 +142,7 @@ impl PipeTransport {
         };
         let dispatch = Arc::new(Dispatch {
             target: slf.clone().unbind(),
-            context: self.context.clone_ref(py),
+            context: self.context.as_ref().map(|c| c.clone_ref(py)),
         });
         lp.get()
             .watch(py, self.fd, direction, Watcher::Native(dispatch))?;
@@ -161,7 +168,11 @@ impl PipeTransport {
             return Ok(());
         };
         let cb = transport.getattr(intern!(py, "_call_connection_lost"))?;
-        call_soon_in(lp.bind(py), &self.context, (cb, exc).into_pyobject(py)?)
+        call_soon_in(
+            lp.bind(py),
+            self.context.as_ref(),
+            (cb, exc).into_pyobject(py)?,
+        )
     }
 
     /// Debug-mode log line about `transport`.
@@ -211,7 +222,7 @@ impl PipeTransport {
         let call_soon = lp.bind(py).getattr(intern!(py, "call_soon"))?;
         call_soon_in(
             lp.bind(py),
-            &self.context,
+            self.context.as_ref(),
             (
                 protocol.bind(py).getattr(intern!(py, "connection_made"))?,
                 transport,
@@ -340,6 +351,9 @@ impl PipeTransport {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if !self.initialized {
+            return Ok(());
+        }
         let Some(c) = self.c.try_borrow_in_gc() else {
             return Ok(());
         };
@@ -451,7 +465,11 @@ impl ReadPipeTransport {
         base.unwatch(py, Direction::Read, was)?;
         if let Some(lp) = base.loop_(py) {
             let eof = protocol.bind(py).getattr(intern!(py, "eof_received"))?;
-            call_soon_in(lp.bind(py), &base.context, (eof,).into_pyobject(py)?)?;
+            call_soon_in(
+                lp.bind(py),
+                base.context.as_ref(),
+                (eof,).into_pyobject(py)?,
+            )?;
         }
         base.schedule_connection_lost(slf.as_any(), None)
     }
@@ -746,7 +764,7 @@ impl WritePipeTransport {
             base.loop_(py),
             slf.as_any(),
             base.protocol(py),
-            &base.context,
+            base.context.as_ref(),
             pause,
         )
     }

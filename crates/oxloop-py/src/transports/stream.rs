@@ -87,10 +87,16 @@ struct Inner {
     name = "SocketTransport"
 )]
 pub struct SocketTransport {
+    /// True once the fields are written. Python 3.11 allocates the instance `__dict__` after
+    /// the object is GC-tracked and before PyO3 writes its fields, so a collection can traverse
+    /// a zero-filled object: it reads `false` here, and `__traverse__` visits nothing.
+    initialized: bool,
     /// The socket's fd, fixed at creation (asyncio's `_sock_fd`).
     fd: RawFd,
-    /// The context every protocol callback runs in; see [`transport_context`].
-    context: Py<PyAny>,
+    /// The context every protocol callback runs in; see [`transport_context`]. Always `Some`
+    /// once made: an `Option` because the GC may traverse the object before its fields are
+    /// written (3.11 allocates its `__dict__` after tracking it), when they read as zero.
+    context: Option<Py<PyAny>>,
     /// Everything else.
     st: GilCell<Inner>,
 }
@@ -138,8 +144,9 @@ impl SocketTransport {
         let tr = Py::new(
             py,
             SocketTransport {
+                initialized: true,
                 fd,
-                context: transport_context(py)?,
+                context: Some(transport_context(py)?),
                 st: GilCell::new(Inner {
                     loop_: Some(loop_.clone().unbind()),
                     sock: Some(sock.clone().unbind()),
@@ -170,7 +177,7 @@ impl SocketTransport {
         let call_soon = loop_.getattr(intern!(py, "call_soon"))?;
         call_soon_in(
             loop_,
-            &bound.get().context,
+            bound.get().context.as_ref(),
             (protocol.getattr(intern!(py, "connection_made"))?, bound).into_pyobject(py)?,
         )?;
         call_soon.call1((bound.getattr(intern!(py, "_start_reading"))?,))?;
@@ -203,7 +210,7 @@ impl SocketTransport {
         };
         let dispatch = Arc::new(Dispatch {
             target: slf.clone().unbind(),
-            context: this.context.clone_ref(py),
+            context: this.context.as_ref().map(|c| c.clone_ref(py)),
         });
         lp.get()
             .watch(py, this.fd, direction, Watcher::Native(dispatch))?;
@@ -306,7 +313,7 @@ impl SocketTransport {
         };
         call_soon_in(
             lp.bind(py),
-            &slf.get().context,
+            slf.get().context.as_ref(),
             (slf.getattr(intern!(py, "_call_connection_lost"))?, exc).into_pyobject(py)?,
         )
     }
@@ -321,7 +328,7 @@ impl SocketTransport {
             slf.get().loop_(py),
             slf.as_any(),
             slf.get().protocol(py),
-            &slf.get().context,
+            slf.get().context.as_ref(),
             true,
         )
     }
@@ -336,7 +343,7 @@ impl SocketTransport {
             slf.get().loop_(py),
             slf.as_any(),
             slf.get().protocol(py),
-            &slf.get().context,
+            slf.get().context.as_ref(),
             false,
         )
     }
@@ -970,6 +977,9 @@ impl SocketTransport {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if !self.initialized {
+            return Ok(());
+        }
         let Some(st) = self.st.try_borrow_in_gc() else {
             return Ok(());
         };
