@@ -744,3 +744,34 @@ def test_bad_calls_raise_what_asyncio_raises(on_both):
     aio, ox = on_both(_bad_call_outcomes)
     diff = [(a, o) for a, o in zip(aio, ox) if a != o]
     assert not diff, diff
+
+
+def test_transports_survive_a_collection_during_their_construction(on_both):
+    # With a collection at every allocation, the GC meets each transport while Python 3.11 makes
+    # its __dict__, before its fields are written (this crashed the interpreter).
+    import gc
+
+    def scenario(loop):
+        async def main():
+            made = 0
+            for _ in range(20):
+                a, b = socket.socketpair()
+                r, w = os.pipe()
+                t1, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+                t2, _ = await loop.connect_read_pipe(asyncio.Protocol, os.fdopen(r, "rb", 0))
+                t3, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(w, "wb", 0))
+                made += 3
+                for t in (t1, t2, t3):
+                    t.close()
+                b.close()
+            await asyncio.sleep(0.01)
+            return made
+
+        old = gc.get_threshold()
+        gc.set_threshold(1, 1, 1)
+        try:
+            return loop.run_until_complete(main())
+        finally:
+            gc.set_threshold(*old)
+
+    assert on_both(scenario) == (60, 60)
