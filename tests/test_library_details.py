@@ -713,7 +713,7 @@ def _bad_call_outcomes(loop):
         except Exception as exc:  # noqa: BLE001 - the type is compared
             outcomes.append((state, name, repr(value), type(exc).__name__))
             return
-        if isinstance(result, asyncio.Handle):
+        if hasattr(result, "cancel"):
             result.cancel()
         outcomes.append((state, name, repr(value), "ok"))
 
@@ -775,3 +775,20 @@ def test_transports_survive_a_collection_during_their_construction(on_both):
             gc.set_threshold(*old)
 
     assert on_both(scenario) == (60, 60)
+
+
+def test_a_bad_context_fails_when_run_as_in_asyncio(on_both):
+    # asyncio takes any object as context= and calls its run(); the error comes when it runs.
+    class Runner:
+        def run(self, fn, *args):
+            return fn(*args)
+
+    def scenario(loop):
+        seen = []
+        for ctx in (Runner(), -1, "abc", object()):
+            loop.call_soon(seen.append, type(ctx).__name__, context=ctx)
+        loop.run_until_complete(asyncio.sleep(0))
+        return seen
+
+    aio, ox = on_both(scenario)
+    assert aio == ox == ["Runner"]

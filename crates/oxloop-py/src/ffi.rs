@@ -17,6 +17,13 @@ pub fn copy_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }
 }
 
+/// Whether `obj` is exactly a `contextvars.Context`.
+#[inline]
+pub fn is_context(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: GIL held; `obj` is a live object. PyContext_CheckExact only compares its type.
+    unsafe { ffi::PyContext_CheckExact(obj.as_ptr()) != 0 }
+}
+
 /// Runs `f` with `context` entered, as `context.run(f)` does, without building a bound method.
 pub fn run_in_context<'py, R>(
     context: &Bound<'py, PyAny>,

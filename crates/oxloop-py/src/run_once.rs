@@ -119,7 +119,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         None
     };
     let mut cancelled_io = Vec::new();
-    let ntodo = {
+    let mut tick = {
         let mut st = this.state.borrow_mut(py);
         for ev in &events {
             for (ready, direction) in [
@@ -163,7 +163,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
                 .store(false, std::sync::atomic::Ordering::Relaxed);
             st.ready.push(Ready::Timer(timer.0));
         }
-        st.ready.len()
+        st.ready.begin_tick()
     };
     for (fd, direction) in cancelled_io {
         this.unwatch(py, fd, direction)?;
@@ -172,9 +172,9 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     // 4. Run what is ready now.
     let debug = this.debug(py);
     let mut quiet = true;
-    for _ in 0..ntodo {
-        // `close()` from a callback empties the queue: stop early then.
-        let Some(item) = this.state.borrow_mut(py).ready.pop() else {
+    // `close()` from a callback empties the queue: the tick ends early then.
+    loop {
+        let Some(item) = this.state.borrow_mut(py).ready.next_in_tick(&mut tick) else {
             break;
         };
         quiet &= match &item {
