@@ -88,6 +88,10 @@ class Loop(
         self._prev_wakeup_fd = -1
         # Running children by pid (oxloop._subprocess._Child), each with its own exit watch.
         self._children = {}
+        # A subclass's own time() drives the scheduler, as asyncio's call_later/_run_once call
+        # self.time(); assigning loop.time does the same (the Rust __setattr__ notices).
+        if type(self).time is not _oxloop.Loop.time:
+            self._time_override = True
         self.set_debug(coroutines._is_debug_mode())
 
     # -- running and stopping ------------------------------------------------------------------

@@ -16,7 +16,6 @@ result.
 from __future__ import annotations
 
 import socket
-import weakref
 from asyncio import base_events
 
 from . import _oxloop, _udp
@@ -137,26 +136,6 @@ class SocketMethods:
         base_events._check_ssl_socket(sock)
         if self.get_debug() and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-
-    def _sock_transports(self):
-        # asyncio's loop._transports (fd -> transport), created on first use.
-        transports = self.__dict__.get("_transports")
-        if transports is None:
-            transports = self.__dict__["_transports"] = weakref.WeakValueDictionary()
-        return transports
-
-    def _ensure_fd_no_transport(self, fd):
-        # Mirrors BaseSelectorEventLoop._ensure_fd_no_transport.
-        fileno = fd
-        if not isinstance(fileno, int):
-            try:
-                fileno = int(fileno.fileno())
-            except (AttributeError, TypeError, ValueError):
-                raise ValueError(f"Invalid file object: {fd!r}") from None
-        transports = self.__dict__.get("_transports")
-        transport = transports.get(fileno) if transports is not None else None
-        if transport is not None and not transport.is_closing():
-            raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 
     def _sock_wait(self, sock, kind, args=()):
         fd = sock.fileno()

@@ -93,9 +93,20 @@ impl Callback {
             Some((c, a)) => (c.clone_ref(py), a.clone_ref(py)),
             None => return Ok(()),
         };
-        let result = ffi::run_in_context(self.context.bind(py), || {
-            ffi::call_with_tuple(callback.bind(py), args.bind(py))
-        });
+        let context = self.context.bind(py);
+        let result = if ffi::is_context(context) {
+            ffi::run_in_context(context, || {
+                ffi::call_with_tuple(callback.bind(py), args.bind(py))
+            })
+        } else {
+            // Mirrors Handle._run: `self._context.run(callback, *args)` on whatever was passed as
+            // `context=` (a non-Context fails there, with asyncio's error).
+            let mut call = vec![callback.bind(py).clone()];
+            call.extend(args.bind(py).iter());
+            context
+                .call_method1(intern!(py, "run"), PyTuple::new(py, call)?)
+                .map(drop)
+        };
         match result {
             Ok(()) => Ok(()),
             Err(err)
@@ -243,7 +254,7 @@ fn extract_stack(py: Python<'_>) -> PyResult<Py<PyAny>> {
 }
 
 /// A callback scheduled with `call_soon`, `call_soon_threadsafe`, `add_reader` or `add_writer`.
-#[pyclass(frozen, module = "oxloop._oxloop")]
+#[pyclass(frozen, weakref, module = "oxloop._oxloop")]
 pub struct Handle {
     /// What runs.
     pub cb: Callback,
@@ -306,12 +317,15 @@ impl Handle {
 }
 
 /// A callback scheduled with `call_later` or `call_at`.
-#[pyclass(frozen, module = "oxloop._oxloop")]
+#[pyclass(frozen, weakref, module = "oxloop._oxloop")]
 pub struct TimerHandle {
     /// What runs.
     pub cb: Callback,
     /// The deadline on the loop's clock (`loop.time()`).
     pub when: f64,
+    /// The deadline as passed to `call_at` when it was not a float (an int, say): `when()`
+    /// returns it unchanged, as asyncio's `TimerHandle` keeps `_when`.
+    pub when_obj: Option<Py<PyAny>>,
     /// True while the timer sits in the loop's timer queue (mirrors `TimerHandle._scheduled`);
     /// cancelling a scheduled timer is counted for lazy cancellation.
     pub scheduled: AtomicBool,
@@ -355,9 +369,9 @@ impl TimerHandle {
         self.cb.is_cancelled()
     }
 
-    /// Return the scheduled callback time as a float (seconds on the loop's clock).
-    fn when(&self) -> f64 {
-        self.when
+    /// Return the scheduled callback time (seconds on the loop's clock), as given.
+    fn when(&self, py: Python<'_>) -> Py<PyAny> {
+        self.when_value(py)
     }
 
     /// Return the `contextvars.Context` the callback runs in.
@@ -366,8 +380,8 @@ impl TimerHandle {
     }
 
     #[getter(_when)]
-    fn when_attr(&self) -> f64 {
-        self.when
+    fn when_attr(&self, py: Python<'_>) -> Py<PyAny> {
+        self.when_value(py)
     }
 
     #[getter(_scheduled)]
@@ -438,12 +452,23 @@ impl TimerHandle {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let when = PyFloat::new(py, self.when).repr()?.to_string();
+        let when = self.when_value(py).bind(py).repr()?.to_string();
         self.cb
             .repr(py, "TimerHandle", Some(format!("when={when}")))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.when_obj)?;
         self.cb.traverse(&visit)
+    }
+}
+
+impl TimerHandle {
+    /// `_when`: the object given to `call_at`, or the float deadline.
+    fn when_value(&self, py: Python<'_>) -> Py<PyAny> {
+        match &self.when_obj {
+            Some(w) => w.clone_ref(py),
+            None => PyFloat::new(py, self.when).into_any().unbind(),
+        }
     }
 }

@@ -47,6 +47,7 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
         transports::pipe::make_write_pipe_transport,
         m
     )?)?;
+    transports::install_finalizers(m.py());
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
