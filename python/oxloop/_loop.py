@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import errno
+import gc
 import logging
 import os
 import signal
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from asyncio import coroutines, events, futures, tasks
 
 from . import _oxloop
@@ -43,6 +45,22 @@ def _run_until_complete_cb(fut):
         if isinstance(exc, (SystemExit, KeyboardInterrupt)):
             return
     futures._get_loop(fut).stop()
+
+
+# Every open loop, for the hook below.
+_open_loops = weakref.WeakSet()
+
+
+def _track_escaped_handles(phase, info):
+    # Pending handles are invisible to the garbage collector while only their loop holds them
+    # (the loop reports their contents); one that user code holds too is handed back to the
+    # collector before each full collection, so a cycle through it is found (see handles.rs).
+    if phase == "start" and info["generation"] == 2:
+        for loop in list(_open_loops):
+            loop._track_escaped()
+
+
+gc.callbacks.append(_track_escaped_handles)
 
 
 def _format_handle(handle):
@@ -93,6 +111,7 @@ class Loop(
         # Running children by pid (oxloop._subprocess._Child), each with its own exit watch.
         self._children = {}
         self.set_debug(coroutines._is_debug_mode())
+        _open_loops.add(self)
 
     def __repr__(self):
         return (
@@ -189,6 +208,7 @@ class Loop(
             self._signal_handlers.clear()
         self._close_children()
         self._close()
+        _open_loops.discard(self)
         self._close_resolver()
         if self._ssock is not None:
             os.close(self._ssock)
