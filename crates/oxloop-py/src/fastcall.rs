@@ -84,7 +84,8 @@ unsafe fn call_soon(
 fn is_context(py: Python<'_>, name: *mut ffi::PyObject) -> bool {
     let interned = intern!(py, "context").as_ptr();
     // SAFETY: `name` is a live str from `kwnames`; the comparison only reads it.
-    name == interned || unsafe { ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) } == 0
+    name == interned
+        || unsafe { ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) } == 0
 }
 
 /// Hands the call to PyO3's `call_soon` (the descriptor called with `self` first).
@@ -144,9 +145,8 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     }));
     // SAFETY: `ty` is the live `Loop` type object and `def` lives for the rest of the process
     // (leaked above), as a method descriptor's definition must.
-    let descr = unsafe {
-        Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))?
-    };
+    let descr =
+        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
     ty.setattr(intern!(py, "call_soon"), descr)?;
     Ok(())
 }
