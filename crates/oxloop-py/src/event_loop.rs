@@ -565,7 +565,7 @@ impl PyLoop {
 
     /// Like `call_soon()`, but thread-safe: wakes the loop if it is waiting for I/O.
     #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe(
+    pub(crate) fn call_soon_threadsafe(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
@@ -582,7 +582,7 @@ impl PyLoop {
 
     /// Arrange for a callback to be called after `delay` seconds.
     #[pyo3(signature = (delay, callback, *args, context=None))]
-    fn call_later(
+    pub(crate) fn call_later(
         slf: &Bound<'_, Self>,
         delay: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
@@ -607,7 +607,7 @@ impl PyLoop {
 
     /// Arrange for a callback to be called at time `when` on the loop's clock.
     #[pyo3(signature = (when, callback, *args, context=None))]
-    fn call_at(
+    pub(crate) fn call_at(
         slf: &Bound<'_, Self>,
         when: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
