@@ -34,6 +34,12 @@ except ImportError:  # pragma: no cover - Python built without ssl
 logger = logging.getLogger("asyncio")
 
 _HAS_IPv6 = hasattr(socket, "AF_INET6")
+# sock_recv / sock_recv_into / sock_sendall try plain sockets in Rust first (_oxloop.sock_try).
+_SOCKET = socket.socket
+_AGAIN = _oxloop.SOCK_AGAIN
+_TRY_RECV = _oxloop.SOCK_TRY_RECV
+_TRY_RECV_INTO = _oxloop.SOCK_TRY_RECV_INTO
+_TRY_SEND = _oxloop.SOCK_TRY_SEND
 # Mirrors asyncio.constants.SENDFILE_FALLBACK_READBUFFER_SIZE.
 _SENDFILE_FALLBACK_READBUFFER_SIZE = 1024 * 256
 _NUMERIC_CHARS = frozenset("0123456789.")
@@ -257,20 +263,32 @@ class SocketMethods:
 
     async def sock_recv(self, sock, n):
         """Receive up to ``n`` bytes from ``sock``; return them as bytes."""
-        self._sock_check(sock)
-        try:
-            return sock.recv(n)
-        except (BlockingIOError, InterruptedError):
-            pass
+        if sock.__class__ is _SOCKET:
+            # The first try in Rust (asyncio's checks, then the syscall): no exception when it
+            # would block.
+            result = _oxloop.sock_try(self, sock, _TRY_RECV, n)
+            if result is not _AGAIN:
+                return result
+        else:
+            self._sock_check(sock)
+            try:
+                return sock.recv(n)
+            except (BlockingIOError, InterruptedError):
+                pass
         return await self._sock_wait(sock, "recv", (n,))
 
     async def sock_recv_into(self, sock, buf):
         """Receive data from ``sock`` into the writable buffer ``buf``; return the byte count."""
-        self._sock_check(sock)
-        try:
-            return sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            pass
+        if sock.__class__ is _SOCKET:
+            result = _oxloop.sock_try(self, sock, _TRY_RECV_INTO, buf)
+            if result is not _AGAIN:
+                return result
+        else:
+            self._sock_check(sock)
+            try:
+                return sock.recv_into(buf)
+            except (BlockingIOError, InterruptedError):
+                pass
         return await self._sock_wait(sock, "recv_into", (buf,))
 
     async def sock_recvfrom(self, sock, bufsize):
@@ -295,11 +313,14 @@ class SocketMethods:
 
     async def sock_sendall(self, sock, data):
         """Send all of ``data`` to the connected ``sock``; return None."""
-        self._sock_check(sock)
-        try:
-            n = sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            n = 0
+        if sock.__class__ is _SOCKET:
+            n = _oxloop.sock_try(self, sock, _TRY_SEND, data)  # 0 if it would block
+        else:
+            self._sock_check(sock)
+            try:
+                n = sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
         if n == len(data):
             return
         return await self._sock_wait(sock, "sendall", (memoryview(data), n))
