@@ -119,6 +119,9 @@ pub struct SockWait {
     /// Data address of the `Arc` registered with the loop, to recognise our own registration
     /// among the fd's watchers (0 before registration).
     token: AtomicUsize,
+    /// The socket is a plain non-blocking `socket.socket`: `recv`, `recv_into` and `sendall`
+    /// are retried as raw syscalls on `fd` (see [`sock_try`]) instead of through its methods.
+    raw: bool,
 }
 
 /// The `Arc` the loop holds for a [`SockWait`].
@@ -235,6 +238,11 @@ impl SockWait {
         let call = |name: &Bound<'_, pyo3::types::PyString>| -> PyResult<Step> {
             Ok(Step::Done(sock.call_method1(name, args)?.unbind()))
         };
+        if self.raw {
+            if let Some(step) = self.attempt_raw(py, args, pos) {
+                return step;
+            }
+        }
         match self.kind {
             Kind::Recv => call(intern!(py, "recv")),
             Kind::RecvInto => call(intern!(py, "recv_into")),
@@ -277,6 +285,51 @@ impl SockWait {
                 Ok(Step::Done(pair.unbind()))
             }
             Kind::Readable | Kind::Writable => Ok(Step::Done(py.None())),
+        }
+    }
+
+    /// One try of `recv`, `recv_into` or `sendall` as a raw syscall on `fd`; `None` for other
+    /// calls and arguments the raw path does not take (the socket method then runs).
+    fn attempt_raw(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        pos: usize,
+    ) -> Option<PyResult<Step>> {
+        let os_error = |e: std::io::Error| crate::errors::os_error(py, &e);
+        match self.kind {
+            Kind::Recv => {
+                let n = args.get_item(0).ok()?;
+                let bytes = recv_bytes(py, self.fd, &n)?;
+                Some(bytes.map(|b| Step::Done(b.unbind())).map_err(os_error))
+            }
+            Kind::RecvInto => {
+                let buf = args.get_item(0).ok()?;
+                let n =
+                    crate::ffi::with_bytes_mut(&buf, |b| oxloop_core::sys::read(self.fd, b, true))
+                        .ok()?;
+                Some(
+                    n.map_err(os_error)
+                        .and_then(|n| Ok(Step::Done(n.into_pyobject(py)?.into_any().unbind()))),
+                )
+            }
+            Kind::SendAll => {
+                // Mirrors BaseSelectorEventLoop._sock_sendall, on the view's bytes.
+                let view = args.get_item(0).ok()?;
+                let sent = crate::ffi::with_bytes(&view, |data| {
+                    let rest = data.get(pos..).unwrap_or_default();
+                    oxloop_core::sys::write(self.fd, rest, true).map(|n| (pos + n, data.len()))
+                })
+                .ok()?;
+                Some(sent.map_err(os_error).map(|(pos, len)| {
+                    if pos >= len {
+                        Step::Done(py.None())
+                    } else {
+                        Step::Sent(pos)
+                    }
+                }))
+            }
+            _ => None,
         }
     }
 
@@ -398,6 +451,8 @@ pub fn sock_wait(
                 },
             })),
             token: AtomicUsize::new(0),
+            raw: matches!(kind, Kind::Recv | Kind::RecvInto | Kind::SendAll)
+                && is_plain_nonblocking(py, sock)?,
         },
     )?;
     let registration: Arc<dyn NativeWatcher> = Arc::new(Registration(wait.clone_ref(py)));
@@ -426,6 +481,48 @@ thread_local! {
     /// `sock.recv` would shrink its own); grows to the largest size asked, at most `MAX_SCRATCH`.
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
+
+/// `recv(fd, n)` into a new `bytes` of the received size, for an exact `int` `n` up to
+/// `MAX_SCRATCH`; `None` for any other `n` (the socket method then decides).
+fn recv_bytes<'py>(
+    py: Python<'py>,
+    fd: RawFd,
+    n: &Bound<'py, PyAny>,
+) -> Option<std::io::Result<Bound<'py, PyAny>>> {
+    let n = n
+        .cast_exact::<pyo3::types::PyInt>()
+        .ok()?
+        .extract::<usize>()
+        .ok()?;
+    if n > MAX_SCRATCH {
+        return None;
+    }
+    Some(SCRATCH.with(|scratch| {
+        let mut buf = scratch.borrow_mut();
+        if buf.len() < n {
+            buf.resize(n, 0);
+        }
+        oxloop_core::sys::read(fd, &mut buf[..n], true)
+            .map(|k| pyo3::types::PyBytes::new(py, &buf[..k]).into_any())
+    }))
+}
+
+/// Whether `sock` is a plain `socket.socket` in non-blocking mode (`gettimeout() == 0`).
+fn is_plain_nonblocking(py: Python<'_>, sock: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let socket_type = SOCKET_TYPE.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("socket")?.getattr("socket")?.unbind())
+    })?;
+    if !sock.get_type().is(socket_type.bind(py)) {
+        return Ok(false);
+    }
+    Ok(sock
+        .call_method0(intern!(py, "gettimeout"))?
+        .cast::<pyo3::types::PyFloat>()
+        .is_ok_and(|t| t.value() == 0.0))
+}
+
+/// `socket.socket`.
+static SOCKET_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The sentinel `sock_try` returns when the call would block.
 static AGAIN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -470,20 +567,7 @@ pub fn sock_try(
     };
     if fd >= 0 {
         let raw: Option<std::io::Result<Py<PyAny>>> = match op {
-            TRY_RECV => match arg.cast_exact::<pyo3::types::PyInt>() {
-                Ok(n) => match n.extract::<usize>() {
-                    Ok(n) if n <= MAX_SCRATCH => Some(SCRATCH.with(|scratch| {
-                        let mut buf = scratch.borrow_mut();
-                        if buf.len() < n {
-                            buf.resize(n, 0);
-                        }
-                        oxloop_core::sys::read(fd, &mut buf[..n], true)
-                            .map(|k| pyo3::types::PyBytes::new(py, &buf[..k]).into_any().unbind())
-                    })),
-                    _ => None,
-                },
-                Err(_) => None,
-            },
+            TRY_RECV => recv_bytes(py, fd, arg).map(|r| r.map(|b| b.unbind())),
             TRY_RECV_INTO => crate::ffi::with_bytes_mut(arg, |buf| {
                 oxloop_core::sys::read(fd, buf, true)
                     .map(|k| k.into_pyobject(py).map(|k| k.into_any().unbind()))
