@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import os
 import signal
@@ -41,6 +42,22 @@ def _format_handle(handle):
     if isinstance(getattr(cb, "__self__", None), tasks.Task):
         return repr(cb.__self__)
     return str(handle)
+
+
+# Every open loop, for the hook below.
+_open_loops = weakref.WeakSet()
+
+
+def _track_escaped_handles(phase, info):
+    # Pending handles are invisible to the garbage collector while only their loop holds them
+    # (the loop reports their contents); one that user code holds too is handed back to the
+    # collector before each full collection, so a cycle through it is found (see handles.rs).
+    if phase == "start" and info["generation"] == 2:
+        for loop in list(_open_loops):
+            loop._track_escaped()
+
+
+gc.callbacks.append(_track_escaped_handles)
 
 
 class Loop(
@@ -93,6 +110,7 @@ class Loop(
         if type(self).time is not _oxloop.Loop.time:
             self._time_override = True
         self.set_debug(coroutines._is_debug_mode())
+        _open_loops.add(self)
 
     # -- running and stopping ------------------------------------------------------------------
 
@@ -144,6 +162,7 @@ class Loop(
             self._signal_handlers.clear()
         self._close_children()
         self._close()
+        _open_loops.discard(self)
         self._close_resolver()
         if self._ssock is not None:
             os.close(self._ssock)

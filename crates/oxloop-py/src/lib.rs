@@ -13,6 +13,7 @@ compile_error!("oxloop relies on the GIL to serialise access to the loop state; 
 mod dns;
 mod errors;
 mod event_loop;
+mod fastcall;
 mod ffi;
 mod gil;
 mod handles;
@@ -26,6 +27,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::PyLoop>()?;
+    fastcall::install(m.py())?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<dns::Resolver>()?;

@@ -60,6 +60,9 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         }
         (timeout, poll, std::mem::take(&mut st.events))
     };
+    for t in &pruned {
+        crate::handles::release(t.0.bind(py).as_any());
+    }
     drop(pruned);
 
     // 2. Poll. A zero-timeout poll cannot block: keep the GIL (a pending wake-up stays in the
@@ -220,13 +223,28 @@ fn take_io_noted() -> bool {
 fn run_ready(slf: &Bound<'_, PyLoop>, item: Ready, debug: bool) -> PyResult<()> {
     let py = slf.py();
     if !debug {
+        // The loop lets go of the handle once it ran; see `handles::release`.
         return match &item {
-            Ready::Handle(h) => h.get().cb.run(py, h.bind(py).as_any()),
-            Ready::Timer(t) => t.get().cb.run(py, t.bind(py).as_any()),
+            Ready::Handle(h) => {
+                let ran = h.get().cb.run(py, h.bind(py).as_any());
+                crate::handles::release(h.bind(py).as_any());
+                ran
+            }
+            Ready::Timer(t) => {
+                let ran = t.get().cb.run(py, t.bind(py).as_any());
+                crate::handles::release(t.bind(py).as_any());
+                ran
+            }
             Ready::Native(n, direction) => n.ready(py, *direction),
         };
     }
-    // The debug path: what asyncio's `_run_once` does when `self._debug` is set.
+    // The debug path: what asyncio's `_run_once` does when `self._debug` is set. Debug mode keeps
+    // every handle tracked by the garbage collector, as asyncio's are.
+    match &item {
+        Ready::Handle(h) => crate::ffi::gc_track(h.bind(py).as_any()),
+        Ready::Timer(t) => crate::ffi::gc_track(t.bind(py).as_any()),
+        Ready::Native(..) => {}
+    }
     let owner = match &item {
         Ready::Handle(h) if h.get().cb.is_cancelled() => return Ok(()),
         Ready::Timer(t) if t.get().cb.is_cancelled() => return Ok(()),
