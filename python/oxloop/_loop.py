@@ -21,7 +21,7 @@ import time
 import warnings
 from asyncio import coroutines, events, futures, tasks
 
-from . import _oxloop
+from . import _monitor, _oxloop
 from ._sock import SocketMethods
 from ._streams import StreamsMixin
 from ._subprocess import SubprocessMixin
@@ -77,8 +77,9 @@ class Loop(
         self._asyncgens_shutdown_called = False
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
-        # Mirrors BaseEventLoop.slow_callback_duration: debug mode logs callbacks slower than this.
-        self.slow_callback_duration = 0.1
+        # Mirrors BaseEventLoop.slow_callback_duration: debug mode logs callbacks slower than this
+        # (and monitoring mode, see the property).
+        self._slow_callback_duration = 0.1
         # Mirrors BaseEventLoop._clock_resolution (asyncio's timers may fire this early; oxloop's
         # never fire early, but code reads the attribute).
         self._clock_resolution = time.get_clock_info("monotonic").resolution
@@ -93,6 +94,20 @@ class Loop(
         # Running children by pid (oxloop._subprocess._Child), each with its own exit watch.
         self._children = {}
         self.set_debug(coroutines._is_debug_mode())
+        # Tasks made by create_task (oxloop.stats).
+        self._tasks_created = 0
+        if _monitor.enabled_by_default():
+            _monitor.enable(self)
+
+    @property
+    def slow_callback_duration(self):
+        """Seconds a callback may hold the loop before debug or monitoring mode reports it."""
+        return self._slow_callback_duration
+
+    @slow_callback_duration.setter
+    def slow_callback_duration(self, value):
+        self._slow_callback_duration = value
+        _monitor.set_threshold(self, value)
 
     def __repr__(self):
         return (
@@ -188,6 +203,7 @@ class Loop(
             )
             self._signal_handlers.clear()
         self._close_children()
+        _monitor.disable(self)
         self._close()
         self._close_resolver()
         if self._ssock is not None:
@@ -208,6 +224,7 @@ class Loop(
             """Schedule a coroutine object; return a Task."""
             self._check_closed()
             if self._task_factory is not None:
+                self._tasks_created += 1
                 if context is not None:
                     kwargs["context"] = context
                 if _PY313:
@@ -216,6 +233,7 @@ class Loop(
                     task = self._task_factory(self, coro, **kwargs)
                     tasks._set_task_name(task, name)
                 return task
+            self._tasks_created += 1
             task = tasks.Task(coro, loop=self, name=name, context=context, **kwargs)
             if task._source_traceback:
                 del task._source_traceback[-1]
@@ -230,6 +248,7 @@ class Loop(
         def create_task(self, coro, *, name=None, context=None):
             """Schedule a coroutine object; return a Task."""
             self._check_closed()
+            self._tasks_created += 1
             if self._task_factory is None:
                 task = tasks.Task(coro, loop=self, name=name, context=context)
                 if task._source_traceback:

@@ -139,6 +139,8 @@ pub struct State {
     /// an fd whose transport is not closing. A transport leaves the map when its connection is
     /// lost.
     pub transports: HashMap<RawFd, Py<PyAny>>,
+    /// Counters, and the monitoring state when monitoring is on (`oxloop.stats`).
+    pub stats: crate::monitor::Stats,
 }
 
 /// asyncio's event loop: ready queue, timers and I/O watching, in Rust.
@@ -507,6 +509,7 @@ impl PyLoop {
                 debug: false,
                 polled_last_tick: false,
                 transports: HashMap::new(),
+                stats: crate::monitor::Stats::default(),
             }),
             reactor: Mutex::new(Some(reactor)),
             waker,
@@ -722,7 +725,11 @@ impl PyLoop {
     fn _run(slf: &Bound<'_, Self>, tick: Option<Bound<'_, PyAny>>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        this.state.borrow_mut(py).thread_id = Some(ffi::thread_ident());
+        {
+            let mut st = this.state.borrow_mut(py);
+            st.thread_id = Some(ffi::thread_ident());
+            st.stats.run_begin();
+        }
         let result = loop {
             let ran = match &tick {
                 None => crate::run_once::run_once(slf),
@@ -738,6 +745,7 @@ impl PyLoop {
         let mut st = this.state.borrow_mut(py);
         st.stopping = false;
         st.thread_id = None;
+        st.stats.run_end();
         result
     }
 
@@ -812,6 +820,9 @@ impl PyLoop {
         }
         for t in st.transports.values() {
             visit.call(t)?;
+        }
+        if let Some(a) = &st.stats.active {
+            visit.call(a.sink())?;
         }
         Ok(())
     }

@@ -6,6 +6,10 @@
 //! 3. queue the handles of ready readers and writers (dropping cancelled ones), then due timers;
 //! 4. run exactly the callbacks queued when step 3 ended, with the GIL held for the whole batch.
 //!
+//! Loop statistics hook in at three points ([`crate::monitor::Stats`]): before the poll, after
+//! queueing, after the batch; with monitoring on, each callback runs through
+//! [`crate::monitor::Tick::run`].
+//!
 //! The per-callback hook point is [`run_ready`]: in debug mode each callback is timed and slow ones
 //! are logged (`slow_callback_duration`) naming the handle or its task.
 
@@ -48,6 +52,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         let poll =
             timeout != Some(Duration::ZERO) || (!st.watches.is_empty() && !st.polled_last_tick);
         st.polled_last_tick = poll;
+        st.stats.before_poll(timeout != Some(Duration::ZERO));
         (timeout, poll, std::mem::take(&mut st.events))
     };
     drop(pruned);
@@ -104,7 +109,8 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
 
     // 3. Queue ready I/O handles, then due timers.
     let mut cancelled_io = Vec::new();
-    let ntodo = {
+    let mut first_timer = None;
+    let (ntodo, mut tick) = {
         let mut st = this.state.borrow_mut(py);
         for ev in &events {
             for (ready, direction) in [
@@ -134,6 +140,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
                 st.ready.push(entry);
             }
         }
+        let nevents = events.len();
         st.events = events;
         let now = if st.timers.is_empty() {
             0.0
@@ -146,9 +153,11 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
                 .get()
                 .scheduled
                 .store(false, std::sync::atomic::Ordering::Relaxed);
+            first_timer.get_or_insert(timer.0.get().when);
             st.ready.push(Ready::Timer(timer.0));
         }
-        st.ready.len()
+        let ntodo = st.ready.len();
+        (ntodo, st.stats.queued(nevents, first_timer, ntodo))
     };
     for (fd, direction) in cancelled_io {
         this.unwatch(py, fd, direction)?;
@@ -156,29 +165,40 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
 
     // 4. Run what is ready now.
     let debug = this.debug(py);
-    for _ in 0..ntodo {
-        // `close()` from a callback empties the queue: stop early then.
-        let Some(item) = this.state.borrow_mut(py).ready.pop() else {
-            break;
-        };
-        run_ready(slf, item, debug)?;
-    }
-    Ok(())
+    let mut ran = 0;
+    let result = (|| {
+        for _ in 0..ntodo {
+            // `close()` from a callback empties the queue: stop early then.
+            let Some(item) = this.state.borrow_mut(py).ready.pop() else {
+                break;
+            };
+            ran += 1;
+            // Monitoring off: this one predictable check is its whole per-callback cost.
+            match &mut tick {
+                None => run_ready(slf, &item, debug)?,
+                Some(tick) => tick.run(slf, &item, debug)?,
+            }
+        }
+        Ok(())
+    })();
+    drop(tick);
+    this.state.borrow_mut(py).stats.batch_done(ran);
+    result
 }
 
 /// Runs one ready entry; in debug mode, times it and reports a slow callback.
 #[inline]
-fn run_ready(slf: &Bound<'_, PyLoop>, item: Ready, debug: bool) -> PyResult<()> {
+pub fn run_ready(slf: &Bound<'_, PyLoop>, item: &Ready, debug: bool) -> PyResult<()> {
     let py = slf.py();
     if !debug {
-        return match &item {
+        return match item {
             Ready::Handle(h) => h.get().cb.run(py, h.bind(py).as_any()),
             Ready::Timer(t) => t.get().cb.run(py, t.bind(py).as_any()),
             Ready::Native(n, direction) => n.ready(py, *direction),
         };
     }
     // The debug path: what asyncio's `_run_once` does when `self._debug` is set.
-    let owner = match &item {
+    let owner = match item {
         Ready::Handle(h) if h.get().cb.is_cancelled() => return Ok(()),
         Ready::Timer(t) if t.get().cb.is_cancelled() => return Ok(()),
         Ready::Handle(h) => h.bind(py).clone().into_any(),
@@ -187,7 +207,7 @@ fn run_ready(slf: &Bound<'_, PyLoop>, item: Ready, debug: bool) -> PyResult<()> 
     };
     slf.setattr(intern!(py, "_current_handle"), &owner)?;
     let t0 = sys::monotonic();
-    let result = match &item {
+    let result = match item {
         Ready::Handle(h) => h.get().cb.run(py, &owner),
         Ready::Timer(t) => t.get().cb.run(py, &owner),
         Ready::Native(n, direction) => n.ready(py, *direction),
