@@ -326,4 +326,3 @@ def format_event(event: SlowEvent) -> str:
     held = "is holding" if event.blocking else "held"
     so_far = " so far" if event.blocking else ""
     return f"{who} {held} the loop for {event.duration:.3f} s{so_far}{where}"
-

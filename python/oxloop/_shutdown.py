@@ -108,38 +108,50 @@ class _Stop:
 
 def run_graceful(main, *, debug, loop_factory, timeout):
     """``oxloop.run`` with a SIGTERM handler that stops gracefully (see the module docs)."""
-    with asyncio.Runner(debug=debug, loop_factory=loop_factory) as runner:
-        loop = runner.get_loop()
-        stop = _Stop(loop, main, timeout)
-        in_main_thread = threading.current_thread() is threading.main_thread()
-        if in_main_thread:
-            loop.add_signal_handler(signal.SIGTERM, stop.on_sigterm)
+    runner = asyncio.Runner(debug=debug, loop_factory=loop_factory)
+    loop = runner.get_loop()
+    stop = _Stop(loop, main, timeout)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:
+        loop.add_signal_handler(signal.SIGTERM, stop.on_sigterm)
+    try:
         try:
-            try:
-                result = runner.run(main)
-            except asyncio.CancelledError:
-                if stop.status is None:
-                    raise
-                result = None
-            except RuntimeError as exc:
-                # loop.stop() by the timeout or a second SIGTERM, main still running.
-                if stop.status in (None, 0) or "stopped before Future" not in str(exc):
-                    raise
-                result = None
+            result = runner.run(main)
+        except asyncio.CancelledError:
             if stop.status is None:
-                return result
-            if stop.status == 0:
-                try:
-                    runner.run(stop.drain())
-                except RuntimeError:
-                    if stop.status == 0:
-                        raise
-        finally:
-            if in_main_thread and not loop.is_closed():
-                loop.remove_signal_handler(signal.SIGTERM)
-        if stop.status != 0:
-            # Leave what is left to loop.close() without waiting for it.
-            for task in asyncio.all_tasks(loop):
-                task.cancel()
+                raise
+            result = None
+        except RuntimeError as exc:
+            # loop.stop() by the timeout or a second SIGTERM, main still running.
+            if stop.status in (None, 0) or "stopped before Future" not in str(exc):
+                raise
+            result = None
+        if stop.status is None:
+            return result
+        if stop.status == 0:
+            try:
+                runner.run(stop.drain())
+            except RuntimeError:
+                if stop.status == 0:
+                    raise
+    finally:
+        if in_main_thread and not loop.is_closed():
+            loop.remove_signal_handler(signal.SIGTERM)
+        if stop.status in (None, 0):
+            runner.close()
+        else:
+            _abandon(loop)
     sys.stdout.flush()
     raise SystemExit(stop.status)
+
+
+def _abandon(loop):
+    # Past the timeout: what is left is cancelled once and the loop closed without waiting for
+    # it (asyncio.Runner.close would wait for every task, without a bound).
+    for task in asyncio.all_tasks(loop):
+        task.cancel()
+        task._log_destroy_pending = False
+    if loop._default_executor is not None:
+        loop._default_executor.shutdown(wait=False)
+        loop._default_executor = None
+    loop.close()

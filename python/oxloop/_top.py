@@ -45,18 +45,33 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _remove_stale(path: str) -> None:
+    # The socket of a program killed by a signal (no exit handler ran); the directory is ours.
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def find(pid: "int | None") -> "tuple[int, str] | str":
     """The pid and socket to watch, or an error message."""
     if pid is not None:
         path = _live.socket_path(pid)
         if not os.path.exists(path):
             return f"process {pid} has no oxloop live socket ({path}); is it monitored?"
+        if not _alive(pid):
+            _remove_stale(path)
+            return f"process {pid} is not running"
         return pid, path
     found = []
     for path in sorted(glob.glob(os.path.join(_live.socket_dir(), "*.sock"))):
         name = os.path.basename(path)[: -len(".sock")]
-        if name.isdigit() and _alive(int(name)):
+        if not name.isdigit():
+            continue
+        if _alive(int(name)):
             found.append((int(name), path))
+        else:
+            _remove_stale(path)
     if not found:
         return (
             "no monitored oxloop program found; run it with `python -m oxloop --monitor`, "
@@ -189,7 +204,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m oxloop top", description="Live view of a monitored oxloop program."
     )
-    parser.add_argument("pid", nargs="?", type=int, help="the program's pid (default: the only one)")
+    parser.add_argument(
+        "pid", nargs="?", type=int, help="the program's pid (default: the only one)"
+    )
     parser.add_argument("-d", "--delay", type=float, default=1.0, help="seconds between refreshes")
     parser.add_argument("-n", "--iterations", type=int, default=0, help="stop after N screens")
     args = parser.parse_args(argv)
@@ -212,7 +229,7 @@ def main(argv: list[str]) -> int:
                     break
                 now = time.monotonic()
                 dt = now - prev[0] if prev else 0.0
-                width = shutil.get_terminal_size((120, 40)).columns
+                width = shutil.get_terminal_size().columns if interactive else 10_000
                 screen.show(render(snap, prev[1] if prev else None, dt, width))
                 prev = (now, snap)
                 shown += 1

@@ -22,7 +22,9 @@
 //! then takes the GIL (which a blocked loop thread releases in `time.sleep`, or yields at the
 //! interpreter's switch interval) and has the sink capture the loop thread's Python stack
 //! (`_capture`) *while it blocks*. When the number changes after at least the threshold, the
-//! watchdog reports one slow event (`_slow`) with its duration (within one period) and that stack.
+//! watchdog reports one slow event (`_slow`) with its duration (within one period) and that stack;
+//! a loop still held after ten times the threshold (at least a second) is reported at once too
+//! (`_blocking`), so a loop that never comes back is named.
 //!
 //! Loop lag is measured once per tick, as the time the tick's first entry waited: a due timer
 //! from its deadline; entries queued before a non-blocking poll (by the previous batch, or I/O
@@ -295,7 +297,7 @@ fn watchdog(probe: Arc<Probe>, sink: Py<PyAny>) {
                 capture = got;
             }
         }
-        let long = (threshold * 10).max(Duration::from_secs(5));
+        let long = (threshold * 10).max(Duration::from_secs(1));
         if !told_blocking && held >= long {
             told_blocking = true;
             let c = Python::attach(|py| capture.as_ref().map(|c| c.clone_ref(py)));
