@@ -179,8 +179,11 @@ class _Screen:
 
     def show(self, lines: list[str]) -> None:
         if self.interactive:
-            body = "".join(f"{line}\x1b[K\r\n" for line in lines)
-            sys.stdout.write("\x1b[H" + body + "\r\n(q quits)\x1b[K\x1b[J")
+            # Never write past the last row: the terminal would scroll.
+            rows = shutil.get_terminal_size().lines
+            lines = [*lines[: max(rows - 2, 1)], "", "(q quits)"][:rows]
+            body = "\x1b[K\r\n".join(lines)
+            sys.stdout.write("\x1b[H" + body + "\x1b[K\x1b[J")
         else:
             sys.stdout.write("\n".join(lines) + "\n\n")
         sys.stdout.flush()
