@@ -110,7 +110,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     // 3. Queue ready I/O handles, then due timers.
     let mut cancelled_io = Vec::new();
     let mut first_timer = None;
-    let (ntodo, mut tick) = {
+    let (mut batch, mut probe) = {
         let mut st = this.state.borrow_mut(py);
         for ev in &events {
             for (ready, direction) in [
@@ -157,7 +157,8 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
             st.ready.push(Ready::Timer(timer.0));
         }
         let ntodo = st.ready.len();
-        (ntodo, st.stats.queued(nevents, first_timer, ntodo))
+        let probe = st.stats.queued(nevents, first_timer, ntodo);
+        (st.ready.begin_tick(), probe)
     };
     for (fd, direction) in cancelled_io {
         this.unwatch(py, fd, direction)?;
@@ -167,21 +168,22 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     let debug = this.debug(py);
     let mut ran = 0;
     let result = (|| {
-        for _ in 0..ntodo {
-            // `close()` from a callback empties the queue: stop early then.
-            let Some(item) = this.state.borrow_mut(py).ready.pop() else {
+        // `close()` from a callback empties the queue: the tick ends early then.
+        loop {
+            // NOTE: not `while let`: its temporary borrow would last through the callback.
+            let Some(item) = this.state.borrow_mut(py).ready.next_in_tick(&mut batch) else {
                 break;
             };
             ran += 1;
             // Monitoring off: this one predictable check is its whole per-callback cost.
-            match &mut tick {
+            match &mut probe {
                 None => run_ready(slf, &item, debug)?,
-                Some(tick) => tick.run(slf, &item, debug)?,
+                Some(probe) => probe.run(slf, &item, debug)?,
             }
         }
         Ok(())
     })();
-    drop(tick);
+    drop(probe);
     this.state.borrow_mut(py).stats.batch_done(ran);
     result
 }
