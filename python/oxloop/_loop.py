@@ -22,7 +22,7 @@ import warnings
 import weakref
 from asyncio import coroutines, events, tasks
 
-from . import _oxloop
+from . import _monitor, _oxloop
 from ._borrowed import AsyncioColdPath
 from ._sock import SocketMethods
 from ._streams import StreamsMixin
@@ -87,8 +87,9 @@ class Loop(
         self._asyncgens_shutdown_called = False
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
-        # Mirrors BaseEventLoop.slow_callback_duration: debug mode logs callbacks slower than this.
-        self.slow_callback_duration = 0.1
+        # Mirrors BaseEventLoop.slow_callback_duration: debug mode logs callbacks slower than this
+        # (and monitoring mode, see the property).
+        self._slow_callback_duration = 0.1
         # Mirrors BaseEventLoop._clock_resolution (asyncio's timers may fire this early; oxloop's
         # never fire early, but code reads the attribute).
         self._clock_resolution = time.get_clock_info("monotonic").resolution
@@ -111,6 +112,25 @@ class Loop(
             self._time_override = True
         self.set_debug(coroutines._is_debug_mode())
         _open_loops.add(self)
+        # Tasks made by create_task (oxloop.stats).
+        self._tasks_created = 0
+        if _monitor.enabled_by_default():
+            _monitor.enable(self)
+
+    @property
+    def slow_callback_duration(self):
+        """Seconds a callback may hold the loop before debug or monitoring mode reports it."""
+        return self._slow_callback_duration
+
+    @slow_callback_duration.setter
+    def slow_callback_duration(self, value):
+        self._slow_callback_duration = value
+        _monitor.set_threshold(self, value)
+
+    def create_task(self, coro, **kwargs):
+        """Schedule a coroutine object; return a Task (asyncio's own create_task, counted)."""
+        self._tasks_created += 1
+        return super().create_task(coro, **kwargs)
 
     # -- running and stopping ------------------------------------------------------------------
 
@@ -161,6 +181,7 @@ class Loop(
             )
             self._signal_handlers.clear()
         self._close_children()
+        _monitor.disable(self)
         self._close()
         _open_loops.discard(self)
         self._close_resolver()

@@ -167,6 +167,8 @@ pub struct State {
     /// an fd whose transport is not closing. A transport leaves the map when its connection is
     /// lost.
     pub transports: HashMap<RawFd, Py<PyAny>>,
+    /// Counters, and the monitoring state when monitoring is on (`oxloop.stats`).
+    pub stats: crate::monitor::Stats,
 }
 
 /// asyncio's event loop: ready queue, timers and I/O watching, in Rust.
@@ -633,6 +635,7 @@ impl PyLoop {
                 may_skip_poll: false,
                 time_override: false,
                 transports: HashMap::new(),
+                stats: crate::monitor::Stats::default(),
             }),
             reactor: Mutex::new(Some(reactor)),
             waker,
@@ -865,6 +868,7 @@ impl PyLoop {
             st.thread_id = Some(ffi::thread_ident());
             // Anything may have happened since the last run.
             st.may_skip_poll = false;
+            st.stats.run_begin();
         }
         let result = loop {
             let ran = match &tick {
@@ -881,6 +885,7 @@ impl PyLoop {
         let mut st = this.state.borrow_mut(py);
         st.stopping = false;
         st.thread_id = None;
+        st.stats.run_end();
         result
     }
 
@@ -1020,6 +1025,9 @@ impl PyLoop {
         }
         for t in st.transports.values() {
             visit.call(t)?;
+        }
+        if let Some(a) = &st.stats.active {
+            visit.call(a.sink())?;
         }
         Ok(())
     }

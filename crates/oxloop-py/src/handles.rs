@@ -75,6 +75,14 @@ impl Callback {
         })
     }
 
+    /// The callback, unless cancelled (the monitor names what it sampled by it).
+    pub fn callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.target
+            .borrow(py)
+            .as_ref()
+            .map(|(c, _)| c.clone_ref(py))
+    }
+
     #[inline]
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)

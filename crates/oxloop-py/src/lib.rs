@@ -17,6 +17,7 @@ mod fastcall;
 mod ffi;
 mod gil;
 mod handles;
+mod monitor;
 mod run_once;
 mod sock;
 mod transports;
@@ -32,6 +33,7 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<dns::Resolver>()?;
     sock::register(m)?;
+    monitor::register(m)?;
     m.add_class::<transports::udp::DatagramCore>()?;
     m.add_class::<transports::stream::SocketTransport>()?;
     m.add_function(wrap_pyfunction!(
