@@ -73,6 +73,13 @@ bench: build native-echo $(BENCH_STAMP) ## Full side-by-side benchmark, about 10
 bench-quick: build native-echo $(BENCH_STAMP) ## Quick benchmark run, under 2 min (fewer repetitions, less work)
 	$(PY) benchmarks/run.py --quick
 
+# Not part of `make test`: each suite gets its own venv and runs twice (asyncio's loop, oxloop).
+SUITES ?=
+ARGS ?=
+.PHONY: ecosystem
+ecosystem: venv ## Real libraries' own test suites on asyncio and oxloop (SUITES="uvicorn anyio", ARGS=pytest args); writes docs/ecosystem.md
+	nice -n 10 $(PY) ecosystem/run.py $(if $(SUITES),--suites $(SUITES)) -- $(ARGS)
+
 .PHONY: lint
 lint: build ## cargo fmt --check, clippy -D warnings, ruff, stubtest of the extension's stubs
 	cargo fmt --all -- --check
