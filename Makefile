@@ -84,14 +84,14 @@ ecosystem: venv ## Real libraries' own test suites on asyncio and oxloop (SUITES
 lint: build ## cargo fmt --check, clippy -D warnings, ruff, stubtest of the extension's stubs
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
-	$(VENV)/bin/ruff check python tests benchmarks examples
-	$(VENV)/bin/ruff format --check python tests benchmarks examples
+	$(VENV)/bin/ruff check python tests benchmarks examples ecosystem
+	$(VENV)/bin/ruff format --check python tests benchmarks examples ecosystem
 	$(PY) -m mypy.stubtest oxloop._oxloop
 
 .PHONY: format
 format: venv ## Format Rust and Python sources
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests benchmarks examples
+	$(VENV)/bin/ruff format python tests benchmarks examples ecosystem
 
 .PHONY: clean
 clean: ## Remove build outputs and .venv

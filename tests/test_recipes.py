@@ -21,7 +21,7 @@ import urllib.request
 import pytest
 
 #: an ASGI app answering every request with its running loop's class and its process id
-ASGI_APP = '''
+ASGI_APP = """
 import asyncio
 import os
 
@@ -37,7 +37,7 @@ async def app(scope, receive, send):
     body = f"{loop.__module__}.{loop.__qualname__} {os.getpid()}".encode()
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": body})
-'''
+"""
 
 STARTUP = 30.0
 
@@ -69,7 +69,11 @@ class Server:
         env = dict(os.environ, PYTHONPATH=str(cwd))
         # A session of its own: a process manager's signals to its group stay inside it.
         self.proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
