@@ -103,6 +103,8 @@ def tests_dir(suite: Suite) -> Path:
     dest.mkdir(parents=True)
     if suite.vendor:
         shutil.copytree(HERE / "vendor" / suite.vendor, dest, dirs_exist_ok=True)
+        # No configuration of its own: without one, pytest would climb to this repository's.
+        (dest / "pytest.ini").write_text("[pytest]\n")
         return dest
     with tarfile.open(sdist(suite)) as tar:
         for member in tar.getmembers():
@@ -147,10 +149,14 @@ def pytest_run(suite: Suite, py: Path, src: Path, loop: str, tag: str, extra: li
     env["OXLOOP_ECO_PROBE_OUT"] = str(probe_file)
     env.pop("PYTHONASYNCIODEBUG", None)
     cmd = [py, *LOOP_COMMANDS[loop]]
-    cmd += ["-p", "oxloop_eco_probe", "-p", "no:cacheprovider", "-q", "-rN"]
+    if suite.user:
+        env["HOME"] = str(out)
+        cmd = ["runuser", "-u", suite.user, "--", *cmd]
+        run(["chown", "-R", suite.user, out, src])
+    cmd += ["-p", "oxloop_eco_probe", "-p", "no:cacheprovider", "-q", "-rN", f"--rootdir={src}"]
     cmd += [f"--junitxml={out / f'{tag}-{loop}.xml'}", "-o", f"timeout={suite.timeout}"]
     cmd += extra
-    log(f"{suite.name} on {loop}: {' '.join(str(c) for c in cmd[1:])[:200]}")
+    log(f"{suite.name} on {loop}: {' '.join(str(c) for c in cmd)[:200]}")
     start = time.monotonic()
     with open(out / f"{tag}-{loop}.log", "w") as logf:
         proc = subprocess.Popen(
@@ -214,11 +220,19 @@ def short(msg: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def ensure_user(name: str) -> None:
+    if subprocess.run(["id", "-u", name], capture_output=True).returncode != 0:
+        log(f"creating the unprivileged user {name}")
+        run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name])
+
+
 def run_suite(
     suite: Suite, python: str, wheel: Path, loops: list[str], extra: list[str], reuse: bool
 ) -> dict:
+    if suite.user:
+        ensure_user(suite.user)
     src = tests_dir(suite)
-    py = venv(suite, python, wheel)
+    py = venv(suite, suite.python or python, wheel)
     args = [*suite.options, *(extra or suite.paths)]
     results = {}
     for loop in loops:

@@ -40,6 +40,10 @@ class Suite:
     timeout: int = 60
     #: extra environment variables for the run
     env: dict[str, str] = field(default_factory=dict)
+    #: run pytest as this unprivileged user (created if missing) instead of the caller
+    user: str | None = None
+    #: the interpreter for the suite's venv instead of --python (one the user can execute)
+    python: str | None = None
 
     @property
     def requirement(self) -> str:
@@ -179,6 +183,21 @@ SUITES: dict[str, Suite] = {
             ),
             drop=("aiohttp", "vendor", "docs", "examples"),
             timeout=120,
+        ),
+        Suite(
+            name="asyncpg",
+            dist="asyncpg",
+            version="0.32.0",
+            title="asyncpg 0.32.0 (PostgreSQL 15 from Debian)",
+            deps=("pytest", "pytest-timeout", "distro~=1.9.0"),
+            paths=("tests",),
+            drop=("asyncpg",),
+            timeout=120,
+            # Its test clusters are made with initdb, which refuses root; Debian's Python, since
+            # pyenv's lives under /root, which other users cannot enter.
+            user="oxloop-eco",
+            python="/usr/bin/python3",
+            env={"PGINSTALLATION": "/usr/lib/postgresql/15/bin"},
         ),
     )
 }
