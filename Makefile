@@ -1,10 +1,37 @@
 # oxloop: `make help` lists the commands.
+# Every recipe runs under bash with -e -u -o pipefail: a command that fails anywhere in a pipeline
+# fails the target, and so `make test`.
 SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.deps-stamp
+
+# The CPython versions `make test` and `make dist` cover, each in its own venv (.venv-X.Y) with
+# its own cargo target dir (target/py-X.Y), so switching interpreters never rebuilds the others.
+# PYTHONS may name the interpreters directly (PYTHONS="/usr/bin/python3.12 ..."); otherwise the
+# newest pyenv install of each version is used. A version not found is reported, never hidden.
+VERSIONS ?= 3.11 3.12 3.13
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
+find_python = $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1))))
+ifdef PYTHONS
+  py_version = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  $(foreach p,$(PYTHONS),$(eval PYTHON_$(call py_version,$(p)) := $(p)))
+  VERSIONS := $(foreach p,$(PYTHONS),$(call py_version,$(p)))
+else
+  $(foreach v,$(VERSIONS),$(eval PYTHON_$(v) := $(or $(call find_python,$(v)),$(shell command -v python$(v) 2>/dev/null))))
+endif
+FOUND := $(foreach v,$(VERSIONS),$(if $(PYTHON_$(v)),$(v)))
+MISSING := $(filter-out $(FOUND),$(VERSIONS))
+# asyncio debug mode conformance covers these modules (the whole suite in debug mode costs minutes).
+DEBUG_MODULES ?= test_events test_sock_lowlevel test_streams test_server test_sendfile test_ssl test_subprocess test_unix_events test_base_events
+# Limit a run while iterating: `make test-3.12 PYTEST_ARGS="-x -k udp" MODULES="test_streams"`.
+PYTEST_ARGS ?=
+MODULES ?=
 
 .DEFAULT_GOAL := help
 
@@ -25,27 +52,66 @@ venv: $(STAMP) ## Create .venv with the build and test tools
 
 .PHONY: build
 build: venv ## Build oxloop in release mode into .venv
-	$(VENV)/bin/maturin develop --release --quiet 2>&1 | grep -v '^\s*$$' | tail -n 3
+	$(VENV)/bin/maturin develop --release --quiet
 
 .PHONY: demo
 demo: build ## Build, then run the showcase (examples/demo.py)
 	$(PY) examples/demo.py
 
 .PHONY: test
-test: test-rust test-py conformance ## Run every test: Rust unit tests, Python tests, conformance
+test: test-rust $(foreach v,$(FOUND),test-$(v)) ## Every test: Rust once, then per Python (3.11+): pytest, debug-mode pytest, conformance
+	@echo "test: passed on Python $(FOUND)$(if $(MISSING),; NOT INSTALLED (not tested): Python $(MISSING))"
 
 .PHONY: test-rust
 test-rust: ## Rust unit tests of oxloop-core (no Python needed)
 	cargo test -p oxloop-core --quiet
 
 .PHONY: test-py
-test-py: build ## Python tests on oxloop and asyncio's loop, then again in asyncio debug mode
-	$(PY) -m pytest -q tests
-	PYTHONASYNCIODEBUG=1 $(PY) -m pytest -q -p no:cacheprovider tests
+test-py: $(foreach v,$(FOUND),test-py-$(v)) ## Python tests on every Python, normal and in asyncio debug mode
 
 .PHONY: conformance
-conformance: build ## CPython's own test_asyncio with oxloop as the loop
-	$(PY) tests/conformance/run.py
+conformance: $(foreach v,$(FOUND),conformance-$(v)) ## CPython's own test_asyncio with oxloop as the loop, on every Python
+
+.PHONY: versions
+versions: ## The interpreters `make test` uses
+	@$(foreach v,$(VERSIONS),echo "  Python $(v): $(or $(PYTHON_$(v)),NOT INSTALLED)";)
+
+# One venv, build, test and conformance target per Python version: test-3.12, build-3.12, ...
+define per_version
+VENV_$(1) := .venv-$(1)
+PY_$(1) := .venv-$(1)/bin/python
+
+.venv-$(1)/.deps-stamp: requirements-dev.txt
+	rm -rf .venv-$(1)
+	$(PYTHON_$(1)) -m venv .venv-$(1)
+	.venv-$(1)/bin/pip install -q --upgrade pip
+	.venv-$(1)/bin/pip install -q -r requirements-dev.txt
+	touch $$@
+
+.PHONY: build-$(1)
+build-$(1): .venv-$(1)/.deps-stamp
+	CARGO_TARGET_DIR=target/py-$(1) VIRTUAL_ENV=$(CURDIR)/.venv-$(1) .venv-$(1)/bin/maturin develop --release --quiet
+
+.PHONY: test-py-$(1)
+test-py-$(1): build-$(1)
+	@echo "== Python $(1): pytest"
+	$$(PY_$(1)) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
+	@echo "== Python $(1): pytest, asyncio debug mode"
+	PYTHONASYNCIODEBUG=1 $$(PY_$(1)) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
+
+.PHONY: conformance-$(1)
+conformance-$(1): build-$(1)
+	@mkdir -p build
+	@echo "== Python $(1): conformance (CPython's test_asyncio on oxloop)"
+	$$(PY_$(1)) tests/conformance/run.py --json build/conformance-$(1).json $(MODULES)
+	@echo "== Python $(1): conformance in asyncio debug mode"
+	PYTHONASYNCIODEBUG=1 $$(PY_$(1)) tests/conformance/run.py --json build/conformance-$(1)-debug.json \
+		$(or $(MODULES),$(DEBUG_MODULES))
+
+.PHONY: test-$(1)
+test-$(1): test-py-$(1) conformance-$(1)
+endef
+$(foreach v,$(FOUND),$(eval $(call per_version,$(v))))
 
 # The peer loops and matplotlib, one package at a time: one that fails to install (rsloop has no
 # wheel for every Python) is only a "not installed" column, never a failed `make bench`.
@@ -73,6 +139,37 @@ bench: build native-echo $(BENCH_STAMP) ## Full side-by-side benchmark, about 10
 bench-quick: build native-echo $(BENCH_STAMP) ## Quick benchmark run, under 2 min (fewer repetitions, less work)
 	$(PY) benchmarks/run.py --quick
 
+# Release artefacts: the sdist and one manylinux wheel per Python, linked with zig (the `ziglang`
+# package) against an old glibc; then each wheel alone in a fresh venv runs examples/demo.py.
+DIST_VENV := .venv-dist
+$(DIST_VENV)/.deps-stamp:
+	rm -rf $(DIST_VENV)
+	$(PYTHON) -m venv $(DIST_VENV)
+	$(DIST_VENV)/bin/pip install -q --upgrade pip
+	$(DIST_VENV)/bin/pip install -q "maturin>=1.5,<2" ziglang
+	touch $@
+
+.PHONY: dist
+dist: $(DIST_VENV)/.deps-stamp ## sdist + a manylinux wheel per Python into dist/, each checked in a fresh venv
+	rm -rf dist
+	$(DIST_VENV)/bin/maturin sdist --out dist
+	$(foreach v,$(FOUND),CARGO_TARGET_DIR=target/dist $(DIST_VENV)/bin/maturin build --release --quiet \
+		--zig --compatibility manylinux2014 --interpreter $(PYTHON_$(v)) --out dist;)
+	$(foreach v,$(FOUND),$(MAKE) --no-print-directory dist-check-$(v);)
+	@ls -1 dist
+	@echo "dist: sdist and wheels for Python $(FOUND)$(if $(MISSING),; NOT INSTALLED (no wheel): Python $(MISSING))"
+
+# Installs the wheel of one Python into an empty venv (no index, no other package) and runs the demo
+# from a scratch directory, so nothing from the checkout can be imported instead.
+dist-check-%:
+	@wheel=$$(ls dist/oxloop-*-cp$(subst .,,$*)-cp$(subst .,,$*)-manylinux*.whl); \
+	scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \
+	echo "== Python $*: $$wheel in a fresh venv"; \
+	$(PYTHON_$*) -m venv "$$scratch/venv"; \
+	"$$scratch/venv/bin/pip" install -q --no-index --no-deps "$$wheel"; \
+	cd "$$scratch" && "$$scratch/venv/bin/python" $(CURDIR)/examples/demo.py > demo.out; \
+	tail -n 3 demo.out
+
 # Not part of `make test`: each suite gets its own venv and runs twice (asyncio's loop, oxloop).
 SUITES ?=
 ARGS ?=
@@ -94,6 +191,6 @@ format: venv ## Format Rust and Python sources
 	$(VENV)/bin/ruff format python tests benchmarks examples ecosystem
 
 .PHONY: clean
-clean: ## Remove build outputs and .venv
+clean: ## Remove build outputs and every venv
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-* build dist

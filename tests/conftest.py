@@ -4,7 +4,9 @@
   Any call to the loop's exception handler that the test did not expect fails the test: a test
   that expects some reads and clears ``loop.handled_errors``.
 - ``on_both(scenario)``: runs ``scenario(loop)`` on a fresh asyncio loop and a fresh oxloop loop and
-  returns both results, for tests that compare what happened.
+  returns both results, for tests that compare what happened. The exception-handler calls the
+  scenario left in ``loop.handled_errors`` (message and exception type, in order) must be the same
+  on both loops.
 - Every test also checks that the process's open fd count is back where it started.
 """
 
@@ -49,16 +51,29 @@ def loop(loop_kind):
     assert not errors, f"unexpected call_exception_handler calls: {errors}"
 
 
+def handler_calls(loop) -> list[tuple]:
+    """What the loop's exception handler was called with: (message, exception type name)."""
+    return [
+        (ctx.get("message"), type(ctx["exception"]).__name__ if "exception" in ctx else None)
+        for ctx in loop.handled_errors
+    ]
+
+
 @pytest.fixture
 def on_both():
     def run(scenario):
-        results = {}
+        results, calls = {}, {}
         for kind in ("asyncio", "oxloop"):
             lp = _make(kind)
             try:
                 results[kind] = scenario(lp)
             finally:
                 _close(lp)
+            calls[kind] = handler_calls(lp)
+        assert calls["oxloop"] == calls["asyncio"], (
+            "call_exception_handler calls differ between the loops: "
+            f"asyncio {calls['asyncio']}, oxloop {calls['oxloop']}"
+        )
         return results["asyncio"], results["oxloop"]
 
     return run

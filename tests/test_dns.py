@@ -89,7 +89,7 @@ def test_getaddrinfo_matches_socket_module(loop, debug):
     got = loop.run_until_complete(main())
     mismatches = [
         (args, want, have)
-        for args, want, have in zip(TABLE, map(_expected, TABLE), got)
+        for args, want, have in zip(TABLE, map(_expected, TABLE), got, strict=True)
         if want != have
     ]
     assert not mismatches[:5], f"{len(mismatches)} mismatches, first: {mismatches[:5]}"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import socket
 
 import pytest
@@ -238,11 +240,15 @@ def test_keyboard_interrupt_propagates_from_run_until_complete(on_both):
     assert a == o == "interrupted"
 
 
-def test_oserror_keeps_errno(loop):
-    r, w = socket.socketpair()
-    fd = r.fileno()
-    r.close()
-    w.close()
-    with pytest.raises(OSError) as info:
-        loop.add_reader(fd, print)
-    assert info.value.errno is not None
+def test_oserror_keeps_errno(on_both):
+    def scenario(loop):
+        r, w = socket.socketpair()
+        fd = r.fileno()
+        r.close()
+        w.close()
+        with pytest.raises(OSError) as info:
+            loop.add_reader(fd, print)
+        return type(info.value).__name__, info.value.errno, info.value.strerror
+
+    a, o = on_both(scenario)
+    assert a == o == ("OSError", errno.EBADF, os.strerror(errno.EBADF))

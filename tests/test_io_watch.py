@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 
 def test_reader_is_level_triggered(on_both):
     def scenario(loop):
@@ -73,6 +75,11 @@ def test_replacing_a_reader_cancels_the_old_handle(on_both):
     assert a == o == ["new"]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="remove_reader of a socket closed behind the loop's back raises ValueError on oxloop; "
+    "asyncio finds the registration by the socket object and returns True (being fixed by 'libs')",
+)
 def test_closing_a_watched_fd_does_not_break_the_loop(on_both):
     def scenario(loop):
         r, w = socket.socketpair()
@@ -82,12 +89,16 @@ def test_closing_a_watched_fd_does_not_break_the_loop(on_both):
         loop.call_later(0.01, seen.append, "timer")
         loop.call_later(0.02, loop.stop)
         loop.run_forever()
-        loop.remove_reader(r) if r.fileno() != -1 else None
+        # asyncio's selector finds the closed socket object's registration and drops it.
+        try:
+            removed = loop.remove_reader(r)
+        except Exception as exc:  # noqa: BLE001 - the exception is the result compared
+            removed = type(exc).__name__
         w.close()
-        return seen
+        return seen, removed
 
     a, o = on_both(scenario)
-    assert a == o == ["timer"]
+    assert a == o == (["timer"], True)
 
 
 def test_reader_args_and_exception(on_both):

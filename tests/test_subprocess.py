@@ -326,7 +326,19 @@ def test_close_kills_running_child(on_both):
     assert on_both(scenario) == (-signal.SIGKILL, -signal.SIGKILL)
 
 
-def test_loop_close_reaps_running_child(loop):
+def test_loop_close_reaps_running_child(loop, request):
+    asyncio_pidfd_watcher = sys.version_info >= (3, 12) and not type(loop).__module__.startswith(
+        "oxloop"
+    )
+    if asyncio_pidfd_watcher:
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="asyncio 3.12+ watches a child with a pidfd on the loop: a child still "
+                "running when the loop closes is never reaped",
+            )
+        )
+
     async def main():
         return await loop.subprocess_exec(
             asyncio.SubprocessProtocol,
@@ -341,8 +353,12 @@ def test_loop_close_reaps_running_child(loop):
     pid = transport.get_pid()
     loop.close()
     # Whoever owns the child now (oxloop's reaper thread, asyncio's child watcher) reaps it.
-    assert wait_reaped(pid)
-    transport.close()
+    try:
+        assert wait_reaped(pid)
+    finally:
+        transport.close()
+        if asyncio_pidfd_watcher:
+            os.waitpid(pid, 0)  # the zombie asyncio leaves, so later tests start clean
 
 
 # -- bad input ---------------------------------------------------------------------------------

@@ -199,3 +199,70 @@ def test_bad_tls_arguments(on_both, pki):
 
     a, o = on_both(scenario)
     assert a == o
+
+
+class _Tls(asyncio.Protocol):
+    def __init__(self, loop):
+        self.data = bytearray()
+        self.events = []
+        self.lost = loop.create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.data += data
+
+    def eof_received(self):
+        self.events.append("eof")
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", type(exc).__name__ if exc else None))
+        self.lost.set_result(None)
+
+
+def test_tls_transport_write_eof_pause_and_abort(on_both, pki):
+    # asyncio's TLS transport: no half-close, reading paused really holds data back, abort()
+    # loses the connection at once with no error.
+    def scenario(loop):
+        async def main():
+            server = await _echo_server(pki["server"])
+            port = server.sockets[0].getsockname()[1]
+            tr, pr = await loop.create_connection(
+                lambda: _Tls(loop),
+                "127.0.0.1",
+                port,
+                ssl=pki["client"],
+                server_hostname="localhost",
+            )
+            out = [tr.can_write_eof()]
+            try:
+                tr.write_eof()
+                out.append("write_eof returned")
+            except Exception as exc:  # noqa: BLE001 - the exception is the result compared
+                out.append(type(exc).__name__)
+            tr.pause_reading()
+            out.append(tr.is_reading())
+            tr.write(b"echo me")
+            await asyncio.sleep(0.2)
+            out.append(bytes(pr.data))
+            tr.resume_reading()
+            out.append(tr.is_reading())
+            for _ in range(200):
+                if pr.data:
+                    break
+                await asyncio.sleep(0.01)
+            out.append(bytes(pr.data))
+            tr.abort()
+            out.append(tr.is_closing())
+            await asyncio.wait_for(pr.lost, 5)
+            out.append(pr.events)
+            server.close()
+            await server.wait_closed()
+            return out
+
+        return loop.run_until_complete(main())
+
+    a, o = on_both(scenario)
+    assert a == o
+    assert a[0] is False and a[3] == b"" and a[5] == b"echo me"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 import tempfile
 
 import pytest
@@ -126,17 +127,19 @@ def test_unconnected_sendto_and_close_idempotent(loop):
         ct, cp = await loop.create_datagram_endpoint(Recorder, family=socket.AF_INET)
         assert ct.get_extra_info("peername") is None
         ct.sendto(b"one", st.get_extra_info("sockname"))
-        ct.sendto(b"", st.get_extra_info("sockname"))  # empty: nothing sent
-        await _until(lambda: len(sp.events) == 2)
+        ct.sendto(b"", st.get_extra_info("sockname"))  # empty: sent from 3.13 on, not before
+        ct.sendto(b"two", st.get_extra_info("sockname"))
+        await _until(lambda: ("data", b"two") in sp.events)
         ct.close()
         ct.close()
         st.abort()
         await cp.lost
         await sp.lost
         assert cp.events.count(("lost", None)) == 1
-        return sp.events[:2]
+        return sp.events[:-1]
 
-    assert loop.run_until_complete(main()) == ["made", ("data", b"one")]
+    empty = [("data", b"")] if sys.version_info >= (3, 13) else []
+    assert loop.run_until_complete(main()) == ["made", ("data", b"one"), *empty, ("data", b"two")]
 
 
 def test_buffering_and_flow_control(on_both):
@@ -167,16 +170,22 @@ def test_buffering_and_flow_control(on_both):
                             received += len(peer.recv(2000)) // 1000
                         except BlockingIOError:
                             await asyncio.sleep(0.001)
-                    assert t.get_write_buffer_size() == 0
+                    left = t.get_write_buffer_size()
                     t.close()
                     await p.lost
-                    return buffered % 1000, p.events.count("pause"), p.events.count("resume")
+                    counts = p.events.count("pause"), p.events.count("resume")
+                    return buffered % 1000, counts, left
 
         return loop.run_until_complete(main())
 
     aio, ox = on_both(scenario)
-    assert aio == ox
-    assert ox[1] == ox[2] == 1
+    # What a buffered datagram counts: its payload, plus an 8-byte header from 3.13 on.
+    assert aio[0] == ox[0]
+    # NOTE: asyncio 3.13 before gh-135444 never takes the header bytes back off the buffer size,
+    # so its protocol is never resumed: only oxloop's counts are checked.
+    if sys.version_info < (3, 13):
+        assert aio[1:] == ox[1:]
+    assert ox[1:] == ((1, 1), 0)
 
 
 def test_abort_drops_buffer_and_close_waits_for_flush(loop):

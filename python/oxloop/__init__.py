@@ -15,8 +15,25 @@ import sys
 import warnings
 from asyncio import unix_events as _unix_events
 
-from . import _oxloop
-from ._loop import Loop
+
+def _free_threaded() -> bool:
+    """True on a free-threaded CPython build (3.13t and later), with or without its GIL."""
+    if not hasattr(sys, "_is_gil_enabled"):
+        return False  # before 3.13: no free-threaded builds
+    import sysconfig
+
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+if _free_threaded():
+    # oxloop's Rust core relies on the GIL to serialise the loop's state with Python code.
+    raise ImportError(
+        "oxloop does not support free-threaded Python yet (this is a free-threaded "
+        "CPython build); use a standard CPython build, or asyncio's own loop"
+    )
+
+from . import _oxloop  # noqa: E402 - after the free-threading check
+from ._loop import Loop  # noqa: E402
 
 __all__ = ("Loop", "new_event_loop", "run", "EventLoopPolicy", "install")
 __version__ = _oxloop.__version__
@@ -37,47 +54,8 @@ def run(main, *, debug=None):
     if asyncio.events._get_running_loop() is not None:
         # Mirrors asyncio.run: refuse before creating (and then closing) a loop.
         raise RuntimeError("oxloop.run() cannot be called from a running event loop")
-    if sys.version_info >= (3, 11):
-        with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
-            return runner.run(main)
-    return _run_legacy(main, debug=debug)
-
-
-def _run_legacy(main, *, debug=None):
-    # Python 3.9 and 3.10 have no asyncio.Runner: mirror that version's asyncio.run.
-    from asyncio import coroutines, events, tasks
-
-    if not coroutines.iscoroutine(main):
-        raise ValueError(f"a coroutine was expected, got {main!r}")
-    loop = new_event_loop()
-    try:
-        events.set_event_loop(loop)
-        if debug is not None:
-            loop.set_debug(debug)
-        return loop.run_until_complete(main)
-    finally:
-        try:
-            to_cancel = tasks.all_tasks(loop)
-            for task in to_cancel:
-                task.cancel()
-            if to_cancel:
-                loop.run_until_complete(tasks.gather(*to_cancel, return_exceptions=True))
-                for task in to_cancel:
-                    if task.cancelled():
-                        continue
-                    if task.exception() is not None:
-                        loop.call_exception_handler(
-                            {
-                                "message": "unhandled exception during asyncio.run() shutdown",
-                                "exception": task.exception(),
-                                "task": task,
-                            }
-                        )
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            events.set_event_loop(None)
-            loop.close()
+    with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+        return runner.run(main)
 
 
 # The running Python's own default policy: everything but the loop class stays asyncio's
@@ -105,15 +83,16 @@ def install() -> None:
 
     Deprecated from Python 3.14, as asyncio's policies are.
     """
+    set_policy = asyncio.set_event_loop_policy
     if sys.version_info >= (3, 14):
+        # Mirrors asyncio.set_event_loop_policy of 3.14, pointing at the caller of install().
         warnings.warn(
-            "oxloop.install() is deprecated from Python 3.14 (asyncio policies are); "
-            "use oxloop.run() or asyncio.Runner(loop_factory=oxloop.new_event_loop)",
+            "'oxloop.install' is deprecated and slated for removal in Python 3.16 (as "
+            "asyncio's policies are); use oxloop.run() or "
+            "asyncio.Runner(loop_factory=oxloop.new_event_loop)",
             DeprecationWarning,
             stacklevel=2,
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            asyncio.set_event_loop_policy(EventLoopPolicy())
-        return
-    asyncio.set_event_loop_policy(EventLoopPolicy())
+        # The warning is ours: set the policy without asyncio's own.
+        set_policy = getattr(asyncio.events, "_set_event_loop_policy", set_policy)
+    set_policy(EventLoopPolicy())

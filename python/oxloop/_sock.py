@@ -1,4 +1,4 @@
-"""Socket-level methods of ``oxloop.Loop``: ``sock_*``, ``getaddrinfo``/``getnameinfo``, UDP.
+"""Socket-level methods of ``oxloop.Loop``: ``sock_*``, ``getaddrinfo``/``getnameinfo``, UDP hook.
 
 Mixed into ``Loop`` (see ``_loop.py``). Each ``sock_*`` coroutine mirrors CPython's
 ``asyncio/selector_events.py`` for the running version: the same checks, then one immediate try of
@@ -15,34 +15,14 @@ result.
 
 from __future__ import annotations
 
-import errno
-import io
-import logging
-import os
 import socket
-import stat
 import weakref
-from asyncio import exceptions
+from asyncio import base_events
 
 from . import _oxloop, _udp
 
-try:
-    import ssl
-except ImportError:  # pragma: no cover - Python built without ssl
-    ssl = None
-
-logger = logging.getLogger("asyncio")
-
 _HAS_IPv6 = hasattr(socket, "AF_INET6")
-# Mirrors asyncio.constants.SENDFILE_FALLBACK_READBUFFER_SIZE.
-_SENDFILE_FALLBACK_READBUFFER_SIZE = 1024 * 256
 _NUMERIC_CHARS = frozenset("0123456789.")
-
-
-def _check_ssl_socket(sock):
-    # Mirrors asyncio.base_events._check_ssl_socket.
-    if ssl is not None and isinstance(sock, ssl.SSLSocket):
-        raise TypeError("Socket cannot be of type SSLSocket")
 
 
 def _looks_numeric(host):
@@ -138,48 +118,8 @@ def _as_enum(value, enum_cls):
         return value
 
 
-def _ipaddr_info(host, port, family, type, proto, flowinfo=0, scopeid=0):
-    """The addrinfo of an already resolved ``host``, or None if getaddrinfo is needed.
-
-    Same answers as asyncio.base_events._ipaddr_info.
-    """
-    if proto not in {0, socket.IPPROTO_TCP, socket.IPPROTO_UDP} or host is None:
-        return None
-    if type == socket.SOCK_STREAM:
-        proto = socket.IPPROTO_TCP
-    elif type == socket.SOCK_DGRAM:
-        proto = socket.IPPROTO_UDP
-    else:
-        return None
-    if port is None or port == b"" or port == "":
-        port = 0
-    else:
-        try:
-            port = int(port)  # a service name such as "http" needs getaddrinfo
-        except (TypeError, ValueError):
-            return None
-    if family == socket.AF_UNSPEC:
-        families = [socket.AF_INET, socket.AF_INET6] if _HAS_IPv6 else [socket.AF_INET]
-    else:
-        families = [family]
-    if isinstance(host, bytes):
-        host = host.decode("idna")
-    if "%" in host:
-        # inet_pton refuses a zone index ('::1%lo'): let getaddrinfo handle it.
-        return None
-    for af in families:
-        try:
-            socket.inet_pton(af, host)
-        except OSError:
-            continue
-        if _HAS_IPv6 and af == socket.AF_INET6:
-            return af, type, proto, "", (host, port, flowinfo, scopeid)
-        return af, type, proto, "", (host, port)
-    return None
-
-
 class SocketMethods:
-    """``sock_*``, name resolution and datagram endpoints; mixed into ``oxloop.Loop``."""
+    """``sock_*``, name resolution and the datagram transport hook; mixed into ``oxloop.Loop``."""
 
     __slots__ = ()
 
@@ -194,7 +134,7 @@ class SocketMethods:
     # -- helpers -------------------------------------------------------------------------------
 
     def _sock_check(self, sock):
-        _check_ssl_socket(sock)
+        base_events._check_ssl_socket(sock)
         if self.get_debug() and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
 
@@ -319,125 +259,7 @@ class SocketMethods:
             raise
         return conn, address
 
-    # -- sendfile ------------------------------------------------------------------------------
-
-    async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
-        """Send ``file`` over ``sock`` with ``os.sendfile``, or read-and-send if unavailable."""
-        if self.get_debug() and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
-        _check_ssl_socket(sock)
-        self._check_sendfile_params(sock, file, offset, count)
-        try:
-            return await self._sock_sendfile_native(sock, file, offset, count)
-        except exceptions.SendfileNotAvailableError:
-            if not fallback:
-                raise
-        return await self._sock_sendfile_fallback(sock, file, offset, count)
-
-    async def _sock_sendfile_native(self, sock, file, offset, count):
-        # Mirrors _UnixSelectorEventLoop._sock_sendfile_native, as a loop over os.sendfile that
-        # waits for writability between chunks (through the native watcher).
-        if not hasattr(os, "sendfile"):
-            raise exceptions.SendfileNotAvailableError("os.sendfile() is not available")
-        try:
-            fileno = file.fileno()
-        except (AttributeError, io.UnsupportedOperation):
-            raise exceptions.SendfileNotAvailableError("not a regular file")
-        try:
-            fsize = os.fstat(fileno).st_size
-        except OSError:
-            raise exceptions.SendfileNotAvailableError("not a regular file")
-        blocksize = count if count else fsize
-        if not blocksize:
-            return 0  # empty file
-        fd = sock.fileno()
-        total_sent = 0
-        first = True
-        try:
-            while True:
-                if count:
-                    blocksize = count - total_sent
-                    if blocksize <= 0:
-                        return total_sent
-                try:
-                    sent = os.sendfile(fd, fileno, offset, blocksize)
-                except (BlockingIOError, InterruptedError):
-                    sent = None
-                except OSError as exc:
-                    if total_sent == 0:
-                        # Not an mmap-able file, say: the caller falls back to plain send().
-                        raise exceptions.SendfileNotAvailableError("os.sendfile call failed")
-                    if (
-                        not first
-                        and exc.errno == errno.ENOTCONN
-                        and type(exc) is not ConnectionError
-                    ):
-                        # The peer went away mid-transfer: the same error on every POSIX system.
-                        raise ConnectionError("socket is not connected", errno.ENOTCONN) from exc
-                    raise
-                if sent == 0:
-                    return total_sent  # EOF
-                if sent is not None:
-                    offset += sent
-                    total_sent += sent
-                first = False
-                await self._sock_wait(sock, "writable")
-        finally:
-            if total_sent > 0:
-                os.lseek(fileno, offset, os.SEEK_SET)
-
-    async def _sock_sendfile_fallback(self, sock, file, offset, count):
-        # Mirrors BaseEventLoop._sock_sendfile_fallback.
-        if offset:
-            file.seek(offset)
-        blocksize = (
-            min(count, _SENDFILE_FALLBACK_READBUFFER_SIZE)
-            if count
-            else _SENDFILE_FALLBACK_READBUFFER_SIZE
-        )
-        buf = bytearray(blocksize)
-        total_sent = 0
-        try:
-            while True:
-                if count:
-                    blocksize = min(count - total_sent, blocksize)
-                    if blocksize <= 0:
-                        break
-                view = memoryview(buf)[:blocksize]
-                read = await self.run_in_executor(None, file.readinto, view)
-                if not read:
-                    break  # EOF
-                await self.sock_sendall(sock, view[:read])
-                total_sent += read
-            return total_sent
-        finally:
-            if total_sent > 0 and hasattr(file, "seek"):
-                file.seek(offset + total_sent)
-
     # -- name resolution -----------------------------------------------------------------------
-
-    def _getaddrinfo_debug(self, host, port, family, type, proto, flags):
-        # Mirrors BaseEventLoop._getaddrinfo_debug.
-        msg = [f"{host}:{port!r}"]
-        if family:
-            msg.append(f"family={family!r}")
-        if type:
-            msg.append(f"type={type!r}")
-        if proto:
-            msg.append(f"proto={proto!r}")
-        if flags:
-            msg.append(f"flags={flags!r}")
-        msg = ", ".join(msg)
-        logger.debug("Get address info %s", msg)
-        t0 = self.time()
-        addrinfo = socket.getaddrinfo(host, port, family, type, proto, flags)
-        dt = self.time() - t0
-        msg = f"Getting address info {msg} took {dt * 1e3:.3f}ms: {addrinfo!r}"
-        if dt >= self.slow_callback_duration:
-            logger.info(msg)
-        else:
-            logger.debug(msg)
-        return addrinfo
 
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
         """``socket.getaddrinfo`` without blocking the loop."""
@@ -481,158 +303,6 @@ class SocketMethods:
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         return _udp.DatagramTransport(self, sock, protocol, address, waiter, extra)
-
-    async def create_datagram_endpoint(
-        self,
-        protocol_factory,
-        local_addr=None,
-        remote_addr=None,
-        *,
-        family=0,
-        proto=0,
-        flags=0,
-        reuse_port=None,
-        allow_broadcast=None,
-        sock=None,
-    ):
-        """Create a datagram endpoint; return ``(transport, protocol)``.
-
-        Same arguments and checks as asyncio's (``reuse_address`` is refused, as in 3.11+).
-        """
-        # Mirrors BaseEventLoop.create_datagram_endpoint.
-        if sock is not None:
-            if sock.type != socket.SOCK_DGRAM:
-                raise ValueError(f"A UDP Socket was expected, got {sock!r}")
-            if (
-                local_addr
-                or remote_addr
-                or family
-                or proto
-                or flags
-                or reuse_port
-                or allow_broadcast
-            ):
-                opts = {
-                    "local_addr": local_addr,
-                    "remote_addr": remote_addr,
-                    "family": family,
-                    "proto": proto,
-                    "flags": flags,
-                    "reuse_port": reuse_port,
-                    "allow_broadcast": allow_broadcast,
-                }
-                problems = ", ".join(f"{k}={v}" for k, v in opts.items() if v)
-                raise ValueError(
-                    "socket modifier keyword arguments can not be used "
-                    f"when sock is specified. ({problems})"
-                )
-            sock.setblocking(False)
-            r_addr = None
-        else:
-            if not (local_addr or remote_addr):
-                if family == 0:
-                    raise ValueError("unexpected address family")
-                addr_pairs_info = (((family, proto), (None, None)),)
-            elif hasattr(socket, "AF_UNIX") and family == socket.AF_UNIX:
-                for addr in (local_addr, remote_addr):
-                    if addr is not None and not isinstance(addr, str):
-                        raise TypeError("string is expected")
-                if local_addr and local_addr[0] not in (0, "\x00"):
-                    try:
-                        if stat.S_ISSOCK(os.stat(local_addr).st_mode):
-                            os.remove(local_addr)
-                    except FileNotFoundError:
-                        pass
-                    except OSError as err:
-                        # The directory may only allow creating the socket.
-                        logger.error(
-                            "Unable to check or remove stale UNIX socket %r: %r", local_addr, err
-                        )
-                addr_pairs_info = (((family, proto), (local_addr, remote_addr)),)
-            else:
-                # (family, proto) -> [local address, remote address], in resolution order.
-                addr_infos = {}
-                for idx, addr in ((0, local_addr), (1, remote_addr)):
-                    if addr is None:
-                        continue
-                    if not (isinstance(addr, tuple) and len(addr) == 2):
-                        raise TypeError("2-tuple is expected")
-                    infos = await self._ensure_resolved(
-                        addr,
-                        family=family,
-                        type=socket.SOCK_DGRAM,
-                        proto=proto,
-                        flags=flags,
-                        loop=self,
-                    )
-                    if not infos:
-                        raise OSError("getaddrinfo() returned empty list")
-                    for fam, _, pro, _, address in infos:
-                        addr_infos.setdefault((fam, pro), [None, None])[idx] = address
-                # Each (family, proto) needs an address for every side that was asked for.
-                addr_pairs_info = [
-                    (key, pair)
-                    for key, pair in addr_infos.items()
-                    if not ((local_addr and pair[0] is None) or (remote_addr and pair[1] is None))
-                ]
-                if not addr_pairs_info:
-                    raise ValueError("can not get address information")
-
-            exceptions_ = []
-            for (af, pro), (local_address, remote_address) in addr_pairs_info:
-                sock = None
-                r_addr = None
-                try:
-                    sock = socket.socket(family=af, type=socket.SOCK_DGRAM, proto=pro)
-                    if reuse_port:
-                        _udp.set_reuseport(sock)
-                    if allow_broadcast:
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-                    sock.setblocking(False)
-                    if local_addr:
-                        sock.bind(local_address)
-                    if remote_addr:
-                        if not allow_broadcast:
-                            await self.sock_connect(sock, remote_address)
-                        r_addr = remote_address
-                except OSError as exc:
-                    if sock is not None:
-                        sock.close()
-                    exceptions_.append(exc)
-                except BaseException:
-                    if sock is not None:
-                        sock.close()
-                    raise
-                else:
-                    break
-            else:
-                raise exceptions_[0]
-
-        protocol = protocol_factory()
-        waiter = self.create_future()
-        transport = self._make_datagram_transport(sock, protocol, r_addr, waiter)
-        if self.get_debug():
-            if local_addr:
-                logger.info(
-                    "Datagram endpoint local_addr=%r remote_addr=%r created: (%r, %r)",
-                    local_addr,
-                    remote_addr,
-                    transport,
-                    protocol,
-                )
-            else:
-                logger.debug(
-                    "Datagram endpoint remote_addr=%r created: (%r, %r)",
-                    remote_addr,
-                    transport,
-                    protocol,
-                )
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        return transport, protocol
 
 
 def _mirror_qualnames(cls):

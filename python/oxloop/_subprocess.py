@@ -1,7 +1,8 @@
 """Subprocesses of ``oxloop.Loop``: ``subprocess_exec``, ``subprocess_shell`` and their transport.
 
-The argument checks and the protocol calls mirror CPython's ``base_events.py`` and
-``unix_events.py`` for the running version. The pipes are oxloop's Rust pipe transports (through
+``subprocess_exec`` / ``subprocess_shell`` are asyncio's own (``_borrowed.py``: the argument
+checks, and ``Popen`` called below asyncio's frames as blockbuster expects); they reach oxloop
+through ``_make_subprocess_transport``. The pipes are oxloop's Rust pipe transports (through
 ``connect_read_pipe`` / ``connect_write_pipe``); the exit of a child is oxloop's own business:
 
 - Each child gets a pidfd (``os.pidfd_open``, Linux 5.3+) watched by the reactor. When it becomes
@@ -23,7 +24,7 @@ import os
 import signal
 import subprocess
 import threading
-from asyncio import base_events, base_subprocess
+from asyncio import base_subprocess
 
 logger = logging.getLogger("asyncio")
 
@@ -165,100 +166,7 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
 
 
 class SubprocessMixin:
-    """The subprocess API of asyncio's event loop, with oxloop's own child-exit watching."""
-
-    # -- public API (mirrors BaseEventLoop.subprocess_shell / subprocess_exec) ------------------
-
-    async def subprocess_shell(
-        self,
-        protocol_factory,
-        cmd,
-        *,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        universal_newlines=False,
-        shell=True,
-        bufsize=0,
-        encoding=None,
-        errors=None,
-        text=None,
-        **kwargs,
-    ):
-        """Run ``cmd`` through the shell; return ``(transport, protocol)``."""
-        if not isinstance(cmd, (bytes, str)):
-            raise ValueError("cmd must be a string")  # noqa: TRY004 - asyncio's exception
-        if universal_newlines:
-            raise ValueError("universal_newlines must be False")
-        if not shell:
-            raise ValueError("shell must be True")
-        _check_subprocess_args(bufsize, text, encoding, errors)
-        return await self._spawn(
-            protocol_factory, f"run shell command {cmd!r}", cmd, True, stdin, stdout, stderr, kwargs
-        )
-
-    async def subprocess_exec(
-        self,
-        protocol_factory,
-        program,
-        *args,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        universal_newlines=False,
-        shell=False,
-        bufsize=0,
-        encoding=None,
-        errors=None,
-        text=None,
-        **kwargs,
-    ):
-        """Run ``program`` with ``args``; return ``(transport, protocol)``."""
-        if universal_newlines:
-            raise ValueError("universal_newlines must be False")
-        if shell:
-            raise ValueError("shell must be False")
-        _check_subprocess_args(bufsize, text, encoding, errors)
-        popen_args = (program,) + args
-        return await self._spawn(
-            protocol_factory,
-            f"execute program {program!r}",
-            popen_args,
-            False,
-            stdin,
-            stdout,
-            stderr,
-            kwargs,
-        )
-
-    async def _spawn(self, protocol_factory, debug_log, args, shell, stdin, stdout, stderr, kwargs):
-        # The common tail of subprocess_shell and subprocess_exec (bufsize is always 0).
-        protocol = protocol_factory()
-        debug = self.get_debug()
-        if debug:
-            # Only the program is logged: arguments may hold secrets and may be long.
-            self._log_subprocess(debug_log, stdin, stdout, stderr)
-        transport = await self._make_subprocess_transport(
-            protocol, args, shell, stdin, stdout, stderr, 0, **kwargs
-        )
-        if debug:
-            logger.info("%s: %r", debug_log, transport)
-        return transport, protocol
-
-    def _log_subprocess(self, msg, stdin, stdout, stderr):
-        # Mirrors BaseEventLoop._log_subprocess.
-        fmt = base_events._format_pipe
-        info = [msg]
-        if stdin is not None:
-            info.append(f"stdin={fmt(stdin)}")
-        if stdout is not None and stderr == subprocess.STDOUT:
-            info.append(f"stdout=stderr={fmt(stdout)}")
-        else:
-            if stdout is not None:
-                info.append(f"stdout={fmt(stdout)}")
-            if stderr is not None:
-                info.append(f"stderr={fmt(stderr)}")
-        logger.debug(" ".join(info))
+    """The subprocess transport hook and oxloop's own child-exit watching."""
 
     async def _make_subprocess_transport(
         self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
@@ -369,15 +277,3 @@ class SubprocessMixin:
 def _process_exited(transport, returncode):
     if transport._returncode is None:
         transport._process_exited(returncode)
-
-
-def _check_subprocess_args(bufsize, text, encoding, errors):
-    # The checks both subprocess_exec and subprocess_shell make, in asyncio's order.
-    if bufsize != 0:
-        raise ValueError("bufsize must be 0")
-    if text:
-        raise ValueError("text must be False")
-    if encoding is not None:
-        raise ValueError("encoding must be None")
-    if errors is not None:
-        raise ValueError("errors must be None")

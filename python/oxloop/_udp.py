@@ -13,7 +13,6 @@ It is an instance of both ``asyncio.DatagramTransport`` and, like asyncio's own 
 from __future__ import annotations
 
 import logging
-import socket
 import warnings
 from asyncio import futures, transports, trsock
 
@@ -194,15 +193,3 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
             self._sock = None
             self._protocol = None
             self._loop = None
-
-
-def set_reuseport(sock):
-    """Mirrors asyncio.base_events._set_reuseport."""
-    if not hasattr(socket, "SO_REUSEPORT"):
-        raise ValueError("reuse_port not supported by socket module")
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    except OSError:
-        raise ValueError(
-            "reuse_port not supported by socket module, SO_REUSEPORT defined but not implemented."
-        )

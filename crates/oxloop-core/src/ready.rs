@@ -51,6 +51,29 @@ impl<T> ReadyQueue<T> {
         self.items.is_empty()
     }
 
+    /// Starts a tick: the returned [`Tick`] lets [`ReadyQueue::next_in_tick`] hand out exactly the
+    /// entries queued now (the `ntodo` of `_run_once`), never one queued while the tick runs.
+    pub fn begin_tick(&self) -> Tick {
+        Tick {
+            left: self.items.len(),
+        }
+    }
+
+    /// The next entry of the tick `tick`, oldest first; `None` once the tick has had every entry
+    /// that was queued when it began, or when the queue was emptied meanwhile (the loop closed).
+    #[inline]
+    pub fn next_in_tick(&mut self, tick: &mut Tick) -> Option<T> {
+        if tick.left == 0 {
+            return None;
+        }
+        tick.left -= 1;
+        let item = self.items.pop_front();
+        if item.is_none() {
+            tick.left = 0;
+        }
+        item
+    }
+
     /// The queued entries, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.items.iter()
@@ -60,6 +83,13 @@ impl<T> ReadyQueue<T> {
     pub fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
         self.items.drain(..)
     }
+}
+
+/// One tick's share of the ready queue: how many entries it may still take.
+#[derive(Debug)]
+pub struct Tick {
+    /// Entries queued when the tick began and not yet taken; only decreases.
+    left: usize,
 }
 
 #[cfg(test)]
@@ -81,16 +111,42 @@ mod tests {
         let mut q = ReadyQueue::new();
         q.push(1);
         q.push(2);
-        let ntodo = q.len();
+        let mut tick = q.begin_tick();
         let mut ran = Vec::new();
-        for _ in 0..ntodo {
-            let item = q.pop().unwrap();
+        while let Some(item) = q.next_in_tick(&mut tick) {
             ran.push(item);
             // Every callback schedules another one: those wait for the next tick.
             q.push(item * 10);
         }
         assert_eq!(ran, vec![1, 2]);
-        assert_eq!(q.len(), 2);
-        assert_eq!(q.pop(), Some(10));
+        let mut next = q.begin_tick();
+        let second: Vec<_> = std::iter::from_fn(|| q.next_in_tick(&mut next)).collect();
+        assert_eq!(second, vec![10, 20]);
+    }
+
+    #[test]
+    fn a_tick_ends_when_the_queue_is_emptied_under_it() {
+        let mut q = ReadyQueue::new();
+        for i in 0..3 {
+            q.push(i);
+        }
+        let mut tick = q.begin_tick();
+        assert_eq!(q.next_in_tick(&mut tick), Some(0));
+        // close() from a callback drops what is pending: the tick ends there, and an entry
+        // queued afterwards waits for the next tick.
+        q.drain().for_each(drop);
+        assert_eq!(q.next_in_tick(&mut tick), None);
+        q.push(7);
+        assert_eq!(q.next_in_tick(&mut tick), None);
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn an_empty_tick_takes_nothing() {
+        let mut q: ReadyQueue<u8> = ReadyQueue::new();
+        let mut tick = q.begin_tick();
+        q.push(1);
+        assert_eq!(q.next_in_tick(&mut tick), None);
+        assert_eq!(q.len(), 1);
     }
 }

@@ -165,6 +165,25 @@ fn coroutines(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
         .map(|m| m.bind(py))
 }
 
+/// `asyncio.coroutines._iscoroutinefunction` where it exists (3.14+, whose public
+/// `iscoroutinefunction` is deprecated), else `iscoroutinefunction`: what `_check_callback` calls.
+static ISCOROUTINEFUNCTION: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn iscoroutinefunction(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    ISCOROUTINEFUNCTION
+        .get_or_try_init(py, || {
+            let module = coroutines(py)?;
+            let private = intern!(py, "_iscoroutinefunction");
+            let func = if module.hasattr(private)? {
+                module.getattr(private)?
+            } else {
+                module.getattr(intern!(py, "iscoroutinefunction"))?
+            };
+            Ok::<_, PyErr>(func.unbind())
+        })
+        .map(|f| f.bind(py))
+}
+
 impl PyLoop {
     /// `debug` flag, for handles.
     pub fn debug(&self, py: Python<'_>) -> bool {
@@ -221,11 +240,7 @@ impl PyLoop {
             }
             return Err(errors::not_callable(method, callback));
         }
-        if debug
-            && coroutines(py)?
-                .call_method1(intern!(py, "iscoroutinefunction"), (callback,))?
-                .is_truthy()?
-        {
+        if debug && iscoroutinefunction(py)?.call1((callback,))?.is_truthy()? {
             return Err(errors::coroutine_callback(method));
         }
         Ok(())

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyFloat, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
@@ -116,7 +117,8 @@ impl Callback {
         args: &Bound<'_, PyTuple>,
         err: PyErr,
     ) -> PyResult<()> {
-        let source = format_callback_source(py, callback, args)?;
+        let debug = self.loop_.get().debug(py);
+        let source = format_callback_source(py, callback, args, debug)?;
         let context = PyDict::new(py);
         context.set_item(
             intern!(py, "message"),
@@ -151,7 +153,8 @@ impl Callback {
             .as_ref()
             .map(|(c, a)| (c.clone_ref(py), a.clone_ref(py)));
         if let Some((c, a)) = target {
-            info.push(format_callback_source(py, c.bind(py), a.bind(py))?);
+            let debug = self.loop_.get().debug(py);
+            info.push(format_callback_source(py, c.bind(py), a.bind(py), debug)?);
         }
         if let Some(tb) = &self.source_traceback {
             let tb = tb.bind(py);
@@ -197,15 +200,34 @@ impl Callback {
     }
 }
 
-/// `asyncio.format_helpers._format_callback_source(callback, args)`.
+/// `asyncio.format_helpers._format_callback_source`, and whether it takes `debug=` (Python 3.13+:
+/// a handle's arguments are only shown in debug mode), looked up once.
+static CALLBACK_SOURCE: PyOnceLock<(Py<PyAny>, bool)> = PyOnceLock::new();
+
+/// `asyncio.format_helpers._format_callback_source(callback, args)`, with
+/// `debug=loop.get_debug()` where the running Python's takes it (as its `Handle` passes it).
 fn format_callback_source(
     py: Python<'_>,
     callback: &Bound<'_, PyAny>,
     args: &Bound<'_, PyTuple>,
+    debug: bool,
 ) -> PyResult<String> {
-    py.import(intern!(py, "asyncio.format_helpers"))?
-        .call_method1(intern!(py, "_format_callback_source"), (callback, args))?
-        .extract()
+    let (func, takes_debug) = CALLBACK_SOURCE.get_or_try_init(py, || {
+        let func = py
+            .import(intern!(py, "asyncio.format_helpers"))?
+            .getattr(intern!(py, "_format_callback_source"))?;
+        let kwdefaults = func.getattr(intern!(py, "__kwdefaults__"))?;
+        let takes_debug = !kwdefaults.is_none() && kwdefaults.contains(intern!(py, "debug"))?;
+        Ok::<_, PyErr>((func.unbind(), takes_debug))
+    })?;
+    let func = func.bind(py);
+    if *takes_debug {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "debug"), debug)?;
+        func.call((callback, args), Some(&kwargs))?.extract()
+    } else {
+        func.call1((callback, args))?.extract()
+    }
 }
 
 /// `format_helpers.extract_stack(sys._getframe(0))`: called from Rust, frame 0 is the Python code
@@ -295,6 +317,27 @@ pub struct TimerHandle {
     pub scheduled: AtomicBool,
 }
 
+impl TimerHandle {
+    /// asyncio's `TimerHandle.__eq__`: same when, callback, args and cancelled state (a
+    /// cancelled handle has dropped its callback and args, as asyncio's does).
+    fn same_as(&self, py: Python<'_>, o: &TimerHandle) -> PyResult<bool> {
+        if self.when != o.when || self.cb.is_cancelled() != o.cb.is_cancelled() {
+            return Ok(false);
+        }
+        let (mine, theirs) = (
+            (self.cb.callback_attr(py), self.cb.args_attr(py)),
+            (o.cb.callback_attr(py), o.cb.args_attr(py)),
+        );
+        match (mine, theirs) {
+            ((Some(c1), Some(a1)), (Some(c2), Some(a2))) => {
+                Ok(c1.bind(py).eq(c2.bind(py))? && a1.bind(py).eq(a2.bind(py))?)
+            }
+            ((None, None), (None, None)) => Ok(true),
+            _ => Ok(false),
+        }
+    }
+}
+
 #[pymethods]
 impl TimerHandle {
     /// Cancel the callback. If the callback has already been cancelled or run, this is a no-op.
@@ -362,28 +405,31 @@ impl TimerHandle {
         slf.get().cb.run(slf.py(), slf.as_any())
     }
 
-    fn __hash__(&self) -> u64 {
-        self.when.to_bits()
+    // Mirrors asyncio's TimerHandle.__hash__: hash(self._when).
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        PyFloat::new(py, self.when).hash()
     }
 
+    // Mirrors asyncio's TimerHandle comparisons: <, > by when; == by (when, callback, args,
+    // cancelled); <= and >= are < or ==, and > or ==.
     fn __richcmp__(
         &self,
         other: &Bound<'_, PyAny>,
         op: pyo3::basic::CompareOp,
     ) -> PyResult<Py<PyAny>> {
+        use pyo3::basic::CompareOp;
         let py = other.py();
         let Ok(other) = other.cast::<TimerHandle>() else {
             return Ok(py.NotImplemented());
         };
         let o = other.get();
-        let same = std::ptr::eq(self, o);
         let result = match op {
-            pyo3::basic::CompareOp::Lt => self.when < o.when,
-            pyo3::basic::CompareOp::Le => self.when < o.when || same || self.when == o.when,
-            pyo3::basic::CompareOp::Gt => self.when > o.when,
-            pyo3::basic::CompareOp::Ge => self.when > o.when || same || self.when == o.when,
-            pyo3::basic::CompareOp::Eq => same,
-            pyo3::basic::CompareOp::Ne => !same,
+            CompareOp::Lt => self.when < o.when,
+            CompareOp::Gt => self.when > o.when,
+            CompareOp::Le => self.when < o.when || self.same_as(py, o)?,
+            CompareOp::Ge => self.when > o.when || self.same_as(py, o)?,
+            CompareOp::Eq => self.same_as(py, o)?,
+            CompareOp::Ne => !self.same_as(py, o)?,
         };
         Ok(pyo3::types::PyBool::new(py, result)
             .to_owned()

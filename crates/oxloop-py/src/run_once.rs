@@ -104,7 +104,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
 
     // 3. Queue ready I/O handles, then due timers.
     let mut cancelled_io = Vec::new();
-    let ntodo = {
+    let mut tick = {
         let mut st = this.state.borrow_mut(py);
         for ev in &events {
             for (ready, direction) in [
@@ -148,7 +148,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
                 .store(false, std::sync::atomic::Ordering::Relaxed);
             st.ready.push(Ready::Timer(timer.0));
         }
-        st.ready.len()
+        st.ready.begin_tick()
     };
     for (fd, direction) in cancelled_io {
         this.unwatch(py, fd, direction)?;
@@ -156,9 +156,9 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
 
     // 4. Run what is ready now.
     let debug = this.debug(py);
-    for _ in 0..ntodo {
-        // `close()` from a callback empties the queue: stop early then.
-        let Some(item) = this.state.borrow_mut(py).ready.pop() else {
+    // `close()` from a callback empties the queue: the tick ends early then.
+    loop {
+        let Some(item) = this.state.borrow_mut(py).ready.next_in_tick(&mut tick) else {
             break;
         };
         run_ready(slf, item, debug)?;

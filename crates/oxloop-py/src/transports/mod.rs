@@ -281,6 +281,18 @@ pub struct AsyncioNames {
     /// `asyncio.Transport` (through `_FlowControlMixin`) named `_SelectorSocketTransport` like
     /// asyncio's own.
     pub transport_class: Py<PyAny>,
+    /// True where `Server._attach` / `Server._detach` take the transport (Python 3.13+, whose
+    /// `Server` keeps its transports for `close_clients()` / `abort_clients()`).
+    pub server_takes_transport: bool,
+    /// True where a datagram transport's `sendto(b"")` sends an empty datagram (Python 3.13+;
+    /// before, it did nothing).
+    pub sends_empty_datagrams: bool,
+    /// What a buffered datagram counts in the write buffer size beyond its payload: 8 (a UDP
+    /// header) on Python 3.13+, whose `_SelectorDatagramTransport` counts it, 0 before.
+    pub datagram_header_size: usize,
+    /// True where the socket transport has its own `writelines` (Python 3.12+: its own
+    /// RuntimeError texts, a memoryview of each item); before, `WriteTransport.writelines`.
+    pub own_writelines: bool,
 }
 
 static NAMES: PyOnceLock<AsyncioNames> = PyOnceLock::new();
@@ -333,6 +345,10 @@ pub fn names(py: Python<'_>) -> PyResult<&AsyncioNames> {
             read_pipe_class: marker("_UnixReadPipeTransport", &asyncio.getattr("ReadTransport")?)?,
             write_pipe_class: marker("_UnixWritePipeTransport", &flow)?,
             transport_class: marker("_SelectorSocketTransport", &flow)?,
+            server_takes_transport: py.version_info() >= (3, 13),
+            sends_empty_datagrams: py.version_info() >= (3, 13),
+            datagram_header_size: if py.version_info() >= (3, 13) { 8 } else { 0 },
+            own_writelines: py.version_info() >= (3, 12),
         })
     })
 }

@@ -28,7 +28,7 @@ use oxloop_core::transport::WriteBuffer;
 use pyo3::exceptions::{PyConnectionError, PyOSError, PyRuntimeError, PyTypeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyMemoryView};
 use pyo3::{intern, PyTraverseError};
 
 use super::{
@@ -149,7 +149,12 @@ impl SocketTransport {
         )?;
         let bound = tr.bind(py);
         if let Some(server) = server {
-            server.call_method0(intern!(py, "_attach"))?;
+            // Mirrors _SelectorTransport.__init__ of the running Python.
+            if n.server_takes_transport {
+                server.call_method1(intern!(py, "_attach"), (bound,))?;
+            } else {
+                server.call_method0(intern!(py, "_attach"))?;
+            }
         }
         loop_
             .get()
@@ -554,7 +559,12 @@ impl SocketTransport {
             None => Ok(()),
         };
         drop((sock, protocol, lp));
+        // Mirrors _SelectorTransport._call_connection_lost of the running Python.
         let detached = match server {
+            Some(server) if names(py)?.server_takes_transport => server
+                .bind(py)
+                .call_method1(intern!(py, "_detach"), (slf,))
+                .map(drop),
             Some(server) => server
                 .bind(py)
                 .call_method0(intern!(py, "_detach"))
@@ -646,7 +656,34 @@ impl SocketTransport {
     /// Write a list (or any iterable) of bytes-like objects: ``write(b''.join(list_of_data))``.
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let data = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (list_of_data,))?;
+        if !names(py)?.own_writelines {
+            // Mirrors WriteTransport.writelines (3.11): one write() of the joined data.
+            let data = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (list_of_data,))?;
+            return Self::write(slf, &data);
+        }
+        // Mirrors _SelectorSocketTransport.writelines (3.12+): its own checks and a memoryview
+        // of each item (all taken before anything is buffered), then one write of them.
+        {
+            let st = slf.get().st.borrow(py);
+            if st.eof {
+                return Err(PyRuntimeError::new_err(
+                    "Cannot call writelines() after write_eof()",
+                ));
+            }
+            if st.empty_waiter.is_some() {
+                return Err(PyRuntimeError::new_err(
+                    "unable to writelines; sendfile is in progress",
+                ));
+            }
+        }
+        if !list_of_data.is_truthy()? {
+            return Ok(());
+        }
+        let views = list_of_data
+            .try_iter()?
+            .map(|item| item.and_then(|item| PyMemoryView::from(&item)))
+            .collect::<PyResult<Vec<_>>>()?;
+        let data = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (views,))?;
         Self::write(slf, &data)
     }
 

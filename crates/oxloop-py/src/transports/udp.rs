@@ -118,7 +118,7 @@ struct UdpState {
     connected: bool,
     /// Datagrams waiting for the socket to be writable: `(bytes, address)`, oldest first.
     buffer: VecDeque<(Py<PyAny>, Py<PyAny>)>,
-    /// Sum of `len(data)` over `buffer` (asyncio's `_buffer_size`).
+    /// Sum of `len(data)` plus the header size over `buffer` (asyncio's `_buffer_size`).
     buffer_size: usize,
     /// Non-zero once `connection_lost` is scheduled; counts writes attempted after that.
     conn_lost: u32,
@@ -324,11 +324,12 @@ impl DatagramCore {
         let Some(objects) = this.objects(py) else {
             return Ok(());
         };
+        let header = super::names(py)?.datagram_header_size;
         loop {
             let next = {
                 let mut st = this.state.borrow_mut(py);
                 st.buffer.pop_front().map(|(d, a)| {
-                    let n = d.bind(py).len().unwrap_or(0);
+                    let n = d.bind(py).len().unwrap_or(0) + header;
                     st.buffer_size -= n.min(st.buffer_size);
                     (d, a, n)
                 })
@@ -456,7 +457,8 @@ impl DatagramCore {
                 tname.repr()?
             )));
         }
-        if !data.is_truthy()? {
+        // Mirrors the running Python's _SelectorDatagramTransport.sendto.
+        if !super::names(py)?.sends_empty_datagrams && !data.is_truthy()? {
             return Ok(());
         }
         let mut addr = match addr {
@@ -505,7 +507,7 @@ impl DatagramCore {
             }
         }
         // Ensure that what we buffer is immutable.
-        let n = data.len()?;
+        let n = data.len()? + super::names(py)?.datagram_header_size;
         let copy = py.get_type::<PyBytes>().call1((data,))?;
         {
             let mut st = this.state.borrow_mut(py);
