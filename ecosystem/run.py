@@ -297,7 +297,8 @@ def oxloop_commit() -> str:
     def git(*a):
         return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
-    head = git("rev-parse", "--short", "HEAD")
+    # The last commit that changed oxloop itself, not the one that changed this runner.
+    head = git("log", "-1", "--format=%h", "--", "crates", "python", "Cargo.toml", "Cargo.lock")
     return head + ("+dirty" if git("status", "--porcelain", "--", "crates", "python") else "")
 
 
