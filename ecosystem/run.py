@@ -449,6 +449,9 @@ def main(argv: list[str]) -> int:
         entry["date"] = datetime.date.today().isoformat()
         if opts.pytest_args:
             entry["title"] += f" ({' '.join(opts.pytest_args)})"
+        # Re-read: another run (another suite) may have written since this one started.
+        if RESULTS.exists():
+            data = json.loads(RESULTS.read_text())
         data["suites"][name] = entry
         data["history"].append(
             {
