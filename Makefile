@@ -185,18 +185,25 @@ dist-check-%:
 	cd "$$scratch" && "$$scratch/venv/bin/python" $(CURDIR)/examples/demo.py > demo.out; \
 	tail -n 3 demo.out
 
+# Not part of `make test`: each suite gets its own venv and runs twice (asyncio's loop, oxloop).
+SUITES ?=
+ARGS ?=
+.PHONY: ecosystem
+ecosystem: venv ## Real libraries' own test suites on asyncio and oxloop (SUITES="uvicorn anyio", ARGS=pytest args); writes docs/ecosystem.md
+	nice -n 10 $(PY) ecosystem/run.py $(if $(SUITES),--suites $(SUITES)) -- $(ARGS)
+
 .PHONY: lint
 lint: build ## cargo fmt --check, clippy -D warnings, ruff, stubtest of the extension's stubs
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
-	$(VENV)/bin/ruff check python tests benchmarks examples
-	$(VENV)/bin/ruff format --check python tests benchmarks examples
+	$(VENV)/bin/ruff check python tests benchmarks examples ecosystem
+	$(VENV)/bin/ruff format --check python tests benchmarks examples ecosystem
 	$(PY) -m mypy.stubtest oxloop._oxloop
 
 .PHONY: format
 format: venv ## Format Rust and Python sources
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests benchmarks examples
+	$(VENV)/bin/ruff format python tests benchmarks examples ecosystem
 
 .PHONY: clean
 clean: ## Remove build outputs and every venv
