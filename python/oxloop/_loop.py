@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import os
 import signal
@@ -21,7 +22,7 @@ import warnings
 import weakref
 from asyncio import coroutines, events, tasks
 
-from . import _oxloop
+from . import _monitor, _oxloop
 from ._borrowed import AsyncioColdPath
 from ._sock import SocketMethods
 from ._streams import StreamsMixin
@@ -41,6 +42,22 @@ def _format_handle(handle):
     if isinstance(getattr(cb, "__self__", None), tasks.Task):
         return repr(cb.__self__)
     return str(handle)
+
+
+# Every open loop, for the hook below.
+_open_loops = weakref.WeakSet()
+
+
+def _track_escaped_handles(phase, info):
+    # Pending handles are invisible to the garbage collector while only their loop holds them
+    # (the loop reports their contents); one that user code holds too is handed back to the
+    # collector before each full collection, so a cycle through it is found (see handles.rs).
+    if phase == "start" and info["generation"] == 2:
+        for loop in list(_open_loops):
+            loop._track_escaped()
+
+
+gc.callbacks.append(_track_escaped_handles)
 
 
 class Loop(
@@ -70,8 +87,9 @@ class Loop(
         self._asyncgens_shutdown_called = False
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
-        # Mirrors BaseEventLoop.slow_callback_duration: debug mode logs callbacks slower than this.
-        self.slow_callback_duration = 0.1
+        # Mirrors BaseEventLoop.slow_callback_duration: debug mode logs callbacks slower than this
+        # (and monitoring mode, see the property).
+        self._slow_callback_duration = 0.1
         # Mirrors BaseEventLoop._clock_resolution (asyncio's timers may fire this early; oxloop's
         # never fire early, but code reads the attribute).
         self._clock_resolution = time.get_clock_info("monotonic").resolution
@@ -88,7 +106,31 @@ class Loop(
         self._prev_wakeup_fd = -1
         # Running children by pid (oxloop._subprocess._Child), each with its own exit watch.
         self._children = {}
+        # A subclass's own time() drives the scheduler, as asyncio's call_later/_run_once call
+        # self.time(); assigning loop.time does the same (the Rust __setattr__ notices).
+        if type(self).time is not _oxloop.Loop.time:
+            self._time_override = True
         self.set_debug(coroutines._is_debug_mode())
+        _open_loops.add(self)
+        # Tasks made by create_task (oxloop.stats).
+        self._tasks_created = 0
+        if _monitor.enabled_by_default():
+            _monitor.enable(self)
+
+    @property
+    def slow_callback_duration(self):
+        """Seconds a callback may hold the loop before debug or monitoring mode reports it."""
+        return self._slow_callback_duration
+
+    @slow_callback_duration.setter
+    def slow_callback_duration(self, value):
+        self._slow_callback_duration = value
+        _monitor.set_threshold(self, value)
+
+    def create_task(self, coro, **kwargs):
+        """Schedule a coroutine object; return a Task (asyncio's own create_task, counted)."""
+        self._tasks_created += 1
+        return super().create_task(coro, **kwargs)
 
     # -- running and stopping ------------------------------------------------------------------
 
@@ -139,7 +181,9 @@ class Loop(
             )
             self._signal_handlers.clear()
         self._close_children()
+        _monitor.disable(self)
         self._close()
+        _open_loops.discard(self)
         self._close_resolver()
         if self._ssock is not None:
             os.close(self._ssock)

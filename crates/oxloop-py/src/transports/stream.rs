@@ -32,8 +32,9 @@ use pyo3::types::{PyBytes, PyDict, PyMemoryView};
 use pyo3::{intern, PyTraverseError};
 
 use super::{
-    debug_log, extra_info, flow_call, is_bytes_like, is_fatal_to_loop, names, read_chunk, report,
-    report_callback_error, send_or_buffer, warn_unclosed, write_buffer_limits, Dispatch, Reactive,
+    call_soon_in, class_attr, debug_log, extra_info, flow_call, is_bytes_like, is_fatal_to_loop,
+    names, read_chunk, report, report_callback_error, send_or_buffer, transport_context,
+    warn_unclosed, write_buffer_limits, Dispatch, Finalize, Reactive,
     LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
 use crate::errors;
@@ -76,10 +77,26 @@ struct Inner {
 }
 
 /// A socket stream transport; asyncio's `_SelectorSocketTransport`.
-#[pyclass(frozen, weakref, module = "oxloop._oxloop", name = "SocketTransport")]
+// NOTE: `dict`, as asyncio's pure-Python transports have one: tests and libraries assign
+// `transport.write = mock`, and Python-level callers then find the instance attribute.
+#[pyclass(
+    frozen,
+    weakref,
+    dict,
+    module = "oxloop._oxloop",
+    name = "SocketTransport"
+)]
 pub struct SocketTransport {
+    /// True once the fields are written. Python 3.11 allocates the instance `__dict__` after
+    /// the object is GC-tracked and before PyO3 writes its fields, so a collection can traverse
+    /// a zero-filled object: it reads `false` here, and `__traverse__` visits nothing.
+    initialized: bool,
     /// The socket's fd, fixed at creation (asyncio's `_sock_fd`).
     fd: RawFd,
+    /// The context every protocol callback runs in; see [`transport_context`]. Always `Some`
+    /// once made: an `Option` because the GC may traverse the object before its fields are
+    /// written (3.11 allocates its `__dict__` after tracking it), when they read as zero.
+    context: Option<Py<PyAny>>,
     /// Everything else.
     st: GilCell<Inner>,
 }
@@ -127,7 +144,9 @@ impl SocketTransport {
         let tr = Py::new(
             py,
             SocketTransport {
+                initialized: true,
                 fd,
+                context: Some(transport_context(py)?),
                 st: GilCell::new(Inner {
                     loop_: Some(loop_.clone().unbind()),
                     sock: Some(sock.clone().unbind()),
@@ -161,7 +180,11 @@ impl SocketTransport {
             .register_transport(py, fd, bound.clone().into_any().unbind());
         n.set_nodelay.bind(py).call1((sock,))?;
         let call_soon = loop_.getattr(intern!(py, "call_soon"))?;
-        call_soon.call1((protocol.getattr(intern!(py, "connection_made"))?, bound))?;
+        call_soon_in(
+            loop_,
+            bound.get().context.as_ref(),
+            (protocol.getattr(intern!(py, "connection_made"))?, bound).into_pyobject(py)?,
+        )?;
         call_soon.call1((bound.getattr(intern!(py, "_start_reading"))?,))?;
         if let Some(waiter) = waiter {
             call_soon.call1((n.set_result_unless_cancelled.bind(py), waiter, py.None()))?;
@@ -190,7 +213,10 @@ impl SocketTransport {
         let Some(lp) = this.loop_(py) else {
             return Ok(());
         };
-        let dispatch = Arc::new(Dispatch(slf.clone().unbind()));
+        let dispatch = Arc::new(Dispatch {
+            target: slf.clone().unbind(),
+            context: this.context.as_ref().map(|c| c.clone_ref(py)),
+        });
         lp.get()
             .watch(py, this.fd, direction, Watcher::Native(dispatch))?;
         let mut st = this.st.borrow_mut(py);
@@ -290,11 +316,11 @@ impl SocketTransport {
         let Some(lp) = slf.get().loop_(py) else {
             return Ok(());
         };
-        lp.bind(py).call_method1(
-            intern!(py, "call_soon"),
-            (slf.getattr(intern!(py, "_call_connection_lost"))?, exc),
-        )?;
-        Ok(())
+        call_soon_in(
+            lp.bind(py),
+            slf.get().context.as_ref(),
+            (slf.getattr(intern!(py, "_call_connection_lost"))?, exc).into_pyobject(py)?,
+        )
     }
 
     /// Mirrors `_FlowControlMixin._maybe_pause_protocol`.
@@ -307,6 +333,7 @@ impl SocketTransport {
             slf.get().loop_(py),
             slf.as_any(),
             slf.get().protocol(py),
+            slf.get().context.as_ref(),
             true,
         )
     }
@@ -321,6 +348,7 @@ impl SocketTransport {
             slf.get().loop_(py),
             slf.as_any(),
             slf.get().protocol(py),
+            slf.get().context.as_ref(),
             false,
         )
     }
@@ -657,9 +685,11 @@ impl SocketTransport {
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         if !names(py)?.own_writelines {
-            // Mirrors WriteTransport.writelines (3.11): one write() of the joined data.
+            // Mirrors WriteTransport.writelines (3.11): `self.write(b"".join(...))`, so a
+            // `write` assigned on the instance sees it.
             let data = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (list_of_data,))?;
-            return Self::write(slf, &data);
+            slf.call_method1(intern!(py, "write"), (data,))?;
+            return Ok(());
         }
         // Mirrors _SelectorSocketTransport.writelines (3.12+): its own checks and a memoryview
         // of each item (all taken before anything is buffered), then one write of them.
@@ -698,6 +728,7 @@ impl SocketTransport {
             st.buffer.is_empty()
         };
         if shutdown {
+            crate::run_once::note_io();
             sys::shutdown_write(self.fd).map_err(|e| errors::os_error(py, &e))?;
         }
         Ok(())
@@ -798,21 +829,28 @@ impl SocketTransport {
     /// Get optional transport information: 'socket', 'sockname', 'peername', ...
     #[pyo3(signature = (name, default=None))]
     fn get_extra_info(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         name: &Bound<'_, PyAny>,
         default: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let extra = self.st.borrow(py).extra.clone_ref(py);
-        extra_info(py, extra, name, default)
+        let extra = slf.get().st.borrow(slf.py()).extra.clone_ref(slf.py());
+        extra_info(slf.as_any(), extra, name, default)
+    }
+
+    /// What oxloop does not define is looked up on asyncio's class (see `class_attr`).
+    fn __getattr__<'py>(
+        slf: &Bound<'py, Self>,
+        name: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        class_attr(slf.as_any(), name)
     }
 
     /// Set the high- and low-water limits for write flow control.
     #[pyo3(signature = (high=None, low=None))]
     fn set_write_buffer_limits(
         slf: &Bound<'_, Self>,
-        high: Option<i64>,
-        low: Option<i64>,
+        high: Option<&Bound<'_, PyAny>>,
+        low: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let limits = write_buffer_limits(high, low)?;
         slf.get().st.borrow_mut(slf.py()).buffer.set_limits(limits);
@@ -972,9 +1010,13 @@ impl SocketTransport {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if !self.initialized {
+            return Ok(());
+        }
         let Some(st) = self.st.try_borrow_in_gc() else {
             return Ok(());
         };
+        visit.call(&self.context)?;
         visit.call(&st.loop_)?;
         visit.call(&st.sock)?;
         visit.call(&st.protocol)?;
@@ -1002,20 +1044,25 @@ impl SocketTransport {
     }
 }
 
-impl Drop for SocketTransport {
+impl Finalize for SocketTransport {
     /// A transport collected while open warns and closes its socket, as asyncio's `__del__`.
+    fn finalize(&self, py: Python<'_>) {
+        let Some(mut st) = self.st.try_borrow_mut_in_gc(py) else {
+            return;
+        };
+        let Some(sock) = st.sock.take() else { return };
+        drop(st);
+        warn_unclosed(py, &format!("<_SelectorSocketTransport fd={}>", self.fd));
+        if let Err(err) = sock.bind(py).call_method0(intern!(py, "close")) {
+            err.write_unraisable(py, None);
+        }
+    }
+}
+
+impl Drop for SocketTransport {
+    /// Freed without the GC (its count fell to zero): the references are intact, finalize now.
     fn drop(&mut self) {
-        Python::attach(|py| {
-            let Some(mut st) = self.st.try_borrow_mut_in_gc(py) else {
-                return;
-            };
-            let Some(sock) = st.sock.take() else { return };
-            drop(st);
-            warn_unclosed(py, &format!("<_SelectorSocketTransport fd={}>", self.fd));
-            if let Err(err) = sock.bind(py).call_method0(intern!(py, "close")) {
-                err.write_unraisable(py, None);
-            }
-        });
+        Python::attach(|py| self.finalize(py));
     }
 }
 
