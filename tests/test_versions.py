@@ -22,10 +22,12 @@ PY313 = sys.version_info >= (3, 13)
 
 def test_borrowed_methods_are_the_running_pythons():
     for name in _borrowed.BORROWED:
-        ours = getattr(oxloop.Loop, name)
+        ours = getattr(_borrowed.AsyncioColdPath, name)
         theirs = getattr(unix_events._UnixSelectorEventLoop, name)
         # The same code object: a rebinding for zero-argument super() changes only the cell.
         assert ours.__code__ is theirs.__code__, name
+    # The table comes first in oxloop.Loop's MRO: only Loop's own body can wrap one of them.
+    assert oxloop.Loop.__mro__[1] is _borrowed.AsyncioColdPath
     assert oxloop.Loop.create_connection is base_events.BaseEventLoop.create_connection
 
 
