@@ -69,7 +69,7 @@ def _counts_write_to_peer(loop, busy):
 @pytest.mark.parametrize("busy", [False, True], ids=["idle", "busy"])
 def test_write_reaches_peer_in_no_more_iterations_than_asyncio(on_both, busy):
     aio, ox = on_both(lambda lp: _counts_write_to_peer(lp, busy))
-    assert all(o <= a for o, a in zip(ox, aio)), (aio, ox)
+    assert all(o <= a for o, a in zip(ox, aio, strict=True)), (aio, ox)
 
 
 def test_echo_reply_in_no_more_iterations_than_asyncio(on_both):
@@ -100,7 +100,7 @@ def test_echo_reply_in_no_more_iterations_than_asyncio(on_both):
         return loop.run_until_complete(main())
 
     aio, ox = on_both(scenario)
-    assert all(o <= a for o, a in zip(ox, aio)), (aio, ox)
+    assert all(o <= a for o, a in zip(ox, aio, strict=True)), (aio, ox)
 
 
 def test_raw_send_and_new_writer_seen_in_no_more_iterations_than_asyncio(on_both):
@@ -130,7 +130,7 @@ def test_raw_send_and_new_writer_seen_in_no_more_iterations_than_asyncio(on_both
         return loop.run_until_complete(main())
 
     aio, ox = on_both(scenario)
-    assert all(o <= a for o, a in zip(ox, aio)), (aio, ox)
+    assert all(o <= a for o, a in zip(ox, aio, strict=True)), (aio, ox)
 
 
 # -- remove_reader / remove_writer of a socket closed while watched -----------------------------
@@ -742,7 +742,7 @@ def _bad_call_outcomes(loop):
 
 def test_bad_calls_raise_what_asyncio_raises(on_both):
     aio, ox = on_both(_bad_call_outcomes)
-    diff = [(a, o) for a, o in zip(aio, ox) if a != o]
+    diff = [(a, o) for a, o in zip(aio, ox, strict=True) if a != o]
     assert not diff, diff
 
 
