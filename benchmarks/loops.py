@@ -13,7 +13,10 @@ import os
 import platform
 
 # Column order of every table: the baseline first, oxloop, then the native ceiling.
-LOOPS = ("asyncio", "uvloop", "rloop", "rsloop", "oxloop", "native")
+LOOPS = ("asyncio", "uvloop", "rloop", "rsloop", "oxloop", "oxloop+monitor", "native")
+
+# oxloop with monitoring mode on (oxloop.run(..., monitor=True)): the column shows what it costs.
+MONITORED = "oxloop+monitor"
 
 # "native" is no Python loop: the echo rows' ceiling, the same echo service in Rust on
 # oxloop-core's reactor (crates/oxloop-core/examples/echo_server.rs, built by `make native-echo`).
@@ -25,6 +28,8 @@ NATIVE_ECHO = os.path.join(
 def _version(name: str) -> str:
     if name == "asyncio":
         return "CPython " + platform.python_version()
+    if name == MONITORED:
+        return _version("oxloop") + ", monitoring mode on"
     from importlib import metadata
 
     try:
@@ -39,6 +44,16 @@ def factory(name: str):
         raise ImportError("the native ceiling runs echo servers only")
     if name == "asyncio":
         return asyncio.new_event_loop
+    if name == MONITORED:
+        import oxloop
+        from oxloop import _monitor
+
+        def monitored():
+            loop = oxloop.new_event_loop()
+            _monitor.enable(loop)
+            return loop
+
+        return monitored
     module = importlib.import_module(name)
     return module.new_event_loop
 

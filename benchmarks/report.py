@@ -12,7 +12,7 @@ import os
 import platform
 import statistics
 
-from loops import LOOPS
+from loops import LOOPS, MONITORED
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BASELINES = ("asyncio", "uvloop")
@@ -93,7 +93,7 @@ def summarise(data: dict) -> dict:
             for key, (fn, _) in METRICS.items():
                 values = [fn(r) for r in good]
                 cell[key] = (statistics.median(values), min(values), max(values))
-            for base in BASELINES:
+            for base in BASELINES + (("oxloop",) if loop == MONITORED else ()):
                 for key in ("throughput", "cpu_us"):
                     fn, higher = METRICS[key]
                     ratios = [
@@ -233,8 +233,41 @@ def markdown(data: dict, json_path: str, chart_path: str | None) -> str:
             ]
             lines += _metric_table(summary, idle_rows, echo_loops, "kib_per_conn", _fmt_kib)
             lines.append("")
+    lines += _monitor_cost(summary, micro_rows + echo_rows, loops)
     lines += _problems(data)
     return "\n".join(lines)
+
+
+def _monitor_cost(summary, rows, loops) -> list[str]:
+    """oxloop with monitoring mode on relative to oxloop, per row (paired medians)."""
+    if MONITORED not in loops or "oxloop" not in loops:
+        return []
+
+    def cost(cell, key):
+        value = cell.get(f"{key}_vs_oxloop")
+        return "–" if value is None else f"{(1 - value) * 100:+.1f}%"
+
+    lines = [
+        "## Cost of monitoring mode",
+        "",
+        f"`{MONITORED}` against `oxloop` in the same run, per repetition, then the median: how",
+        "much less throughput and how much more CPU per operation (server CPU per request for",
+        "echo rows) monitoring mode costs. Negative figures are noise in oxloop's favour.",
+        "",
+    ]
+    lines += _table(
+        ["benchmark", "throughput lost", "CPU per operation added"],
+        [
+            [
+                r["name"],
+                cost(summary[r["name"]][MONITORED], "throughput"),
+                cost(summary[r["name"]][MONITORED], "cpu_us"),
+            ]
+            for r in rows
+            if "error" not in summary[r["name"]].get(MONITORED, {"error": 1})
+        ],
+    )
+    return [*lines, ""]
 
 
 def _problems(data: dict) -> list[str]:

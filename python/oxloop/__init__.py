@@ -6,6 +6,9 @@ Entry points::
     with asyncio.Runner(loop_factory=oxloop.new_event_loop) as runner: ...
     oxloop.install()                                    # policy-based code (deprecated from 3.14)
     python -m oxloop app.py                             # any asyncio program, unchanged
+    python -m oxloop --monitor app.py                   # ... with monitoring mode on
+    python -m oxloop top [PID]                          # live view of a monitored program
+    oxloop.stats()                                      # what the running loop has been doing
 """
 
 from __future__ import annotations
@@ -32,10 +35,21 @@ if _free_threaded():
         "CPython build); use a standard CPython build, or asyncio's own loop"
     )
 
-from . import _oxloop  # noqa: E402 - after the free-threading check
+from . import _monitor, _oxloop  # noqa: E402 - after the free-threading check
 from ._loop import Loop  # noqa: E402
+from ._monitor import SlowEvent, Stats, TaskTime, stats  # noqa: E402
 
-__all__ = ("Loop", "new_event_loop", "run", "EventLoopPolicy", "install")
+__all__ = (
+    "Loop",
+    "new_event_loop",
+    "run",
+    "EventLoopPolicy",
+    "install",
+    "stats",
+    "Stats",
+    "TaskTime",
+    "SlowEvent",
+)
 __version__ = _oxloop.__version__
 
 
@@ -44,17 +58,43 @@ def new_event_loop() -> Loop:
     return Loop()
 
 
-def run(main, *, debug=None):
+def run(main, *, debug=None, monitor=None, graceful_shutdown=None):
     """Run the coroutine ``main`` on a new oxloop loop and return its result.
 
     Same semantics as ``asyncio.run``: the loop is created and closed here, remaining tasks are
     cancelled, async generators and the default executor are shut down, and Ctrl-C cancels the
     main task (as ``asyncio.Runner`` does).
+
+    ``monitor=True`` turns monitoring mode on for the loop (``None``: as ``OXLOOP_MONITOR``
+    says): loop lag, busy time and time per task in ``oxloop.stats()``, slow and blocking code
+    logged with its task and line, the live view of ``python -m oxloop top``.
+
+    ``graceful_shutdown`` (seconds, or ``True`` for 30): SIGTERM then cancels the main task as
+    Ctrl-C does; open transports get to flush their buffers and the default executor to finish,
+    all within that many seconds of the signal; then ``SystemExit(0)`` is raised if everything
+    finished in time, ``SystemExit(124)`` if the timeout cut it short. A second SIGTERM stops at
+    once (``SystemExit(143)``). Off by default: SIGTERM then does what it does under asyncio.run.
     """
     if asyncio.events._get_running_loop() is not None:
         # Mirrors asyncio.run: refuse before creating (and then closing) a loop.
         raise RuntimeError("oxloop.run() cannot be called from a running event loop")
-    with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+    factory = new_event_loop
+    if monitor is not None:
+
+        def factory():
+            loop = new_event_loop()
+            if monitor:
+                _monitor.enable(loop)
+            else:
+                _monitor.disable(loop)
+            return loop
+
+    if graceful_shutdown is not None and graceful_shutdown is not False:
+        from ._shutdown import run_graceful
+
+        timeout = 30.0 if graceful_shutdown is True else float(graceful_shutdown)
+        return run_graceful(main, debug=debug, loop_factory=factory, timeout=timeout)
+    with asyncio.Runner(debug=debug, loop_factory=factory) as runner:
         return runner.run(main)
 
 

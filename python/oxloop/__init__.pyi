@@ -1,16 +1,26 @@
 """Type stubs for the public ``oxloop`` API."""
 
 import asyncio
-from typing import Any, Coroutine, Optional, TypeVar
+from typing import Any, Coroutine, Optional, TypeVar, Union
 
 from ._loop import Loop as Loop
+from ._monitor import SlowEvent as SlowEvent
+from ._monitor import Stats as Stats
+from ._monitor import TaskTime as TaskTime
 
 _T = TypeVar("_T")
 
 __version__: str
 
 def new_event_loop() -> Loop: ...
-def run(main: Coroutine[Any, Any, _T], *, debug: Optional[bool] = None) -> _T: ...
+def run(
+    main: Coroutine[Any, Any, _T],
+    *,
+    debug: Optional[bool] = None,
+    monitor: Optional[bool] = None,
+    graceful_shutdown: Union[bool, float, None] = None,
+) -> _T: ...
+def stats(loop: Optional[asyncio.AbstractEventLoop] = None) -> Stats: ...
 
 class EventLoopPolicy(asyncio.AbstractEventLoopPolicy):
     def get_event_loop(self) -> asyncio.AbstractEventLoop: ...

@@ -3,6 +3,8 @@
 python -m oxloop SCRIPT [ARGS...]    run a script as __main__
 python -m oxloop -m MODULE [ARGS...] run a module as __main__
 python -m oxloop                     async REPL with top-level await (like python -m asyncio)
+python -m oxloop --monitor ...       any of the above in monitoring mode (as OXLOOP_MONITOR=1)
+python -m oxloop top [PID]           live view of a monitored oxloop program (q quits)
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import code
 import concurrent.futures
 import inspect
+import os
 import runpy
 import sys
 import threading
@@ -111,6 +114,14 @@ def _repl() -> None:
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "top":
+        from . import _top
+
+        return _top.main(argv[1:])
+    if argv and argv[0] == "--monitor":
+        # The same switch as the environment variable, so loops made any way are monitored.
+        os.environ["OXLOOP_MONITOR"] = "1"
+        argv = argv[1:]
     if not argv:
         _repl()
         return 0
@@ -128,7 +139,7 @@ def main(argv: list[str]) -> int:
         runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
         return 0
     sys.argv = argv[:]
-    sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.abspath(argv[0])))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))
     runpy.run_path(argv[0], run_name="__main__")
     return 0
 

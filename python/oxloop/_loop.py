@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import os
 import signal
@@ -19,9 +20,9 @@ import sys
 import time
 import warnings
 import weakref
-from asyncio import base_events, coroutines, events
+from asyncio import coroutines, events, tasks
 
-from . import _oxloop
+from . import _monitor, _oxloop
 from ._borrowed import AsyncioColdPath
 from ._sock import SocketMethods
 from ._streams import StreamsMixin
@@ -31,9 +32,32 @@ from ._tls import TLSMixin
 logger = logging.getLogger("asyncio")
 
 # What asyncio's own checks call: the public name is deprecated from 3.14 on.
-_iscoroutinefunction = getattr(
-    coroutines, "_iscoroutinefunction", coroutines.iscoroutinefunction
-)
+_iscoroutinefunction = getattr(coroutines, "_iscoroutinefunction", coroutines.iscoroutinefunction)
+
+
+def _format_handle(handle):
+    # Mirrors asyncio.base_events._format_handle; `handle` may also be what a native watcher
+    # reports (a transport), which has no `_callback`.
+    cb = getattr(handle, "_callback", None)
+    if isinstance(getattr(cb, "__self__", None), tasks.Task):
+        return repr(cb.__self__)
+    return str(handle)
+
+
+# Every open loop, for the hook below.
+_open_loops = weakref.WeakSet()
+
+
+def _track_escaped_handles(phase, info):
+    # Pending handles are invisible to the garbage collector while only their loop holds them
+    # (the loop reports their contents); one that user code holds too is handed back to the
+    # collector before each full collection, so a cycle through it is found (see handles.rs).
+    if phase == "start" and info["generation"] == 2:
+        for loop in list(_open_loops):
+            loop._track_escaped()
+
+
+gc.callbacks.append(_track_escaped_handles)
 
 
 class Loop(
@@ -63,8 +87,9 @@ class Loop(
         self._asyncgens_shutdown_called = False
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
-        # Mirrors BaseEventLoop.slow_callback_duration: debug mode logs callbacks slower than this.
-        self.slow_callback_duration = 0.1
+        # Mirrors BaseEventLoop.slow_callback_duration: debug mode logs callbacks slower than this
+        # (and monitoring mode, see the property).
+        self._slow_callback_duration = 0.1
         # Mirrors BaseEventLoop._clock_resolution (asyncio's timers may fire this early; oxloop's
         # never fire early, but code reads the attribute).
         self._clock_resolution = time.get_clock_info("monotonic").resolution
@@ -86,6 +111,26 @@ class Loop(
         if type(self).time is not _oxloop.Loop.time:
             self._time_override = True
         self.set_debug(coroutines._is_debug_mode())
+        _open_loops.add(self)
+        # Tasks made by create_task (oxloop.stats).
+        self._tasks_created = 0
+        if _monitor.enabled_by_default():
+            _monitor.enable(self)
+
+    @property
+    def slow_callback_duration(self):
+        """Seconds a callback may hold the loop before debug or monitoring mode reports it."""
+        return self._slow_callback_duration
+
+    @slow_callback_duration.setter
+    def slow_callback_duration(self, value):
+        self._slow_callback_duration = value
+        _monitor.set_threshold(self, value)
+
+    def create_task(self, coro, **kwargs):
+        """Schedule a coroutine object; return a Task (asyncio's own create_task, counted)."""
+        self._tasks_created += 1
+        return super().create_task(coro, **kwargs)
 
     # -- running and stopping ------------------------------------------------------------------
 
@@ -136,7 +181,9 @@ class Loop(
             )
             self._signal_handlers.clear()
         self._close_children()
+        _monitor.disable(self)
         self._close()
+        _open_loops.discard(self)
         self._close_resolver()
         if self._ssock is not None:
             os.close(self._ssock)
@@ -167,9 +214,7 @@ class Loop(
 
     def _log_slow_callback(self, handle, seconds):
         # Called by the Rust tick in debug mode; mirrors the warning in BaseEventLoop._run_once.
-        logger.warning(
-            "Executing %s took %.3f seconds", base_events._format_handle(handle), seconds
-        )
+        logger.warning("Executing %s took %.3f seconds", _format_handle(handle), seconds)
 
     # -- signals (mirrors asyncio.unix_events._UnixSelectorEventLoop) ---------------------------
 

@@ -24,7 +24,7 @@ use pyo3::{intern, PyTraverseError};
 use crate::errors;
 use crate::ffi;
 use crate::gil::GilCell;
-use crate::handles::{Callback, Handle, TimerHandle};
+use crate::handles::{self, Callback, Handle, TimerHandle};
 
 /// An entry of the ready queue.
 pub enum Ready {
@@ -167,6 +167,8 @@ pub struct State {
     /// an fd whose transport is not closing. A transport leaves the map when its connection is
     /// lost.
     pub transports: HashMap<RawFd, Py<PyAny>>,
+    /// Counters, and the monitoring state when monitoring is on (`oxloop.stats`).
+    pub stats: crate::monitor::Stats,
 }
 
 /// asyncio's event loop: ready queue, timers and I/O watching, in Rust.
@@ -274,6 +276,19 @@ impl PyLoop {
         Ok(())
     }
 
+    /// `call_soon` once its arguments are unpacked: guards, callback check, then queue.
+    pub fn call_soon_core(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let debug = slf.get().guards(py, true)?;
+        Self::check_callback(py, &callback, "call_soon", debug)?;
+        Self::push_soon(slf, callback, args, context, debug)
+    }
+
     /// Queues a new `Handle` (the core of `call_soon` and `call_soon_threadsafe`).
     fn push_soon(
         slf: &Bound<'_, Self>,
@@ -289,6 +304,7 @@ impl PyLoop {
                 cb: Callback::new(slf, callback, args, context, debug)?,
             },
         )?;
+        handles::set_tracking(handle.bind(py).as_any(), debug);
         slf.get()
             .state
             .borrow_mut(py)
@@ -324,6 +340,7 @@ impl PyLoop {
                 scheduled: std::sync::atomic::AtomicBool::new(true),
             },
         )?;
+        handles::set_tracking(timer.bind(py).as_any(), debug);
         this.state
             .borrow_mut(py)
             .timers
@@ -362,6 +379,8 @@ impl PyLoop {
                 cb: Callback::new(slf, callback, args, None, debug)?,
             },
         )?;
+        // A reader or writer stays registered until removed: the collector tracks it.
+        handles::set_tracking(handle.bind(py).as_any(), true);
         this.watch(py, fd, direction, Watcher::Handle(handle))?;
         if !fileobj.is_instance_of::<PyInt>() {
             let old = this
@@ -552,6 +571,20 @@ impl PyLoop {
     }
 }
 
+/// [`handles::release`] for every handle of a drained ready queue and timer heap.
+fn release_all(py: Python<'_>, ready: &[Ready], timers: &[Scheduled]) {
+    for r in ready {
+        match r {
+            Ready::Handle(h) => handles::release(h.bind(py).as_any()),
+            Ready::Timer(t) => handles::release(t.bind(py).as_any()),
+            Ready::Native(..) => {}
+        }
+    }
+    for t in timers {
+        handles::release(t.0.bind(py).as_any());
+    }
+}
+
 /// `selectors._fileobj_to_fd`: an int, or an object whose `fileno()` gives one.
 pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
     let py = obj.py();
@@ -607,6 +640,7 @@ impl PyLoop {
                 may_skip_poll: false,
                 time_override: false,
                 transports: HashMap::new(),
+                stats: crate::monitor::Stats::default(),
             }),
             reactor: Mutex::new(Some(reactor)),
             waker,
@@ -619,6 +653,9 @@ impl PyLoop {
     }
 
     /// Arrange for a callback to be called as soon as possible, in FIFO order.
+    ///
+    /// NOTE: `fastcall::install` puts a faster entry point over this one; this method still
+    /// serves the argument shapes that one hands back (and their errors).
     #[pyo3(signature = (callback, *args, context=None))]
     fn call_soon(
         slf: &Bound<'_, Self>,
@@ -626,15 +663,12 @@ impl PyLoop {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        let py = slf.py();
-        let debug = slf.get().guards(py, true)?;
-        Self::check_callback(py, &callback, "call_soon", debug)?;
-        Self::push_soon(slf, callback, args, context, debug)
+        Self::call_soon_core(slf, callback, args, context)
     }
 
     /// Like `call_soon()`, but thread-safe: wakes the loop if it is waiting for I/O.
     #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe(
+    pub(crate) fn call_soon_threadsafe(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
@@ -651,7 +685,7 @@ impl PyLoop {
 
     /// Arrange for a callback to be called after `delay` seconds.
     #[pyo3(signature = (delay, callback, *args, context=None))]
-    fn call_later(
+    pub(crate) fn call_later(
         slf: &Bound<'_, Self>,
         delay: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
@@ -683,7 +717,7 @@ impl PyLoop {
 
     /// Arrange for a callback to be called at time `when` on the loop's clock.
     #[pyo3(signature = (when, callback, *args, context=None))]
-    fn call_at(
+    pub(crate) fn call_at(
         slf: &Bound<'_, Self>,
         when: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
@@ -839,6 +873,7 @@ impl PyLoop {
             st.thread_id = Some(ffi::thread_ident());
             // Anything may have happened since the last run.
             st.may_skip_poll = false;
+            st.stats.run_begin();
         }
         let result = loop {
             let ran = match &tick {
@@ -855,6 +890,7 @@ impl PyLoop {
         let mut st = this.state.borrow_mut(py);
         st.stopping = false;
         st.thread_id = None;
+        st.stats.run_end();
         result
     }
 
@@ -883,7 +919,24 @@ impl PyLoop {
         for t in &timers {
             t.0.get().scheduled.store(false, Ordering::Relaxed);
         }
+        release_all(py, &ready, &timers);
         drop((ready, timers, watches, transports));
+    }
+
+    /// Gives every pending handle that someone besides the loop holds back to the garbage
+    /// collector (see `handles`); the `gc.callbacks` hook calls it before each full collection.
+    fn _track_escaped(&self, py: Python<'_>) {
+        let st = self.state.borrow(py);
+        for r in st.ready.iter() {
+            match r {
+                Ready::Handle(h) => handles::release(h.bind(py).as_any()),
+                Ready::Timer(t) => handles::release(t.bind(py).as_any()),
+                Ready::Native(..) => {}
+            }
+        }
+        for t in st.timers.iter() {
+            handles::release(t.0.bind(py).as_any());
+        }
     }
 
     /// The id of the thread running the loop, or None (asyncio's private `_thread_id`).
@@ -964,19 +1017,22 @@ impl PyLoop {
         };
         for r in st.ready.iter() {
             match r {
-                Ready::Handle(h) => visit.call(h)?,
-                Ready::Timer(t) => visit.call(t)?,
+                Ready::Handle(h) => handles::traverse_pending(h, &h.get().cb, &visit)?,
+                Ready::Timer(t) => handles::traverse_pending(t, &t.get().cb, &visit)?,
                 Ready::Native(n, _) => n.traverse(&visit)?,
             }
         }
         for t in st.timers.iter() {
-            visit.call(&t.0)?;
+            handles::traverse_pending(&t.0, &t.0.get().cb, &visit)?;
         }
         for w in st.watches.values() {
             w.traverse(&visit)?;
         }
         for t in st.transports.values() {
             visit.call(t)?;
+        }
+        if let Some(a) = &st.stats.active {
+            visit.call(a.sink())?;
         }
         Ok(())
     }
@@ -993,6 +1049,7 @@ impl PyLoop {
                 let transports: Vec<Py<PyAny>> = st.transports.drain().map(|(_, t)| t).collect();
                 (ready, timers, watches, transports)
             };
+            release_all(py, &ready, &timers);
             drop((ready, timers, watches, transports));
         });
     }

@@ -164,3 +164,31 @@ fn with_buffer<R>(
     unsafe { ffi::PyBuffer_Release(&mut view) };
     Ok(result)
 }
+
+/// Whether the garbage collector tracks `obj` (`gc.is_tracked`).
+#[inline]
+pub fn gc_is_tracked(obj: *mut ffi::PyObject) -> bool {
+    // SAFETY: callers pass a live object they hold a reference to, with the GIL held (or from a
+    // `__traverse__`, which runs with the GIL held); the call only reads its GC header.
+    unsafe { ffi::PyObject_GC_IsTracked(obj) == 1 }
+}
+
+/// Stops the garbage collector from tracking `obj`, a live instance of a GC type. The owner then
+/// takes over: its own `__traverse__` visits what `obj` holds, or it tracks `obj` again (see
+/// [`gc_track`]) before anyone else can reach it.
+#[inline]
+pub fn gc_untrack(obj: &Bound<'_, PyAny>) {
+    // SAFETY: GIL held (the Bound proves it); `obj` is live and its type is a GC type (every
+    // PyO3 class is); untracking an untracked object is a no-op.
+    unsafe { ffi::PyObject_GC_UnTrack(obj.as_ptr().cast()) }
+}
+
+/// Tracks `obj` again if [`gc_untrack`] stopped it.
+#[inline]
+pub fn gc_track(obj: &Bound<'_, PyAny>) {
+    if !gc_is_tracked(obj.as_ptr()) {
+        // SAFETY: GIL held; `obj` is live, fully initialised, of a GC type and not tracked, which
+        // is all PyObject_GC_Track requires.
+        unsafe { ffi::PyObject_GC_Track(obj.as_ptr().cast()) }
+    }
+}

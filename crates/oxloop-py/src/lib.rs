@@ -13,9 +13,11 @@ compile_error!("oxloop relies on the GIL to serialise access to the loop state; 
 mod dns;
 mod errors;
 mod event_loop;
+mod fastcall;
 mod ffi;
 mod gil;
 mod handles;
+mod monitor;
 mod run_once;
 mod sock;
 mod transports;
@@ -26,10 +28,12 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::PyLoop>()?;
+    fastcall::install(m.py())?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<dns::Resolver>()?;
     sock::register(m)?;
+    monitor::register(m)?;
     m.add_class::<transports::udp::DatagramCore>()?;
     m.add_class::<transports::stream::SocketTransport>()?;
     m.add_function(wrap_pyfunction!(

@@ -6,6 +6,10 @@
 //! 3. queue the handles of ready readers and writers (dropping cancelled ones), then due timers;
 //! 4. run exactly the callbacks queued when step 3 ended, with the GIL held for the whole batch.
 //!
+//! Loop statistics hook in at three points ([`crate::monitor::Stats`]): before the poll, after
+//! queueing, after the batch; with monitoring on, each callback runs through
+//! [`crate::monitor::Tick::run`].
+//!
 //! The per-callback hook point is [`run_ready`]: in debug mode each callback is timed and slow ones
 //! are logged (`slow_callback_duration`) naming the handle or its task.
 
@@ -58,8 +62,12 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
             // What was done before this poll is seen by it.
             take_io_noted();
         }
+        st.stats.before_poll(timeout != Some(Duration::ZERO));
         (timeout, poll, std::mem::take(&mut st.events))
     };
+    for t in &pruned {
+        crate::handles::release(t.0.bind(py).as_any());
+    }
     drop(pruned);
 
     // 2. Poll. A zero-timeout poll cannot block: keep the GIL (a pending wake-up stays in the
@@ -119,7 +127,8 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         None
     };
     let mut cancelled_io = Vec::new();
-    let mut tick = {
+    let mut first_timer = None;
+    let (mut batch, mut probe) = {
         let mut st = this.state.borrow_mut(py);
         for ev in &events {
             for (ready, direction) in [
@@ -149,6 +158,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
                 st.ready.push(entry);
             }
         }
+        let nevents = events.len();
         st.events = events;
         let now = if st.timers.is_empty() {
             0.0
@@ -161,9 +171,12 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
                 .get()
                 .scheduled
                 .store(false, std::sync::atomic::Ordering::Relaxed);
+            first_timer.get_or_insert(timer.0.get().when);
             st.ready.push(Ready::Timer(timer.0));
         }
-        st.ready.begin_tick()
+        let ntodo = st.ready.len();
+        let probe = st.stats.queued(nevents, first_timer, ntodo);
+        (st.ready.begin_tick(), probe)
     };
     for (fd, direction) in cancelled_io {
         this.unwatch(py, fd, direction)?;
@@ -172,23 +185,35 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     // 4. Run what is ready now.
     let debug = this.debug(py);
     let mut quiet = true;
-    // `close()` from a callback empties the queue: the tick ends early then.
-    loop {
-        let Some(item) = this.state.borrow_mut(py).ready.next_in_tick(&mut tick) else {
-            break;
-        };
-        quiet &= match &item {
-            Ready::Native(n, direction) => n.quiet(*direction),
-            Ready::Handle(_) | Ready::Timer(_) => false,
-        };
-        if let Err(e) = run_ready(slf, item, debug) {
-            this.state.borrow_mut(py).may_skip_poll = false;
-            return Err(e);
+    let mut ran = 0;
+    let result = (|| {
+        // `close()` from a callback empties the queue: the tick ends early then.
+        loop {
+            // NOTE: not `while let`: its temporary borrow would last through the callback.
+            let Some(item) = this.state.borrow_mut(py).ready.next_in_tick(&mut batch) else {
+                break;
+            };
+            ran += 1;
+            quiet &= match &item {
+                Ready::Native(n, direction) => n.quiet(*direction),
+                Ready::Handle(_) | Ready::Timer(_) => false,
+            };
+            // Monitoring off: this one predictable check is its whole per-callback cost.
+            match &mut probe {
+                None => run_ready(slf, &item, debug)?,
+                Some(probe) => probe.run(slf, &item, debug)?,
+            }
         }
-    }
+        Ok(())
+    })();
+    drop(probe);
     let io = take_io_noted();
-    this.state.borrow_mut(py).may_skip_poll = quiet && !io;
-    Ok(())
+    let mut st = this.state.borrow_mut(py);
+    st.stats.batch_done(ran);
+    // After an error the next tick polls: anything may have happened.
+    st.may_skip_poll = result.is_ok() && quiet && !io;
+    drop(st);
+    result
 }
 
 /// `self.time()` of a loop whose `time` is overridden (mirrors `_run_once` calling `self.time()`).
@@ -217,17 +242,32 @@ fn take_io_noted() -> bool {
 
 /// Runs one ready entry; in debug mode, times it and reports a slow callback.
 #[inline]
-fn run_ready(slf: &Bound<'_, PyLoop>, item: Ready, debug: bool) -> PyResult<()> {
+pub fn run_ready(slf: &Bound<'_, PyLoop>, item: &Ready, debug: bool) -> PyResult<()> {
     let py = slf.py();
     if !debug {
-        return match &item {
-            Ready::Handle(h) => h.get().cb.run(py, h.bind(py).as_any()),
-            Ready::Timer(t) => t.get().cb.run(py, t.bind(py).as_any()),
+        // The loop lets go of the handle once it ran; see `handles::release`.
+        return match item {
+            Ready::Handle(h) => {
+                let ran = h.get().cb.run(py, h.bind(py).as_any());
+                crate::handles::release(h.bind(py).as_any());
+                ran
+            }
+            Ready::Timer(t) => {
+                let ran = t.get().cb.run(py, t.bind(py).as_any());
+                crate::handles::release(t.bind(py).as_any());
+                ran
+            }
             Ready::Native(n, direction) => n.ready(py, *direction),
         };
     }
-    // The debug path: what asyncio's `_run_once` does when `self._debug` is set.
-    let owner = match &item {
+    // The debug path: what asyncio's `_run_once` does when `self._debug` is set. Debug mode keeps
+    // every handle tracked by the garbage collector, as asyncio's are.
+    match item {
+        Ready::Handle(h) => crate::ffi::gc_track(h.bind(py).as_any()),
+        Ready::Timer(t) => crate::ffi::gc_track(t.bind(py).as_any()),
+        Ready::Native(..) => {}
+    }
+    let owner = match item {
         Ready::Handle(h) if h.get().cb.is_cancelled() => return Ok(()),
         Ready::Timer(t) if t.get().cb.is_cancelled() => return Ok(()),
         Ready::Handle(h) => h.bind(py).clone().into_any(),
@@ -236,7 +276,7 @@ fn run_ready(slf: &Bound<'_, PyLoop>, item: Ready, debug: bool) -> PyResult<()> 
     };
     slf.setattr(intern!(py, "_current_handle"), &owner)?;
     let t0 = sys::monotonic();
-    let result = match &item {
+    let result = match item {
         Ready::Handle(h) => h.get().cb.run(py, &owner),
         Ready::Timer(t) => t.get().cb.run(py, &owner),
         Ready::Native(n, direction) => n.ready(py, *direction),

@@ -1,0 +1,151 @@
+"""Instruction cost of monitoring mode, measured with callgrind (robust on a shared machine).
+
+``python benchmarks/monitor_cost.py [BENCH ...]`` runs each case on ``oxloop`` and on
+``oxloop+monitor`` under ``valgrind --tool=callgrind``, at N and 2N operations, and reports the
+loop thread's instructions per operation (the difference of the two runs over N, so start-up
+cancels out) and the monitoring overhead in percent. Cases: scheduling micro-benchmarks from
+``micro.py`` and ``echo_protocol_unix`` / ``echo_sock_unix`` (an echo server on the loop under
+test, 1 KiB ping-pong from a blocking client thread; only the loop thread is counted).
+
+Under valgrind everything runs about 50 times slower, but the watchdog samples on wall-clock
+time: its period is scaled by the same factor (``--period``, default 0.1 s for the real 2 ms) so
+samples per operation are as many as in a real run. The watchdog thread's own instructions are
+reported apart: they depend on time, not on load.
+
+Case mode (internal): ``python monitor_cost.py --case LOOP BENCH N PERIOD``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+DEFAULT = (
+    "call_soon",
+    "sleep0_pingpong",
+    "future_roundtrip",
+    "tasks_gather_100k",
+    "echo_protocol_unix",
+    "echo_sock_unix",
+)
+SIZES = {
+    "call_soon": 20_000,
+    "sleep0_pingpong": 10_000,
+    "future_roundtrip": 10_000,
+    "tasks_gather_100k": 5_000,
+    "queue": 10_000,
+    "call_later": 10_000,
+    "echo_protocol_unix": 2_000,
+    "echo_sock_unix": 2_000,
+}
+
+
+def case(loop_name: str, bench: str, n: int, period: float) -> None:
+    from loops import factory
+    from oxloop import _monitor
+
+    _monitor.SAMPLE_PERIOD = period
+    loop = factory(loop_name)()
+    if bench.startswith("echo_"):
+        import net
+
+        kind = bench.split("_")[1]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "s")
+            address, keep = loop.run_until_complete(net.start_server(loop, kind, "unix", path))
+            done = loop.create_future()
+
+            def client():
+                with socket.socket(socket.AF_UNIX) as c:
+                    c.connect(address)
+                    msg = b"x" * 1024
+                    for _ in range(n):
+                        c.sendall(msg)
+                        got = 0
+                        while got < len(msg):
+                            got += len(c.recv(65536))
+                loop.call_soon_threadsafe(done.set_result, None)
+
+            threading.Thread(target=client).start()
+            loop.run_until_complete(done)
+    else:
+        from micro import BY_NAME
+
+        loop.run_until_complete(BY_NAME[bench].fn(loop, n))
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def instructions(loop_name, bench, n, period) -> tuple[int, int]:
+    """(loop thread's instructions, other threads' instructions) of one run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cg.out")
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--separate-threads=yes",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                os.path.abspath(__file__),
+                "--case",
+                loop_name,
+                bench,
+                str(n),
+                str(period),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        counts = {}
+        for path in glob.glob(out + "-*"):
+            with open(path) as f:
+                text = f.read()
+            thread = int(re.search(r"^thread: (\d+)", text, re.M).group(1))
+            counts[thread] = int(re.search(r"^(?:summary|totals): (\d+)", text, re.M).group(1))
+    return counts[1], sum(v for k, v in counts.items() if k != 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("benches", nargs="*", default=DEFAULT)
+    parser.add_argument("--period", type=float, default=0.1)
+    parser.add_argument("--case", nargs=4)
+    args = parser.parse_args()
+    if args.case:
+        loop_name, bench, n, period = args.case
+        case(loop_name, bench, int(n), float(period))
+        return
+    print(
+        f"{'benchmark':<22} {'oxloop instr/op':>16} {'+monitor instr/op':>18} {'cost':>7}"
+        f" {'watchdog instr':>15}"
+    )
+    for bench in args.benches:
+        n = SIZES.get(bench, 10_000)
+        per_op = {}
+        watchdog = 0
+        for loop_name in ("oxloop", "oxloop+monitor"):
+            a, _ = instructions(loop_name, bench, n, args.period)
+            b, other = instructions(loop_name, bench, 2 * n, args.period)
+            per_op[loop_name] = (b - a) / n
+            if loop_name != "oxloop":
+                watchdog = other
+        off, on = per_op["oxloop"], per_op["oxloop+monitor"]
+        print(
+            f"{bench:<22} {off:>16,.0f} {on:>18,.0f} {100 * (on - off) / off:>+6.2f}%"
+            f" {watchdog:>15,}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

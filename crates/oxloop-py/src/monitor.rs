@@ -1,0 +1,466 @@
+//! Loop statistics and monitoring mode: what the loop does, cheap enough to leave on.
+//!
+//! Where it sits in a tick ([`crate::run_once`]):
+//!
+//! - always: a few integer counters per tick in [`Stats`] (ticks, callbacks run, I/O events) and
+//!   one clock read per `run_forever` (uptime);
+//! - with monitoring on ([`Active`]): two clock reads per tick (after the poll, after the batch),
+//!   giving the time waiting in the poller, the time busy, and one loop-lag sample per tick; and
+//!   per callback one relaxed store (its sequence number) and one relaxed load (has the sampler
+//!   hit it?). Off, the tick's per-callback cost is one predictable `Option` check.
+//!
+//! # Implementation
+//!
+//! Per-callback timing (two clock reads around a ~200 ns callback) would cost more than the
+//! budget, so time is attributed by sampling. A watchdog thread (Rust, never holding the GIL while
+//! it samples) wakes every `period` and reads [`Probe::seq`]: the sequence number of the callback
+//! running now, or [`IDLE`] between batches. If a callback runs, it adds a hit to
+//! [`Probe::hits`] (the time since its previous sample); the loop thread, after each callback,
+//! sees the hits and hands them with the callback to the Python sink (`_sample`), which charges
+//! that time to the callback's task.
+//! A sequence number unchanged for half the slow threshold means the loop is held: the watchdog
+//! then takes the GIL (which a blocked loop thread releases in `time.sleep`, or yields at the
+//! interpreter's switch interval) and has the sink capture the loop thread's Python stack
+//! (`_capture`) *while it blocks*. When the number changes after at least the threshold, the
+//! watchdog reports one slow event (`_slow`) with its duration (within one period) and that stack;
+//! a loop still held after ten times the threshold (at least a second) is reported at once too
+//! (`_blocking`), so a loop that never comes back is named.
+//!
+//! Loop lag is measured once per tick, as the time the tick's first entry waited: a due timer
+//! from its deadline; entries queued before a non-blocking poll (by the previous batch, or I/O
+//! that arrived meanwhile) from the start of the previous batch (an upper bound); I/O after a
+//! blocking poll from the poll's end.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use oxloop_core::stats::LagWindow;
+use oxloop_core::sys;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::event_loop::{PyLoop, Ready};
+use crate::run_once::run_ready;
+
+/// [`Probe::seq`] between batches: no callback runs.
+pub const IDLE: u64 = 0;
+
+/// What the loop thread and the watchdog share, lock-free.
+pub struct Probe {
+    /// Sequence number of the callback running now, [`IDLE`] outside a batch. Written only by
+    /// the loop thread.
+    seq: AtomicU64,
+    /// The last sequence number used; only the loop thread touches it.
+    counter: AtomicU64,
+    /// Microseconds of loop time the watchdog's samples found a callback running, not yet
+    /// charged to one (each sample counts the time since the previous one).
+    hits: AtomicU64,
+    /// Set to end the watchdog.
+    stop: AtomicBool,
+    /// Slow-callback threshold in nanoseconds (`loop.slow_callback_duration`).
+    threshold_ns: AtomicU64,
+    /// Sampling period in nanoseconds.
+    period_ns: u64,
+}
+
+/// Per-loop counters (always on) and the monitoring state (when on). Lives in the loop `State`.
+#[derive(Default)]
+pub struct Stats {
+    /// Ticks run.
+    pub ticks: u64,
+    /// Ready entries run (callbacks, timers, I/O handlers).
+    pub callbacks: u64,
+    /// Readiness events returned by the poller.
+    pub io_events: u64,
+    /// Loop clock when the loop first ran; `None` until then.
+    pub first_run: Option<f64>,
+    /// Monitoring state; `None` when monitoring is off.
+    pub active: Option<Box<Active>>,
+}
+
+/// Monitoring state of a loop.
+pub struct Active {
+    /// Shared with the watchdog.
+    probe: Arc<Probe>,
+    /// The Python `oxloop._monitor.Monitor` receiving samples and slow events.
+    sink: Py<PyAny>,
+    /// The watchdog thread, joined when monitoring stops.
+    watchdog: Option<JoinHandle<()>>,
+    /// Lag samples of the recent window.
+    lag: LagWindow,
+    /// Seconds spent in blocking polls while monitored.
+    wait: f64,
+    /// Seconds the loop ran (inside `run_forever`) while monitored, excluding the current run.
+    running: f64,
+    /// Loop clock at the start of the current run, if running.
+    run_start: Option<f64>,
+    /// Loop clock when the previous batch started / ended.
+    prev_batch_start: f64,
+    prev_batch_end: f64,
+    /// This tick's poll could block.
+    tick_blocking: bool,
+    /// Loop clock when monitoring started.
+    since: f64,
+}
+
+impl Stats {
+    /// `run_forever` starts.
+    pub fn run_begin(&mut self) {
+        let now = sys::monotonic();
+        self.first_run.get_or_insert(now);
+        if let Some(a) = &mut self.active {
+            a.run_start = Some(now);
+            a.prev_batch_start = now;
+            a.prev_batch_end = now;
+        }
+    }
+
+    /// `run_forever` ends.
+    pub fn run_end(&mut self) {
+        if let Some(a) = &mut self.active {
+            if let Some(start) = a.run_start.take() {
+                a.running += sys::monotonic() - start;
+            }
+        }
+    }
+
+    /// Step 1 of a tick: whether the poll may block.
+    #[inline]
+    pub fn before_poll(&mut self, blocking: bool) {
+        self.ticks += 1;
+        if let Some(a) = &mut self.active {
+            a.tick_blocking = blocking;
+        }
+    }
+
+    /// End of step 3: `nevents` came from the poll, `first_timer` is the deadline of the first due
+    /// timer queued, `ntodo` entries will run. Returns the per-callback probe when monitoring.
+    #[inline]
+    pub fn queued(
+        &mut self,
+        nevents: usize,
+        first_timer: Option<f64>,
+        ntodo: usize,
+    ) -> Option<Tick> {
+        self.io_events += nevents as u64;
+        let a = self.active.as_mut()?;
+        let now = sys::monotonic();
+        if a.tick_blocking {
+            a.wait += (now - a.prev_batch_end).max(0.0);
+        }
+        if ntodo > 0 {
+            let mut ready_at = if a.tick_blocking {
+                now
+            } else {
+                a.prev_batch_start
+            };
+            if let Some(when) = first_timer {
+                ready_at = ready_at.min(when);
+            }
+            let lag = (now - ready_at).max(0.0);
+            a.lag.record(now as u64, (lag * 1e9) as u64);
+        }
+        a.prev_batch_start = now;
+        Some(Tick {
+            seq: a.probe.counter.load(Ordering::Relaxed),
+            probe: Arc::clone(&a.probe),
+        })
+    }
+
+    /// Step 4 ended after running `ran` entries.
+    #[inline]
+    pub fn batch_done(&mut self, ran: usize) {
+        self.callbacks += ran as u64;
+        if let Some(a) = &mut self.active {
+            a.prev_batch_end = sys::monotonic();
+        }
+    }
+}
+
+/// The per-tick view of [`Probe`] the batch uses; dropping it marks the loop idle.
+pub struct Tick {
+    /// Shared with the watchdog.
+    probe: Arc<Probe>,
+    /// The last sequence number used.
+    seq: u64,
+}
+
+impl Tick {
+    /// Runs one ready entry under the sampler's eye.
+    #[inline]
+    pub fn run(&mut self, slf: &Bound<'_, PyLoop>, item: &Ready, debug: bool) -> PyResult<()> {
+        self.seq += 1;
+        self.probe.seq.store(self.seq, Ordering::Relaxed);
+        let result = run_ready(slf, item, debug);
+        if self.probe.hits.load(Ordering::Relaxed) != 0 {
+            self.charge(slf, item);
+        }
+        result
+    }
+
+    /// Hands the hits the sampler took to the sink with what ran. Rare: at most once a period.
+    #[cold]
+    fn charge(&self, slf: &Bound<'_, PyLoop>, item: &Ready) {
+        let py = slf.py();
+        let hits = self.probe.hits.swap(0, Ordering::Relaxed);
+        let sink = match &slf.get().state.borrow(py).stats.active {
+            Some(a) => a.sink.clone_ref(py),
+            None => return,
+        };
+        let what = match item {
+            Ready::Handle(h) => h.get().cb.callback(py),
+            Ready::Timer(t) => t.get().cb.callback(py),
+            Ready::Native(n, _) => n.describe(py).ok().map(Bound::unbind),
+        };
+        if let Err(e) = sink.call_method1(py, intern!(py, "_sample"), (what, hits)) {
+            e.write_unraisable(py, Some(sink.bind(py)));
+        }
+    }
+}
+
+impl Drop for Tick {
+    fn drop(&mut self) {
+        self.probe.counter.store(self.seq, Ordering::Relaxed);
+        self.probe.seq.store(IDLE, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        // A loop collected without close(): the watchdog ends on its own at its next wake.
+        self.probe.stop.store(true, Ordering::Release);
+        if let Some(w) = &self.watchdog {
+            w.thread().unpark();
+        }
+    }
+}
+
+/// The watchdog thread: samples [`Probe::seq`] every period (see the module docs).
+fn watchdog(probe: Arc<Probe>, sink: Py<PyAny>) {
+    let period = Duration::from_nanos(probe.period_ns);
+    let mut last = IDLE;
+    let mut since = Instant::now();
+    let mut capture: Option<Py<PyAny>> = None;
+    let mut captured_at: Option<Instant> = None;
+    let mut told_blocking = false;
+    let mut woke = Instant::now();
+    while !probe.stop.load(Ordering::Acquire) {
+        std::thread::park_timeout(period);
+        if probe.stop.load(Ordering::Acquire) {
+            break;
+        }
+        let now = Instant::now();
+        // A late wake (a busy machine) stands for the time since the previous one, up to a cap.
+        let slept = (now - woke).min(period * 25);
+        woke = now;
+        let seq = probe.seq.load(Ordering::Relaxed);
+        let threshold = Duration::from_nanos(probe.threshold_ns.load(Ordering::Relaxed));
+        if seq != last {
+            let held = now - since;
+            if last != IDLE && held >= threshold {
+                let capture = capture.take();
+                report(&sink, "_slow", held, capture);
+            }
+            capture = None;
+            captured_at = None;
+            told_blocking = false;
+            last = seq;
+            since = now;
+        }
+        if seq == IDLE {
+            continue;
+        }
+        probe
+            .hits
+            .fetch_add(slept.as_micros() as u64, Ordering::Relaxed);
+        let held = now - since;
+        if held >= threshold / 2 && captured_at.is_none_or(|t| now - t >= threshold) {
+            captured_at = Some(now);
+            let got = Python::attach(|py| {
+                let c = sink.call_method0(py, intern!(py, "_capture"));
+                // The loop may have moved on while this thread waited for the GIL.
+                if probe.seq.load(Ordering::Relaxed) != seq {
+                    return None;
+                }
+                match c {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        e.write_unraisable(py, Some(sink.bind(py)));
+                        None
+                    }
+                }
+            });
+            if got.is_some() {
+                capture = got;
+            }
+        }
+        let long = (threshold * 10).max(Duration::from_secs(1));
+        if !told_blocking && held >= long {
+            told_blocking = true;
+            let c = Python::attach(|py| capture.as_ref().map(|c| c.clone_ref(py)));
+            report(&sink, "_blocking", held, c);
+        }
+    }
+    Python::attach(move |_py| {
+        drop(capture);
+        drop(sink);
+    });
+}
+
+/// Calls `sink.<method>(seconds, capture)` with the GIL.
+fn report(sink: &Py<PyAny>, method: &str, held: Duration, capture: Option<Py<PyAny>>) {
+    Python::attach(|py| {
+        if let Err(e) = sink.call_method1(py, method, (held.as_secs_f64(), capture)) {
+            e.write_unraisable(py, Some(sink.bind(py)));
+        }
+    });
+}
+
+/// Starts monitoring `loop_`: samples every `period` seconds, slow events over `threshold`
+/// seconds go to `sink` (`_sample`, `_capture`, `_slow`, `_blocking`). No-op if already on.
+#[pyfunction]
+pub fn monitor_start(
+    loop_: &Bound<'_, PyLoop>,
+    sink: Bound<'_, PyAny>,
+    period: f64,
+    threshold: f64,
+) -> PyResult<()> {
+    let py = loop_.py();
+    let this = loop_.get();
+    let mut st = this.state.borrow_mut(py);
+    if st.stats.active.is_some() {
+        return Ok(());
+    }
+    let probe = Arc::new(Probe {
+        seq: AtomicU64::new(IDLE),
+        counter: AtomicU64::new(IDLE),
+        hits: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        threshold_ns: AtomicU64::new(secs_to_ns(threshold)),
+        period_ns: secs_to_ns(period).max(100_000),
+    });
+    let thread_probe = Arc::clone(&probe);
+    let thread_sink = sink.clone().unbind();
+    let watchdog = std::thread::Builder::new()
+        .name("oxloop-monitor".into())
+        .spawn(move || watchdog(thread_probe, thread_sink))
+        .map_err(|e| crate::errors::os_error(py, &e))?;
+    let now = sys::monotonic();
+    let running = st.thread_id.is_some();
+    st.stats.active = Some(Box::new(Active {
+        probe,
+        sink: sink.unbind(),
+        watchdog: Some(watchdog),
+        lag: LagWindow::new(),
+        wait: 0.0,
+        running: 0.0,
+        run_start: running.then_some(now),
+        prev_batch_start: now,
+        prev_batch_end: now,
+        tick_blocking: false,
+        since: now,
+    }));
+    Ok(())
+}
+
+/// Stops monitoring `loop_` and joins the watchdog. No-op if off.
+#[pyfunction]
+pub fn monitor_stop(loop_: &Bound<'_, PyLoop>) {
+    let py = loop_.py();
+    let active = loop_.get().state.borrow_mut(py).stats.active.take();
+    if let Some(mut active) = active {
+        active.probe.stop.store(true, Ordering::Release);
+        if let Some(w) = active.watchdog.take() {
+            w.thread().unpark();
+            // The watchdog may be waiting for the GIL: release it while joining.
+            py.detach(move || {
+                let _ = w.join();
+            });
+        }
+        drop(active);
+    }
+}
+
+/// Sets the slow-event threshold of a monitored loop, in seconds.
+#[pyfunction]
+pub fn monitor_threshold(loop_: &Bound<'_, PyLoop>, threshold: f64) {
+    let py = loop_.py();
+    if let Some(a) = &loop_.get().state.borrow(py).stats.active {
+        a.probe
+            .threshold_ns
+            .store(secs_to_ns(threshold), Ordering::Relaxed);
+    }
+}
+
+/// The loop's counters and, when monitored, its timings, as a dict (`oxloop.stats` builds the
+/// public object from it).
+#[pyfunction]
+pub fn loop_stats<'py>(loop_: &Bound<'py, PyLoop>) -> PyResult<Bound<'py, PyDict>> {
+    let py = loop_.py();
+    let st = loop_.get().state.borrow(py);
+    let s = &st.stats;
+    let d = PyDict::new(py);
+    let now = sys::monotonic();
+    d.set_item("ticks", s.ticks)?;
+    d.set_item("callbacks", s.callbacks)?;
+    d.set_item("io_events", s.io_events)?;
+    d.set_item("uptime", s.first_run.map_or(0.0, |t| now - t))?;
+    d.set_item("monitoring", s.active.is_some())?;
+    if let Some(a) = &s.active {
+        let running = a.running + a.run_start.map_or(0.0, |t| now - t);
+        let q = a.lag.quantiles(now as u64);
+        d.set_item("monitored_for", now - a.since)?;
+        d.set_item("running", running)?;
+        d.set_item("wait", a.wait.min(running))?;
+        d.set_item("lag_count", q.count)?;
+        d.set_item("lag_p50", q.p50 as f64 * 1e-9)?;
+        d.set_item("lag_p99", q.p99 as f64 * 1e-9)?;
+        d.set_item("lag_max", q.max as f64 * 1e-9)?;
+        let buckets: Vec<(f64, u64)> = a
+            .lag
+            .buckets(now as u64)
+            .into_iter()
+            .map(|(edge, n)| (edge as f64 * 1e-9, n))
+            .collect();
+        d.set_item("lag_buckets", buckets)?;
+        d.set_item("sample_period", a.probe.period_ns as f64 * 1e-9)?;
+    }
+    Ok(d)
+}
+
+impl Active {
+    /// The sink, for the garbage collector.
+    pub fn sink(&self) -> &Py<PyAny> {
+        &self.sink
+    }
+}
+
+fn secs_to_ns(s: f64) -> u64 {
+    if s.is_finite() && s > 0.0 {
+        (s * 1e9) as u64
+    } else {
+        0
+    }
+}
+
+/// Registers the module functions.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(monitor_start, m)?)?;
+    m.add_function(wrap_pyfunction!(monitor_stop, m)?)?;
+    m.add_function(wrap_pyfunction!(monitor_threshold, m)?)?;
+    m.add_function(wrap_pyfunction!(loop_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(loop_transports, m)?)?;
+    Ok(())
+}
+
+/// The loop's open socket transports (asyncio's `loop._transports` values), for a graceful stop
+/// that lets them flush.
+#[pyfunction]
+pub fn loop_transports(loop_: &Bound<'_, PyLoop>) -> Vec<Py<PyAny>> {
+    let py = loop_.py();
+    let st = loop_.get().state.borrow(py);
+    st.transports.values().map(|t| t.clone_ref(py)).collect()
+}
