@@ -385,7 +385,8 @@ def write_doc(data: dict) -> None:
                 by_cause.setdefault(cause_of(f["test"], f["message"]), []).append(f)
             causes = sorted(by_cause, key=lambda c: (c == UNCLASSIFIED, -len(by_cause[c])))
             for cause in causes:
-                lines.append(f"- {cause}: {len(by_cause[cause])} tests")
+                n = len(by_cause[cause])
+                lines.append(f"- {cause}: {n} test{'s' if n != 1 else ''}")
                 for f in by_cause[cause]:
                     lines.append(f"  - `{f['test']}` ({f['outcome']}): {f['message'] or '–'}")
             lines.append("")
