@@ -368,8 +368,8 @@ impl PyLoop {
         let debug = this.guards(py, false)?;
         let fileobj = fd;
         let fd = fileobj_to_fd(fd)?;
-        if fileobj.is_instance_of::<PyBool>() && py.version_info() >= (3, 12) {
-            // Mirrors the selector's register(): Python 3.12+ warns when a bool is an fd.
+        if fileobj.is_instance_of::<PyBool>() && py.version_info() >= (3, 13) {
+            // Mirrors the selector's register(): Python 3.13+ warns when a bool is an fd.
             let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
             PyErr::warn(py, &category, c"bool is used as a file descriptor", 1)?;
         }
