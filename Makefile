@@ -82,7 +82,6 @@ versions: ## The interpreters `make test` uses; per version: build-3.X test-3.X 
 
 # One venv, build, test and conformance target per Python version: test-3.12, build-3.12, ...
 define per_version
-VENV_$(1) := .venv-$(1)
 PY_$(1) := .venv-$(1)/bin/python
 
 .venv-$(1)/.deps-stamp: requirements-dev.txt

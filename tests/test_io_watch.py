@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import socket
 
-import pytest
-
 
 def test_reader_is_level_triggered(on_both):
     def scenario(loop):

@@ -168,6 +168,7 @@ def test_sendfile_oserror_on_first_call(on_both):
     def scenario(loop):
         async def main():
             a, b = socket.socketpair()
+            a.setblocking(False)
             with tempfile.NamedTemporaryFile() as tmp:
                 tmp.write(b"x" * 1000)
                 tmp.flush()

@@ -369,7 +369,7 @@ impl PyLoop {
         let fileobj = fd;
         let fd = fileobj_to_fd(fd)?;
         if fileobj.is_instance_of::<PyBool>() && py.version_info() >= (3, 13) {
-            // Mirrors the selector's register(): Python 3.13+ warns when a bool is an fd.
+            // Mirrors select.epoll.register on 3.13+, which asyncio's selector calls.
             let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
             PyErr::warn(py, &category, c"bool is used as a file descriptor", 1)?;
         }
