@@ -543,11 +543,14 @@ def test_open_transports_collected_in_a_cycle_print_what_asyncio_prints(tmp_path
     assert "Exception ignored" not in stderr["oxloop"], stderr["oxloop"]
     assert "Error" not in stderr["oxloop"], stderr["oxloop"]
 
+    # Each open transport warns as asyncio's does. Whether the socket's or file's own finalizer
+    # also warns depends on the order in which the GC finalizes a cycle, which CPython leaves
+    # unspecified (asyncio's loop prints "unclosed <socket" on 3.11 and 3.13, not on 3.12).
     def warnings(text):
-        return sorted(re.findall(r"ResourceWarning: (unclosed (?:transport <\w+|file|<socket))", text))
+        return sorted(re.findall(r"ResourceWarning: (unclosed transport <\w+)", text))
 
     assert warnings(stderr["oxloop"]) == warnings(stderr["asyncio"])
-    assert len(warnings(stderr["asyncio"])) == (6 if dev else 0)
+    assert len(warnings(stderr["asyncio"])) == (3 if dev else 0)
 
 
 # -- patchable transports ---------------------------------------------------------------------------
