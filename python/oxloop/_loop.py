@@ -112,8 +112,6 @@ class Loop(
             self._time_override = True
         self.set_debug(coroutines._is_debug_mode())
         _open_loops.add(self)
-        # Tasks made by create_task (oxloop.stats).
-        self._tasks_created = 0
         if _monitor.enabled_by_default():
             _monitor.enable(self)
 
@@ -126,17 +124,6 @@ class Loop(
     def slow_callback_duration(self, value):
         self._slow_callback_duration = value
         _monitor.set_threshold(self, value)
-
-    def create_task(self, coro, **kwargs):
-        """Schedule a coroutine object; return a Task (asyncio's own create_task, counted)."""
-        self._tasks_created += 1
-        task = super().create_task(coro, **kwargs)
-        tb = getattr(task, "_source_traceback", None)
-        if tb and tb[-1][0] == __file__:
-            # Debug mode: asyncio's create_task dropped its own frame; drop this wrapper's too,
-            # so the traceback ends where the user called create_task.
-            del tb[-1]
-        return task
 
     # -- running and stopping ------------------------------------------------------------------
 
