@@ -10,7 +10,8 @@ test, 1 KiB ping-pong from a blocking client thread; only the loop thread is cou
 Under valgrind everything runs about 50 times slower, but the watchdog samples on wall-clock
 time: its period is scaled by the same factor (``--period``, default 0.1 s for the real 2 ms) so
 samples per operation are as many as in a real run. The watchdog thread's own instructions are
-reported apart: they depend on time, not on load.
+reported apart: they depend on time, not on load. Both modes import the modules monitoring mode
+imports, so the figures compare the loop's work alone.
 
 Case mode (internal): ``python monitor_cost.py --case LOOP BENCH N PERIOD``.
 """
@@ -51,8 +52,13 @@ SIZES = {
 
 def case(loop_name: str, bench: str, n: int, period: float) -> None:
     from loops import factory
-    from oxloop import _monitor
+    from oxloop import _live, _monitor, _otel
 
+    # Both modes import what monitoring mode imports (the live socket, OpenTelemetry if
+    # installed): a bigger heap makes every garbage collection dearer, a cost of having the
+    # modules loaded, not of the loop's hot path.
+    _otel.register()
+    del _live
     _monitor.SAMPLE_PERIOD = period
     loop = factory(loop_name)()
     if bench.startswith("echo_"):

@@ -297,7 +297,8 @@ def oxloop_commit() -> str:
     def git(*a):
         return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
-    head = git("rev-parse", "--short", "HEAD")
+    # The last commit that changed oxloop itself, not the one that changed this runner.
+    head = git("log", "-1", "--format=%h", "--", "crates", "python", "Cargo.toml", "Cargo.lock")
     return head + ("+dirty" if git("status", "--porcelain", "--", "crates", "python") else "")
 
 
@@ -398,6 +399,9 @@ def write_doc(data: dict) -> None:
                 lines += [f"{what}:", ""]
                 lines += [f"- `{f['test']}`: {f['message'] or '–'}" for f in entry[key]]
                 lines.append("")
+    notes = HERE / "NOTES.md"
+    if notes.exists():
+        lines += [notes.read_text().rstrip(), ""]
     if data.get("history"):
         lines += [
             "## History",
@@ -423,11 +427,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--reuse", action="store_true", help="reuse the last full runs' records (report only)"
     )
+    parser.add_argument(
+        "--report", action="store_true", help="only rewrite docs/ecosystem.md from results.json"
+    )
     parser.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments")
     opts = parser.parse_args(argv)
     unknown = [s for s in opts.suites if s not in SUITES]
     if unknown:
         parser.error(f"unknown suites {unknown}; known: {' '.join(SUITES)}")
+    if opts.report:
+        write_doc(json.loads(RESULTS.read_text()))
+        return 0
     python = shutil.which(opts.python) or opts.python
     wheel = Path(opts.wheel) if opts.wheel else build_wheel(python)
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"suites": {}, "history": []}

@@ -69,7 +69,7 @@ def _counts_write_to_peer(loop, busy):
 @pytest.mark.parametrize("busy", [False, True], ids=["idle", "busy"])
 def test_write_reaches_peer_in_no_more_iterations_than_asyncio(on_both, busy):
     aio, ox = on_both(lambda lp: _counts_write_to_peer(lp, busy))
-    assert all(o <= a for o, a in zip(ox, aio)), (aio, ox)
+    assert all(o <= a for o, a in zip(ox, aio, strict=True)), (aio, ox)
 
 
 def test_echo_reply_in_no_more_iterations_than_asyncio(on_both):
@@ -100,7 +100,7 @@ def test_echo_reply_in_no_more_iterations_than_asyncio(on_both):
         return loop.run_until_complete(main())
 
     aio, ox = on_both(scenario)
-    assert all(o <= a for o, a in zip(ox, aio)), (aio, ox)
+    assert all(o <= a for o, a in zip(ox, aio, strict=True)), (aio, ox)
 
 
 def test_raw_send_and_new_writer_seen_in_no_more_iterations_than_asyncio(on_both):
@@ -130,7 +130,7 @@ def test_raw_send_and_new_writer_seen_in_no_more_iterations_than_asyncio(on_both
         return loop.run_until_complete(main())
 
     aio, ox = on_both(scenario)
-    assert all(o <= a for o, a in zip(ox, aio)), (aio, ox)
+    assert all(o <= a for o, a in zip(ox, aio, strict=True)), (aio, ox)
 
 
 # -- remove_reader / remove_writer of a socket closed while watched -----------------------------
@@ -742,7 +742,7 @@ def _bad_call_outcomes(loop):
 
 def test_bad_calls_raise_what_asyncio_raises(on_both):
     aio, ox = on_both(_bad_call_outcomes)
-    diff = [(a, o) for a, o in zip(aio, ox) if a != o]
+    diff = [(a, o) for a, o in zip(aio, ox, strict=True) if a != o]
     assert not diff, diff
 
 
@@ -792,3 +792,68 @@ def test_a_bad_context_fails_when_run_as_in_asyncio(on_both):
 
     aio, ox = on_both(scenario)
     assert aio == ox == ["Runner"]
+
+
+class _CountingSocket(socket.socket):
+    """A socket subclass whose I/O methods a test watches (and can make fail)."""
+
+    calls: list
+    fail_recv = False
+
+    def recv(self, n):
+        self.calls.append("recv")
+        if self.fail_recv:
+            raise ConnectionResetError("injected")
+        return super().recv(n)
+
+    def recv_into(self, buf, *args):
+        self.calls.append("recv_into")
+        return super().recv_into(buf, *args)
+
+    def send(self, data, *args):
+        self.calls.append("send")
+        return super().send(data, *args)
+
+
+def test_socket_subclass_io_methods_are_used(on_both):
+    def scenario(loop):
+        async def main():
+            out = {}
+            for proto_cls in (_Recorder, _BufferedRecorder):
+                a, b = socket.socketpair()
+                s = _CountingSocket(fileno=a.detach())
+                s.calls = []
+                t, p = await loop.connect_accepted_socket(proto_cls, s)
+                t.write(b"out")
+                b.send(b"in")
+                await _sleeps_until(lambda: p.got)
+                out[proto_cls.__name__] = (sorted(set(s.calls)), b.recv(10), p.got)
+                s.fail_recv = True
+                b.send(b"more")
+                lost = loop.create_future()
+                p.connection_lost = lost.set_result
+                if proto_cls is _Recorder:
+                    exc = await lost
+                    out["error"] = (type(exc).__name__, str(exc))
+                t.close()
+                b.close()
+                await asyncio.sleep(0.01)
+            return out
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
+    assert aio["error"] == ("ConnectionResetError", "injected")
+
+
+class _BufferedRecorder(asyncio.BufferedProtocol):
+    def __init__(self):
+        self.got = []
+        self.buf = bytearray(100)
+
+    def get_buffer(self, n):
+        return self.buf
+
+    def buffer_updated(self, n):
+        self.got.append(bytes(self.buf[:n]))

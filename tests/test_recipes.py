@@ -81,11 +81,11 @@ class Server:
         self.log.seek(0)
         return self.log.read()
 
-    def stop(self, sig=signal.SIGINT) -> int:
+    def stop(self, sig=signal.SIGINT, timeout: float = STARTUP) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            code = self.proc.wait(timeout=STARTUP)
+            code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -300,7 +300,9 @@ async def index(request):
 
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=int(sys.argv[1]), access_log=False)
+    # single_process: Sanic's default multi-process mode hangs in its main process when SIGINT
+    # comes before every worker acknowledged start-up, on asyncio's loop as on oxloop.
+    app.run(host="127.0.0.1", port=int(sys.argv[1]), access_log=False, single_process=True)
 """
 
 
@@ -312,6 +314,4 @@ def test_sanic(serve, tmp_path):
     answers_on_oxloop(server, port)
     code = server.stop(signal.SIGINT)
     output = server.output()
-    if "Traceback" in output and "_stopping" in output:
-        pytest.xfail("Sanic writes loop._stopping at shutdown; oxloop's is read-only (issue 8)")
     assert code == 0 and "Traceback" not in output, output

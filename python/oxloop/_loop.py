@@ -130,7 +130,13 @@ class Loop(
     def create_task(self, coro, **kwargs):
         """Schedule a coroutine object; return a Task (asyncio's own create_task, counted)."""
         self._tasks_created += 1
-        return super().create_task(coro, **kwargs)
+        task = super().create_task(coro, **kwargs)
+        tb = getattr(task, "_source_traceback", None)
+        if tb and tb[-1][0] == __file__:
+            # Debug mode: asyncio's create_task dropped its own frame; drop this wrapper's too,
+            # so the traceback ends where the user called create_task.
+            del tb[-1]
+        return task
 
     # -- running and stopping ------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyFloat, PyInt, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
 use crate::errors;
@@ -368,6 +368,11 @@ impl PyLoop {
         let debug = this.guards(py, false)?;
         let fileobj = fd;
         let fd = fileobj_to_fd(fd)?;
+        if fileobj.is_instance_of::<PyBool>() && py.version_info() >= (3, 13) {
+            // Mirrors select.epoll.register on 3.13+, which asyncio's selector calls.
+            let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
+            PyErr::warn(py, &category, c"bool is used as a file descriptor", 1)?;
+        }
         let handle = Py::new(
             py,
             Handle {

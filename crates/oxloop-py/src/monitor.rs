@@ -4,8 +4,9 @@
 //!
 //! - always: a few integer counters per tick in [`Stats`] (ticks, callbacks run, I/O events) and
 //!   one clock read per `run_forever` (uptime);
-//! - with monitoring on ([`Active`]): two clock reads per tick (after the poll, after the batch),
-//!   giving the time waiting in the poller, the time busy, and one loop-lag sample per tick; and
+//! - with monitoring on ([`Active`]): one clock read per tick after the poll, and one before a
+//!   poll that may block (a tick that sleeps in the kernel anyway), giving the time waiting in the
+//!   poller, the time busy, and one loop-lag sample per tick; and
 //!   per callback one relaxed store (its sequence number) and one relaxed load (has the sampler
 //!   hit it?). Off, the tick's per-callback cost is one predictable `Option` check.
 //!
@@ -97,9 +98,10 @@ pub struct Active {
     running: f64,
     /// Loop clock at the start of the current run, if running.
     run_start: Option<f64>,
-    /// Loop clock when the previous batch started / ended.
+    /// Loop clock when the previous batch started.
     prev_batch_start: f64,
-    prev_batch_end: f64,
+    /// Loop clock before this tick's poll, if it may block.
+    poll_start: f64,
     /// This tick's poll could block.
     tick_blocking: bool,
     /// Loop clock when monitoring started.
@@ -114,7 +116,6 @@ impl Stats {
         if let Some(a) = &mut self.active {
             a.run_start = Some(now);
             a.prev_batch_start = now;
-            a.prev_batch_end = now;
         }
     }
 
@@ -133,6 +134,9 @@ impl Stats {
         self.ticks += 1;
         if let Some(a) = &mut self.active {
             a.tick_blocking = blocking;
+            if blocking {
+                a.poll_start = sys::monotonic();
+            }
         }
     }
 
@@ -149,7 +153,7 @@ impl Stats {
         let a = self.active.as_mut()?;
         let now = sys::monotonic();
         if a.tick_blocking {
-            a.wait += (now - a.prev_batch_end).max(0.0);
+            a.wait += (now - a.poll_start).max(0.0);
         }
         if ntodo > 0 {
             let mut ready_at = if a.tick_blocking {
@@ -174,9 +178,6 @@ impl Stats {
     #[inline]
     pub fn batch_done(&mut self, ran: usize) {
         self.callbacks += ran as u64;
-        if let Some(a) = &mut self.active {
-            a.prev_batch_end = sys::monotonic();
-        }
     }
 }
 
@@ -359,7 +360,7 @@ pub fn monitor_start(
         running: 0.0,
         run_start: running.then_some(now),
         prev_batch_start: now,
-        prev_batch_end: now,
+        poll_start: now,
         tick_blocking: false,
         since: now,
     }));

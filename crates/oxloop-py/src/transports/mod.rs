@@ -473,6 +473,9 @@ pub struct AsyncioNames {
     pub read_pipe_class: Py<PyAny>,
     /// What a write pipe transport reports as its `__class__` (a `_FlowControlMixin`).
     pub write_pipe_class: Py<PyAny>,
+    /// `socket.socket`: a transport's socket whose class overrides its I/O methods is used
+    /// through them.
+    pub socket_class: Py<PyAny>,
     /// `asyncio.BaseTransport.get_extra_info`, to notice a replacement (see [`extra_info`]).
     pub get_extra_info: Py<PyAny>,
     /// The class a stream transport reports as its `__class__`: a subclass of
@@ -540,6 +543,7 @@ pub fn names(py: Python<'_>) -> PyResult<&AsyncioNames> {
                 .getattr("_SendfileMode")?
                 .getattr("TRY_NATIVE")?
                 .unbind(),
+            socket_class: py.import("socket")?.getattr("socket")?.unbind(),
             get_extra_info: asyncio
                 .getattr("BaseTransport")?
                 .getattr("get_extra_info")?
