@@ -25,6 +25,10 @@ ifdef PYTHONS
 else
   $(foreach v,$(VERSIONS),$(eval PYTHON_$(v) := $(or $(call find_python,$(v)),$(shell command -v python$(v) 2>/dev/null))))
 endif
+TOO_OLD := $(filter 2.% 3.0 3.1 3.2 3.3 3.4 3.5 3.6 3.7 3.8 3.9 3.10,$(VERSIONS))
+ifneq ($(TOO_OLD),)
+  $(error oxloop supports CPython 3.11 and later, not $(TOO_OLD))
+endif
 FOUND := $(foreach v,$(VERSIONS),$(if $(PYTHON_$(v)),$(v)))
 MISSING := $(filter-out $(FOUND),$(VERSIONS))
 # asyncio debug mode conformance covers these modules (the whole suite in debug mode costs minutes).
@@ -59,7 +63,7 @@ demo: build ## Build, then run the showcase (examples/demo.py)
 	$(PY) examples/demo.py
 
 .PHONY: test
-test: test-rust $(foreach v,$(FOUND),test-$(v)) ## Every test: Rust once, then per Python (3.11+): pytest, debug-mode pytest, conformance
+test: versions test-rust $(foreach v,$(FOUND),test-$(v)) ## Every test: Rust once, then per Python (3.11+): pytest, debug-mode pytest, conformance
 	@echo "test: passed on Python $(FOUND)$(if $(MISSING),; NOT INSTALLED (not tested): Python $(MISSING))"
 
 .PHONY: test-rust
@@ -73,12 +77,11 @@ test-py: $(foreach v,$(FOUND),test-py-$(v)) ## Python tests on every Python, nor
 conformance: $(foreach v,$(FOUND),conformance-$(v)) ## CPython's own test_asyncio with oxloop as the loop, on every Python
 
 .PHONY: versions
-versions: ## The interpreters `make test` uses
+versions: ## The interpreters `make test` uses; per version: build-3.X test-3.X test-py-3.X conformance-3.X
 	@$(foreach v,$(VERSIONS),echo "  Python $(v): $(or $(PYTHON_$(v)),NOT INSTALLED)";)
 
 # One venv, build, test and conformance target per Python version: test-3.12, build-3.12, ...
 define per_version
-VENV_$(1) := .venv-$(1)
 PY_$(1) := .venv-$(1)/bin/python
 
 .venv-$(1)/.deps-stamp: requirements-dev.txt
@@ -92,18 +95,28 @@ PY_$(1) := .venv-$(1)/bin/python
 build-$(1): .venv-$(1)/.deps-stamp
 	CARGO_TARGET_DIR=target/py-$(1) VIRTUAL_ENV=$(CURDIR)/.venv-$(1) .venv-$(1)/bin/maturin develop --release --quiet
 
-.PHONY: test-py-$(1)
-test-py-$(1): build-$(1)
+# Two targets, so that with --keep-going a failure in one still lets the other run.
+.PHONY: test-py-$(1) pytest-$(1) pytest-debug-$(1)
+test-py-$(1): pytest-$(1) pytest-debug-$(1)
+
+pytest-$(1): build-$(1)
 	@echo "== Python $(1): pytest"
 	$$(PY_$(1)) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
+
+pytest-debug-$(1): build-$(1)
 	@echo "== Python $(1): pytest, asyncio debug mode"
 	PYTHONASYNCIODEBUG=1 $$(PY_$(1)) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
 
-.PHONY: conformance-$(1)
-conformance-$(1): build-$(1)
+.PHONY: conformance-$(1) conformance-normal-$(1) conformance-debug-$(1)
+conformance-$(1): conformance-normal-$(1) conformance-debug-$(1)
+
+conformance-normal-$(1): build-$(1)
 	@mkdir -p build
 	@echo "== Python $(1): conformance (CPython's test_asyncio on oxloop)"
 	$$(PY_$(1)) tests/conformance/run.py --json build/conformance-$(1).json $(MODULES)
+
+conformance-debug-$(1): build-$(1)
+	@mkdir -p build
 	@echo "== Python $(1): conformance in asyncio debug mode"
 	PYTHONASYNCIODEBUG=1 $$(PY_$(1)) tests/conformance/run.py --json build/conformance-$(1)-debug.json \
 		$(or $(MODULES),$(DEBUG_MODULES))
@@ -153,7 +166,8 @@ $(DIST_VENV)/.deps-stamp:
 dist: $(DIST_VENV)/.deps-stamp ## sdist + a manylinux wheel per Python into dist/, each checked in a fresh venv
 	rm -rf dist
 	$(DIST_VENV)/bin/maturin sdist --out dist
-	$(foreach v,$(FOUND),CARGO_TARGET_DIR=target/dist $(DIST_VENV)/bin/maturin build --release --quiet \
+	$(foreach v,$(FOUND),PATH=$(CURDIR)/$(DIST_VENV)/bin:$$PATH CARGO_TARGET_DIR=target/dist \
+		$(DIST_VENV)/bin/maturin build --release --quiet \
 		--zig --compatibility manylinux2014 --interpreter $(PYTHON_$(v)) --out dist;)
 	$(foreach v,$(FOUND),$(MAKE) --no-print-directory dist-check-$(v);)
 	@ls -1 dist
@@ -170,18 +184,25 @@ dist-check-%:
 	cd "$$scratch" && "$$scratch/venv/bin/python" $(CURDIR)/examples/demo.py > demo.out; \
 	tail -n 3 demo.out
 
+# Not part of `make test`: each suite gets its own venv and runs twice (asyncio's loop, oxloop).
+SUITES ?=
+ARGS ?=
+.PHONY: ecosystem
+ecosystem: venv ## Real libraries' own test suites on asyncio and oxloop (SUITES="uvicorn anyio", ARGS=pytest args); writes docs/ecosystem.md
+	nice -n 10 $(PY) ecosystem/run.py $(if $(SUITES),--suites $(SUITES)) -- $(ARGS)
+
 .PHONY: lint
 lint: build ## cargo fmt --check, clippy -D warnings, ruff, stubtest of the extension's stubs
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
-	$(VENV)/bin/ruff check python tests benchmarks examples
-	$(VENV)/bin/ruff format --check python tests benchmarks examples
+	$(VENV)/bin/ruff check python tests benchmarks examples ecosystem
+	$(VENV)/bin/ruff format --check python tests benchmarks examples ecosystem
 	$(PY) -m mypy.stubtest oxloop._oxloop
 
 .PHONY: format
 format: venv ## Format Rust and Python sources
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests benchmarks examples
+	$(VENV)/bin/ruff format python tests benchmarks examples ecosystem
 
 .PHONY: clean
 clean: ## Remove build outputs and every venv

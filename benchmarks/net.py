@@ -231,14 +231,19 @@ def client(family, address, size, conns, requests, warmup, idle=0) -> None:
         )
         loop.run_until_complete(
             asyncio.gather(
-                *[_ping_pong(s, m, max(1, warmup // conns)) for s, m in zip(streams, messages)]
+                *[
+                    _ping_pong(s, m, max(1, warmup // conns))
+                    for s, m in zip(streams, messages, strict=True)
+                ]
             )
         )
         print("WARM", flush=True)
         sys.stdin.readline()
         ru0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         loop.run_until_complete(
-            asyncio.gather(*[_ping_pong(s, m, per_conn) for s, m in zip(streams, messages)])
+            asyncio.gather(
+                *[_ping_pong(s, m, per_conn) for s, m in zip(streams, messages, strict=True)]
+            )
         )
         wall = time.perf_counter() - t0
         ru1 = resource.getrusage(resource.RUSAGE_SELF)

@@ -414,7 +414,7 @@ def chart(data: dict, path: str) -> bool:
     )
     axes = [axes] if len(panels) == 1 else list(axes)
     width = 0.8 / max(1, len(loops))
-    for ax, (key, title, names) in zip(axes, panels):
+    for ax, (key, title, names) in zip(axes, panels, strict=True):
         for i, loop in enumerate(loops):
             xs, ys = [], []
             for j, name in enumerate(names):

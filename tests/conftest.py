@@ -15,9 +15,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import signal
 
 import oxloop
 import pytest
+
+# A run started in the background (CI, nohup, `make &`) inherits SIGINT ignored, and Python then
+# keeps it ignored: asyncio.run would not install its Ctrl-C handler and the tests that send
+# SIGINT would wait forever. Give the tests the handler an interactive Python has.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "oxloop": oxloop.new_event_loop}
 

@@ -208,3 +208,54 @@ def test_many_concurrent_and_cancelled_lookups(on_both):
 
     a, o = on_both(scenario)
     assert a == o == (True, True, True)
+
+
+IDNA_HOSTS = [
+    "localhost",
+    "LocalHost",
+    "example.com.",
+    "a" * 63 + ".b",
+    "a" * 64 + ".b",
+    "b." + "a" * 63,
+    "b." + "a" * 64,
+    "a..b",
+    ".a",
+    "",
+    ".",
+    "bücher.example",
+    "xn--bcher-kva.example",
+]
+
+
+@pytest.mark.parametrize("host", IDNA_HOSTS)
+def test_host_encoding_is_the_idna_codecs(host):
+    # oxloop encodes str hosts without the codec for plain ASCII names: same bytes, same error.
+    from oxloop._sock import _idna
+
+    def outcome(f):
+        try:
+            return f(host)
+        except UnicodeError as exc:
+            return type(exc), str(exc)
+
+    assert outcome(_idna) == outcome(lambda h: h.encode("idna"))
+
+
+# Local names, and names the encoding refuses before any lookup (nothing leaves the machine).
+@pytest.mark.parametrize(
+    "host", ["localhost", "LocalHost", "a" * 64 + ".b", "b." + "a" * 64, "a..b"]
+)
+def test_names_with_odd_labels_resolve_as_socket_getaddrinfo_does(loop, host):
+    def sync():
+        try:
+            return sorted(socket.getaddrinfo(host, 80, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError) as exc:
+            return type(exc), str(exc)
+
+    async def main():
+        try:
+            return sorted(await loop.getaddrinfo(host, 80, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError) as exc:
+            return type(exc), str(exc)
+
+    assert loop.run_until_complete(main()) == sync()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import socket
 
-import pytest
-
 
 def test_reader_is_level_triggered(on_both):
     def scenario(loop):
@@ -75,11 +73,6 @@ def test_replacing_a_reader_cancels_the_old_handle(on_both):
     assert a == o == ["new"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="remove_reader of a socket closed behind the loop's back raises ValueError on oxloop; "
-    "asyncio finds the registration by the socket object and returns True (being fixed by 'libs')",
-)
 def test_closing_a_watched_fd_does_not_break_the_loop(on_both):
     def scenario(loop):
         r, w = socket.socketpair()

@@ -142,8 +142,9 @@ CLOSED_LOOP_CALLS = {
     "add_reader": lambda lp, s, addr: lp.add_reader(s, print),
     "add_writer": lambda lp, s, addr: lp.add_writer(s, print),
     "remove_reader": lambda lp, s, addr: lp.remove_reader(s),
+    # Nothing to read and more than the socket buffer to send: both must wait for the loop.
     "sock_recv": lambda lp, s, addr: lp.sock_recv(s, 10),
-    "sock_sendall": lambda lp, s, addr: lp.sock_sendall(s, b"x"),
+    "sock_sendall": lambda lp, s, addr: lp.sock_sendall(s, b"x" * (16 << 20)),
     "sock_connect": lambda lp, s, addr: lp.sock_connect(s, addr),
     "sock_accept": lambda lp, s, addr: lp.sock_accept(s),
     "getaddrinfo": lambda lp, s, addr: lp.getaddrinfo("localhost", 80),
@@ -156,18 +157,21 @@ CLOSED_LOOP_CALLS = {
 def test_closed_loop_refuses(on_both, call):
     def scenario(loop):
         listener = socket.create_server(("127.0.0.1", 0))
-        kind = socket.SOCK_STREAM
+        peer = None
         if call in ("sock_connect", "create_connection"):
-            s = socket.socket(socket.AF_INET, kind)
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         elif call == "sock_accept":
             s = socket.create_server(("127.0.0.1", 0))
         else:
             s, peer = socket.socketpair()
-            peer.close()
         s.setblocking(False)
         loop.close()
-        with listener, s:
+        try:
             return _outcome(lambda: CLOSED_LOOP_CALLS[call](loop, s, listener.getsockname()))
+        finally:
+            for sock in (listener, s, peer):
+                if sock is not None:
+                    sock.close()
 
     a, o = on_both(scenario)
     assert a == o

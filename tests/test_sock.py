@@ -271,6 +271,14 @@ BAD_CALLS = {
     "recv_negative": lambda lp, s: lp.sock_recv(s, -1),
     "recv_into_readonly": lambda lp, s: lp.sock_recv_into(s, b"readonly"),
     "sendall_not_bytes": lambda lp, s: lp.sock_sendall(s, "text"),
+    "recv_not_connected": lambda lp, s: lp.sock_recv(s, 10),
+    "recv_str_size": lambda lp, s: lp.sock_recv(s, "10"),
+    "recv_float_size": lambda lp, s: lp.sock_recv(s, 1.5),
+    "recv_huge_size": lambda lp, s: lp.sock_recv(s, 2**70),
+    "recv_into_not_connected": lambda lp, s: lp.sock_recv_into(s, bytearray(4)),
+    "recv_into_strided": lambda lp, s: lp.sock_recv_into(s, memoryview(bytearray(8))[::2]),
+    "sendall_not_connected": lambda lp, s: lp.sock_sendall(s, b"x"),
+    "sendall_strided": lambda lp, s: lp.sock_sendall(s, memoryview(b"abcdef")[::2]),
 }
 
 

@@ -168,6 +168,7 @@ def test_sendfile_oserror_on_first_call(on_both):
     def scenario(loop):
         async def main():
             a, b = socket.socketpair()
+            a.setblocking(False)
             with tempfile.NamedTemporaryFile() as tmp:
                 tmp.write(b"x" * 1000)
                 tmp.flush()
@@ -224,11 +225,6 @@ def test_sendfile_oserror_mid_transfer(on_both):
     assert a == o == (True, True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="oxloop runs data_received in a fresh context, not the one copied when the transport "
-    "was made (being fixed by 'libs')",
-)
 def test_contextvars_in_protocol_callbacks(on_both):
     # asyncio runs a socket transport's protocol callbacks in contexts copied from the code that
     # made the transport: data_received sees the connecting task's values, and what it sets stays

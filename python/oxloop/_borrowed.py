@@ -27,6 +27,10 @@ Never borrowed: anything touching ``_ready``, ``_scheduled``, ``_selector``, ``_
 ``_run_once``, ``add_reader`` and friends, the signal methods, ``_make_subprocess_transport``,
 ``selector_events._sendfile_native``).
 
+``oxloop.Loop`` lists ``AsyncioColdPath`` first among its bases, so these are what the loop runs;
+only ``Loop``'s own body may wrap one (``create_task`` counts tasks for ``oxloop.stats``, then
+calls asyncio's through ``super()``).
+
 A borrowed function that calls zero-argument ``super()`` (3.13's ``_stop_serving`` of the Unix
 loop) gets ``AsyncioColdPath`` as its ``__class__``, so ``super()`` continues in ``oxloop.Loop``'s
 MRO: to oxloop's own hook of the same name, the one asyncio's base class would have provided.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import os
 import signal
@@ -19,7 +20,7 @@ import sys
 import time
 import warnings
 import weakref
-from asyncio import base_events, coroutines, events
+from asyncio import coroutines, events, tasks
 
 from . import _monitor, _oxloop
 from ._borrowed import AsyncioColdPath
@@ -31,9 +32,32 @@ from ._tls import TLSMixin
 logger = logging.getLogger("asyncio")
 
 # What asyncio's own checks call: the public name is deprecated from 3.14 on.
-_iscoroutinefunction = getattr(
-    coroutines, "_iscoroutinefunction", coroutines.iscoroutinefunction
-)
+_iscoroutinefunction = getattr(coroutines, "_iscoroutinefunction", coroutines.iscoroutinefunction)
+
+
+def _format_handle(handle):
+    # Mirrors asyncio.base_events._format_handle; `handle` may also be what a native watcher
+    # reports (a transport), which has no `_callback`.
+    cb = getattr(handle, "_callback", None)
+    if isinstance(getattr(cb, "__self__", None), tasks.Task):
+        return repr(cb.__self__)
+    return str(handle)
+
+
+# Every open loop, for the hook below.
+_open_loops = weakref.WeakSet()
+
+
+def _track_escaped_handles(phase, info):
+    # Pending handles are invisible to the garbage collector while only their loop holds them
+    # (the loop reports their contents); one that user code holds too is handed back to the
+    # collector before each full collection, so a cycle through it is found (see handles.rs).
+    if phase == "start" and info["generation"] == 2:
+        for loop in list(_open_loops):
+            loop._track_escaped()
+
+
+gc.callbacks.append(_track_escaped_handles)
 
 
 class Loop(
@@ -82,7 +106,12 @@ class Loop(
         self._prev_wakeup_fd = -1
         # Running children by pid (oxloop._subprocess._Child), each with its own exit watch.
         self._children = {}
+        # A subclass's own time() drives the scheduler, as asyncio's call_later/_run_once call
+        # self.time(); assigning loop.time does the same (the Rust __setattr__ notices).
+        if type(self).time is not _oxloop.Loop.time:
+            self._time_override = True
         self.set_debug(coroutines._is_debug_mode())
+        _open_loops.add(self)
         # Tasks made by create_task (oxloop.stats).
         self._tasks_created = 0
         if _monitor.enabled_by_default():
@@ -101,7 +130,13 @@ class Loop(
     def create_task(self, coro, **kwargs):
         """Schedule a coroutine object; return a Task (asyncio's own create_task, counted)."""
         self._tasks_created += 1
-        return super().create_task(coro, **kwargs)
+        task = super().create_task(coro, **kwargs)
+        tb = getattr(task, "_source_traceback", None)
+        if tb and tb[-1][0] == __file__:
+            # Debug mode: asyncio's create_task dropped its own frame; drop this wrapper's too,
+            # so the traceback ends where the user called create_task.
+            del tb[-1]
+        return task
 
     # -- running and stopping ------------------------------------------------------------------
 
@@ -154,6 +189,7 @@ class Loop(
         self._close_children()
         _monitor.disable(self)
         self._close()
+        _open_loops.discard(self)
         self._close_resolver()
         if self._ssock is not None:
             os.close(self._ssock)
@@ -184,9 +220,7 @@ class Loop(
 
     def _log_slow_callback(self, handle, seconds):
         # Called by the Rust tick in debug mode; mirrors the warning in BaseEventLoop._run_once.
-        logger.warning(
-            "Executing %s took %.3f seconds", base_events._format_handle(handle), seconds
-        )
+        logger.warning("Executing %s took %.3f seconds", _format_handle(handle), seconds)
 
     # -- signals (mirrors asyncio.unix_events._UnixSelectorEventLoop) ---------------------------
 

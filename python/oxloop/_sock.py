@@ -16,12 +16,17 @@ result.
 from __future__ import annotations
 
 import socket
-import weakref
 from asyncio import base_events
 
 from . import _oxloop, _udp
 
 _HAS_IPv6 = hasattr(socket, "AF_INET6")
+# sock_recv / sock_recv_into / sock_sendall try plain sockets in Rust first (_oxloop.sock_try).
+_SOCKET = socket.socket
+_AGAIN = _oxloop.SOCK_AGAIN
+_TRY_RECV = _oxloop.SOCK_TRY_RECV
+_TRY_RECV_INTO = _oxloop.SOCK_TRY_RECV_INTO
+_TRY_SEND = _oxloop.SOCK_TRY_SEND
 _NUMERIC_CHARS = frozenset("0123456789.")
 
 
@@ -60,10 +65,10 @@ def _literal_answer(host, port, family, type_, proto, flags):
         or not isinstance(host, str)
     ):
         return None
-    kind = socket.SocketKind(type_)
     if ":" not in host:
-        if family not in (0, socket.AF_INET):
-            return None
+        if family not in (0, socket.AF_INET) or not host.replace(".", "").isdigit():
+            return None  # a name: inet_pton would refuse it (raising costs more than this check)
+        kind = _as_enum(type_, socket.SocketKind)
         try:
             if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, host)) != host:
                 return None  # 127.1, leading zeros...: getaddrinfo rewrites those
@@ -72,6 +77,7 @@ def _literal_answer(host, port, family, type_, proto, flags):
         return [(socket.AF_INET, kind, want_proto, "", (host, port))]
     if family not in (0, socket.AF_INET6) or "%" in host:
         return None
+    kind = _as_enum(type_, socket.SocketKind)
     try:
         text = socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, host))
     except OSError:
@@ -87,12 +93,12 @@ def _encode_query(host, port, family, type_, proto, flags):
     their decimal text. Anything else (other types, NUL bytes, huge ints) returns None and takes
     the executor path, where ``socket.getaddrinfo`` itself decides.
     """
-    if not all(type(x) is int for x in (family, type_, proto, flags)):
+    if not (type(family) is type(type_) is type(proto) is type(flags) is int):
         return None
     if host is None or isinstance(host, bytes):
         host_b = host
     elif isinstance(host, str):
-        host_b = host.encode("idna")
+        host_b = _idna(host)
     else:
         return None
     if port is None or isinstance(port, bytes):
@@ -105,17 +111,46 @@ def _encode_query(host, port, family, type_, proto, flags):
         port_b = port.encode()
     else:
         return None
-    if (host_b and b"\0" in host_b) or (port_b and b"\0" in port_b):
+    # NOTE: find(), not `in`: bytes.__contains__ first tries the operand as an int and raises.
+    if (host_b and host_b.find(b"\0") >= 0) or (port_b and port_b.find(b"\0") >= 0):
         return None
     return host_b, port_b
 
 
+def _idna(host):
+    """``host.encode("idna")``, without the codec machinery for the usual ASCII host name.
+
+    Mirrors the ASCII fast path of ``encodings.idna.Codec.encode``: the bytes are the ASCII text
+    when every label but the last is 1-63 characters and the last under 64; anything else goes
+    through the codec itself, so its result or its exact error is the codec's.
+    """
+    if host.isascii():
+        labels = host.split(".")
+        if len(labels[-1]) < 64:
+            for label in labels[:-1]:
+                if not 0 < len(label) < 64:
+                    break
+            else:
+                return host.encode("ascii")
+    return host.encode("idna")
+
+
+# (enum class, int) -> the enum member or the int itself, as socket._intenum_converter answers.
+_ENUM_CACHE = {}
+
+
 def _as_enum(value, enum_cls):
-    # Mirrors socket._intenum_converter.
-    try:
-        return enum_cls(value)
-    except ValueError:
-        return value
+    # Mirrors socket._intenum_converter (its answer per value, cached: an enum call is slow).
+    key = (enum_cls, value)
+    found = _ENUM_CACHE.get(key)
+    if found is None:
+        try:
+            found = enum_cls(value)
+        except ValueError:
+            found = value
+        if len(_ENUM_CACHE) < 1024:
+            _ENUM_CACHE[key] = found
+    return found
 
 
 class SocketMethods:
@@ -138,26 +173,6 @@ class SocketMethods:
         if self.get_debug() and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
 
-    def _sock_transports(self):
-        # asyncio's loop._transports (fd -> transport), created on first use.
-        transports = self.__dict__.get("_transports")
-        if transports is None:
-            transports = self.__dict__["_transports"] = weakref.WeakValueDictionary()
-        return transports
-
-    def _ensure_fd_no_transport(self, fd):
-        # Mirrors BaseSelectorEventLoop._ensure_fd_no_transport.
-        fileno = fd
-        if not isinstance(fileno, int):
-            try:
-                fileno = int(fileno.fileno())
-            except (AttributeError, TypeError, ValueError):
-                raise ValueError(f"Invalid file object: {fd!r}") from None
-        transports = self.__dict__.get("_transports")
-        transport = transports.get(fileno) if transports is not None else None
-        if transport is not None and not transport.is_closing():
-            raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
-
     def _sock_wait(self, sock, kind, args=()):
         fd = sock.fileno()
         self._ensure_fd_no_transport(fd)
@@ -167,20 +182,32 @@ class SocketMethods:
 
     async def sock_recv(self, sock, n):
         """Receive up to ``n`` bytes from ``sock``; return them as bytes."""
-        self._sock_check(sock)
-        try:
-            return sock.recv(n)
-        except (BlockingIOError, InterruptedError):
-            pass
+        if sock.__class__ is _SOCKET:
+            # The first try in Rust (asyncio's checks, then the syscall): no exception when it
+            # would block.
+            result = _oxloop.sock_try(self, sock, _TRY_RECV, n)
+            if result is not _AGAIN:
+                return result
+        else:
+            self._sock_check(sock)
+            try:
+                return sock.recv(n)
+            except (BlockingIOError, InterruptedError):
+                pass
         return await self._sock_wait(sock, "recv", (n,))
 
     async def sock_recv_into(self, sock, buf):
         """Receive data from ``sock`` into the writable buffer ``buf``; return the byte count."""
-        self._sock_check(sock)
-        try:
-            return sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            pass
+        if sock.__class__ is _SOCKET:
+            result = _oxloop.sock_try(self, sock, _TRY_RECV_INTO, buf)
+            if result is not _AGAIN:
+                return result
+        else:
+            self._sock_check(sock)
+            try:
+                return sock.recv_into(buf)
+            except (BlockingIOError, InterruptedError):
+                pass
         return await self._sock_wait(sock, "recv_into", (buf,))
 
     async def sock_recvfrom(self, sock, bufsize):
@@ -205,11 +232,14 @@ class SocketMethods:
 
     async def sock_sendall(self, sock, data):
         """Send all of ``data`` to the connected ``sock``; return None."""
-        self._sock_check(sock)
-        try:
-            n = sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            n = 0
+        if sock.__class__ is _SOCKET:
+            n = _oxloop.sock_try(self, sock, _TRY_SEND, data)  # 0 if it would block
+        else:
+            self._sock_check(sock)
+            try:
+                n = sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
         if n == len(data):
             return
         return await self._sock_wait(sock, "sendall", (memoryview(data), n))

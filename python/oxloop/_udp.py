@@ -58,8 +58,10 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
             self.sendto = self._core.sendto
         if type(self).get_write_buffer_size is DatagramTransport.get_write_buffer_size:
             self.get_write_buffer_size = self._core.buffer_size
-        loop._sock_transports()[self._sock_fd] = self
-        self._loop.call_soon(self._protocol.connection_made, self)
+        loop._register_transport(self._sock_fd, self)
+        # Every protocol callback runs in the context captured by the core at creation.
+        self._context = self._core.context
+        self._loop.call_soon(self._protocol.connection_made, self, context=self._context)
         # Only start reading when connection_made() has been called.
         self._loop.call_soon(self._add_reader)
         if waiter is not None:
@@ -154,7 +156,7 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
         if not self._core.has_buffer():
             self._conn_lost += 1
             self._core.stop_writing()
-            self._loop.call_soon(self._call_connection_lost, None)
+            self._loop.call_soon(self._call_connection_lost, None, context=self._context)
 
     def _fatal_error(self, exc, message="Fatal error on transport"):
         # Called by the core for errors that are not OSError of a single send or receive.
@@ -181,13 +183,14 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
             self._closing = True
             self._core.stop_reading()
         self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._loop.call_soon(self._call_connection_lost, exc, context=self._context)
 
     def _call_connection_lost(self, exc):
         try:
             if self._protocol_connected:
                 self._protocol.connection_lost(exc)
         finally:
+            self._loop._unregister_transport(self._sock_fd, self)
             self._core.release()
             self._sock.close()
             self._sock = None

@@ -3,6 +3,7 @@
 //! Mirrors `BaseEventLoop._ready` (a deque) and the `ntodo` rule of `BaseEventLoop._run_once`:
 //! a tick runs exactly the entries that were queued when it began; anything queued while the tick
 //! runs waits for the next tick, so a callback that reschedules itself cannot starve I/O.
+//! [`ReadyQueue::begin_tick`] and [`ReadyQueue::next_in_tick`] enforce that rule for the tick.
 
 use std::collections::VecDeque;
 

@@ -33,7 +33,9 @@ struct Inner {
     futures: HashMap<u64, Py<PyAny>>,
     /// The next query id.
     next_id: u64,
-    /// The pool's eventfd is watched by the loop (only while queries are pending).
+    /// The pool's eventfd is watched by the loop: from the first query until `close()`.
+    // NOTE: not only while queries are pending: watching and unwatching cost two epoll_ctl
+    // calls per lookup, and an idle eventfd costs nothing to watch.
     watching: bool,
 }
 
@@ -65,28 +67,16 @@ impl Resolver {
     /// Hands finished queries to their futures.
     fn deliver(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let mut unwatch = None;
         let answered: Vec<_> = {
             let mut st = slf.get().st.borrow_mut(py);
             let Some(pool) = st.pool.as_mut() else {
                 return Ok(());
             };
-            let fd = pool.fd();
             let done = pool.take_done();
-            let answered = done
-                .into_iter()
+            done.into_iter()
                 .filter_map(|d| Some((st.futures.remove(&d.id)?, d)))
-                .collect();
-            // Nothing pending: stop watching until the next query.
-            if st.futures.is_empty() && st.watching {
-                st.watching = false;
-                unwatch = st.loop_.as_ref().map(|l| (l.clone_ref(py), fd));
-            }
-            answered
+                .collect()
         };
-        if let Some((loop_, fd)) = unwatch {
-            loop_.get().unwatch(py, fd, Direction::Read)?;
-        }
         for (fut, d) in answered {
             let fut = fut.bind(py);
             if fut.call_method0(intern!(py, "done"))?.is_truthy()? {

@@ -18,13 +18,13 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyInt, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
 use crate::errors;
 use crate::ffi;
 use crate::gil::GilCell;
-use crate::handles::{Callback, Handle, TimerHandle};
+use crate::handles::{self, Callback, Handle, TimerHandle};
 
 /// An entry of the ready queue.
 pub enum Ready {
@@ -61,6 +61,14 @@ pub trait NativeWatcher: Send + Sync {
 
     /// Reports the Python objects this watcher holds to the garbage collector.
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError>;
+
+    /// Whether running this watcher for `direction` can make another fd ready only through
+    /// calls that [`note_io`](crate::run_once::note_io) (a transport's read: its protocol writes
+    /// through transports). The tick after a batch of quiet watchers may skip its zero-timeout
+    /// poll.
+    fn quiet(&self, _direction: Direction) -> bool {
+        false
+    }
 }
 
 /// What runs when a watched fd is ready.
@@ -69,6 +77,15 @@ pub enum Watcher {
     Handle(Py<Handle>),
     /// A Rust watcher (transports, `sock_*` calls).
     Native(Arc<dyn NativeWatcher>),
+}
+
+impl Watch {
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        for watcher in [&self.reader, &self.writer].into_iter().flatten() {
+            watcher.traverse(visit)?;
+        }
+        visit.call(&self.fileobj)
+    }
 }
 
 impl Watcher {
@@ -97,6 +114,10 @@ pub struct Watch {
     pub reader: Option<Watcher>,
     /// Runs when the fd is writable.
     pub writer: Option<Watcher>,
+    /// The object last passed to `add_reader`/`add_writer` for this fd when it was not an int
+    /// (a socket, say): `remove_reader(sock)` finds the fd through it once `sock.fileno()` is
+    /// -1, as asyncio's selector maps file objects to keys.
+    pub fileobj: Option<Py<PyAny>>,
 }
 
 impl Watch {
@@ -133,8 +154,15 @@ pub struct State {
     pub thread_id: Option<u64>,
     /// asyncio debug mode.
     pub debug: bool,
-    /// The previous tick polled the reactor; a zero-timeout poll may then be skipped once.
-    pub polled_last_tick: bool,
+    /// Nothing since the last poll can have made a watched fd ready, except from outside the
+    /// loop: every callback run since was a [`NativeWatcher::quiet`] one and no [`note_io`]
+    /// happened. A zero-timeout poll is then skipped (see `run_once`).
+    ///
+    /// [`note_io`]: crate::run_once::note_io
+    pub may_skip_poll: bool,
+    /// `time` is overridden (an instance attribute or a subclass method): the scheduler then
+    /// calls `self.time()` as asyncio's does, instead of reading the clock itself.
+    pub time_override: bool,
     /// Transports by the fd they own (asyncio's `_transports`): `add_reader` and friends refuse
     /// an fd whose transport is not closing. A transport leaves the map when its connection is
     /// lost.
@@ -248,6 +276,19 @@ impl PyLoop {
         Ok(())
     }
 
+    /// `call_soon` once its arguments are unpacked: guards, callback check, then queue.
+    pub fn call_soon_core(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let debug = slf.get().guards(py, true)?;
+        Self::check_callback(py, &callback, "call_soon", debug)?;
+        Self::push_soon(slf, callback, args, context, debug)
+    }
+
     /// Queues a new `Handle` (the core of `call_soon` and `call_soon_threadsafe`).
     fn push_soon(
         slf: &Bound<'_, Self>,
@@ -263,6 +304,7 @@ impl PyLoop {
                 cb: Callback::new(slf, callback, args, context, debug)?,
             },
         )?;
+        handles::set_tracking(handle.bind(py).as_any(), debug);
         slf.get()
             .state
             .borrow_mut(py)
@@ -274,23 +316,31 @@ impl PyLoop {
     /// Queues a new `TimerHandle` at `when` (the core of `call_at` and `call_later`).
     fn push_timer(
         slf: &Bound<'_, Self>,
-        when: f64,
+        when: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<TimerHandle>> {
         let py = slf.py();
         let this = slf.get();
+        // Mirrors call_at: _check_closed (and the debug checks) before the deadline is used.
         let debug = this.guards(py, true)?;
         Self::check_callback(py, &callback, "call_at", debug)?;
+        // asyncio keeps `when` as given (`TimerHandle._when`): an int stays an int.
+        let (when, when_obj) = match when.cast::<PyFloat>() {
+            Ok(f) => (f.value(), None),
+            Err(_) => (when.extract::<f64>()?, Some(when.clone().unbind())),
+        };
         let timer = Py::new(
             py,
             TimerHandle {
                 cb: Callback::new(slf, callback, args, context, debug)?,
                 when,
+                when_obj,
                 scheduled: std::sync::atomic::AtomicBool::new(true),
             },
         )?;
+        handles::set_tracking(timer.bind(py).as_any(), debug);
         this.state
             .borrow_mut(py)
             .timers
@@ -310,18 +360,59 @@ impl PyLoop {
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let debug = this.guards(py, false)?;
+        // Mirrors add_reader: _ensure_fd_no_transport, then _add_reader's _check_closed, then
+        // the selector's fd lookup.
         if check_transport {
             this.ensure_fd_no_transport(py, fd)?;
         }
+        let debug = this.guards(py, false)?;
+        let fileobj = fd;
         let fd = fileobj_to_fd(fd)?;
+        if fileobj.is_instance_of::<PyBool>() && py.version_info() >= (3, 13) {
+            // Mirrors select.epoll.register on 3.13+, which asyncio's selector calls.
+            let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
+            PyErr::warn(py, &category, c"bool is used as a file descriptor", 1)?;
+        }
         let handle = Py::new(
             py,
             Handle {
                 cb: Callback::new(slf, callback, args, None, debug)?,
             },
         )?;
-        this.watch(py, fd, direction, Watcher::Handle(handle))
+        // A reader or writer stays registered until removed: the collector tracks it.
+        handles::set_tracking(handle.bind(py).as_any(), true);
+        this.watch(py, fd, direction, Watcher::Handle(handle))?;
+        if !fileobj.is_instance_of::<PyInt>() {
+            let old = this
+                .state
+                .borrow_mut(py)
+                .watches
+                .get_mut(&fd)
+                .and_then(|w| w.fileobj.replace(fileobj.clone().unbind()));
+            drop(old);
+        }
+        Ok(())
+    }
+
+    /// Mirrors `selectors._BaseSelectorImpl._fileobj_lookup`: the fd of `fileobj`, or, when it
+    /// has none any more (a closed socket's `fileno()` is -1), the fd it was watched under.
+    /// `None` for an int too large to be an fd: nothing can be watched under it.
+    fn lookup_fd(&self, py: Python<'_>, fileobj: &Bound<'_, PyAny>) -> PyResult<Option<RawFd>> {
+        if fileobj.is_instance_of::<PyInt>() && fileobj.gt(RawFd::MAX)? {
+            return Ok(None);
+        }
+        match fileobj_to_fd(fileobj) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyValueError>(py) => {
+                let st = self.state.borrow(py);
+                st.watches
+                    .iter()
+                    .find(|(_, w)| w.fileobj.as_ref().is_some_and(|o| o.is(fileobj)))
+                    .map(|(fd, _)| Some(*fd))
+                    .ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Makes `watcher` run when `fd` is ready in `direction`, replacing (and cancelling) the
@@ -355,7 +446,12 @@ impl PyLoop {
                 drop(st);
                 return Err(errors::os_error(py, &e));
             }
-            watch.slot(direction).replace(watcher)
+            let old = watch.slot(direction).replace(watcher);
+            if old.is_none() {
+                // A new interest may be satisfied at once (a writable socket, say).
+                crate::run_once::note_io();
+            }
+            old
         };
         if let Some(Watcher::Handle(old)) = old {
             Handle::cancel(old.bind(py))?;
@@ -376,9 +472,12 @@ impl PyLoop {
             };
             let old = watch.slot(direction).take();
             let interest = watch.interest();
-            if interest.is_empty() {
-                st.watches.remove(&fd);
-            }
+            // The file object is dropped after the borrow ends, with the old watcher.
+            let fileobj = if interest.is_empty() {
+                st.watches.remove(&fd).and_then(|w| w.fileobj)
+            } else {
+                None
+            };
             if old.is_some() {
                 // NOTE: lowering interest cannot fail in a way the caller can act on (a closed
                 // fd is already gone from epoll); the registration is forgotten either way.
@@ -388,8 +487,10 @@ impl PyLoop {
                     }
                 }
             }
-            old
+            (old, fileobj)
         };
+        let (old, fileobj) = old;
+        drop(fileobj);
         match old {
             Some(Watcher::Handle(h)) => {
                 Handle::cancel(h.bind(py))?;
@@ -470,6 +571,20 @@ impl PyLoop {
     }
 }
 
+/// [`handles::release`] for every handle of a drained ready queue and timer heap.
+fn release_all(py: Python<'_>, ready: &[Ready], timers: &[Scheduled]) {
+    for r in ready {
+        match r {
+            Ready::Handle(h) => handles::release(h.bind(py).as_any()),
+            Ready::Timer(t) => handles::release(t.bind(py).as_any()),
+            Ready::Native(..) => {}
+        }
+    }
+    for t in timers {
+        handles::release(t.0.bind(py).as_any());
+    }
+}
+
 /// `selectors._fileobj_to_fd`: an int, or an object whose `fileno()` gives one.
 pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
     let py = obj.py();
@@ -522,7 +637,8 @@ impl PyLoop {
                 closed: false,
                 thread_id: None,
                 debug: false,
-                polled_last_tick: false,
+                may_skip_poll: false,
+                time_override: false,
                 transports: HashMap::new(),
                 stats: crate::monitor::Stats::default(),
             }),
@@ -537,6 +653,9 @@ impl PyLoop {
     }
 
     /// Arrange for a callback to be called as soon as possible, in FIFO order.
+    ///
+    /// NOTE: `fastcall::install` puts a faster entry point over this one; this method still
+    /// serves the argument shapes that one hands back (and their errors).
     #[pyo3(signature = (callback, *args, context=None))]
     fn call_soon(
         slf: &Bound<'_, Self>,
@@ -544,15 +663,12 @@ impl PyLoop {
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        let py = slf.py();
-        let debug = slf.get().guards(py, true)?;
-        Self::check_callback(py, &callback, "call_soon", debug)?;
-        Self::push_soon(slf, callback, args, context, debug)
+        Self::call_soon_core(slf, callback, args, context)
     }
 
     /// Like `call_soon()`, but thread-safe: wakes the loop if it is waiting for I/O.
     #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe(
+    pub(crate) fn call_soon_threadsafe(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
@@ -569,15 +685,21 @@ impl PyLoop {
 
     /// Arrange for a callback to be called after `delay` seconds.
     #[pyo3(signature = (delay, callback, *args, context=None))]
-    fn call_later(
+    pub(crate) fn call_later(
         slf: &Bound<'_, Self>,
         delay: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<TimerHandle>> {
+        let py = slf.py();
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        if slf.get().state.borrow(py).time_override {
+            // Mirrors call_later: `self.call_at(self.time() + delay, ...)`.
+            let when = slf.call_method0(intern!(py, "time"))?.add(delay)?;
+            return Self::push_timer(slf, &when, callback, args, context);
         }
         let delay: f64 = delay.extract().map_err(|_| {
             let tname = delay
@@ -589,12 +711,13 @@ impl PyLoop {
                 "unsupported operand type(s) for +: 'float' and '{tname}'"
             ))
         })?;
-        Self::push_timer(slf, sys::monotonic() + delay, callback, args, context)
+        let when = PyFloat::new(py, sys::monotonic() + delay);
+        Self::push_timer(slf, when.as_any(), callback, args, context)
     }
 
     /// Arrange for a callback to be called at time `when` on the loop's clock.
     #[pyo3(signature = (when, callback, *args, context=None))]
-    fn call_at(
+    pub(crate) fn call_at(
         slf: &Bound<'_, Self>,
         when: &Bound<'_, PyAny>,
         callback: Bound<'_, PyAny>,
@@ -604,7 +727,6 @@ impl PyLoop {
         if when.is_none() {
             return Err(PyTypeError::new_err("when cannot be None"));
         }
-        let when: f64 = when.extract()?;
         Self::push_timer(slf, when, callback, args, context)
     }
 
@@ -706,7 +828,10 @@ impl PyLoop {
         if self.is_closed(py) {
             return Ok(false);
         }
-        self.unwatch(py, fileobj_to_fd(fd)?, Direction::Read)
+        match self.lookup_fd(py, fd)? {
+            Some(fd) => self.unwatch(py, fd, Direction::Read),
+            None => Ok(false),
+        }
     }
 
     /// `remove_writer` without the transport ownership check (asyncio's private `_remove_writer`).
@@ -714,7 +839,10 @@ impl PyLoop {
         if self.is_closed(py) {
             return Ok(false);
         }
-        self.unwatch(py, fileobj_to_fd(fd)?, Direction::Write)
+        match self.lookup_fd(py, fd)? {
+            Some(fd) => self.unwatch(py, fd, Direction::Write),
+            None => Ok(false),
+        }
     }
 
     /// `BaseSelectorEventLoop._ensure_fd_no_transport`, for the Python half (`sock_*` methods).
@@ -743,6 +871,8 @@ impl PyLoop {
         {
             let mut st = this.state.borrow_mut(py);
             st.thread_id = Some(ffi::thread_ident());
+            // Anything may have happened since the last run.
+            st.may_skip_poll = false;
             st.stats.run_begin();
         }
         let result = loop {
@@ -789,7 +919,24 @@ impl PyLoop {
         for t in &timers {
             t.0.get().scheduled.store(false, Ordering::Relaxed);
         }
+        release_all(py, &ready, &timers);
         drop((ready, timers, watches, transports));
+    }
+
+    /// Gives every pending handle that someone besides the loop holds back to the garbage
+    /// collector (see `handles`); the `gc.callbacks` hook calls it before each full collection.
+    fn _track_escaped(&self, py: Python<'_>) {
+        let st = self.state.borrow(py);
+        for r in st.ready.iter() {
+            match r {
+                Ready::Handle(h) => handles::release(h.bind(py).as_any()),
+                Ready::Timer(t) => handles::release(t.bind(py).as_any()),
+                Ready::Native(..) => {}
+            }
+        }
+        for t in st.timers.iter() {
+            handles::release(t.0.bind(py).as_any());
+        }
     }
 
     /// The id of the thread running the loop, or None (asyncio's private `_thread_id`).
@@ -802,6 +949,56 @@ impl PyLoop {
     #[getter(_stopping)]
     fn stopping(&self, py: Python<'_>) -> bool {
         self.state.borrow(py).stopping
+    }
+
+    /// Setting it False cancels a pending `stop()`, as assigning asyncio's attribute does (Sanic
+    /// does so before `run_forever`).
+    #[setter(_stopping)]
+    fn set_stopping(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.state.borrow_mut(py).stopping = value.is_truthy()?;
+        Ok(())
+    }
+
+    /// Whether the loop was closed (asyncio's private `_closed`).
+    #[getter(_closed)]
+    fn closed_attr(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).closed
+    }
+
+    /// Whether `time` is overridden; see `State::time_override`. The Python `__init__` sets it
+    /// for a subclass overriding `time`; assigning or deleting the `time` attribute updates it.
+    #[getter(_time_override)]
+    fn time_override(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).time_override
+    }
+
+    #[setter(_time_override)]
+    fn set_time_override(&self, py: Python<'_>, value: bool) {
+        self.state.borrow_mut(py).time_override = value;
+    }
+
+    fn __setattr__(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, pyo3::types::PyString>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        ffi::generic_setattr(slf.as_any(), name, Some(value))?;
+        if name.to_str()? == "time" {
+            slf.get().state.borrow_mut(slf.py()).time_override = true;
+        }
+        Ok(())
+    }
+
+    fn __delattr__(slf: &Bound<'_, Self>, name: &Bound<'_, pyo3::types::PyString>) -> PyResult<()> {
+        let py = slf.py();
+        ffi::generic_setattr(slf.as_any(), name, None)?;
+        if name.to_str()? == "time" {
+            // Back to the class's `time`: overridden only if a subclass defines its own.
+            let base = py.get_type::<PyLoop>().getattr(intern!(py, "time"))?;
+            let own = slf.get_type().getattr(intern!(py, "time"))?;
+            slf.get().state.borrow_mut(py).time_override = !own.is(&base);
+        }
+        Ok(())
     }
 
     /// Number of queued ready callbacks (asyncio's `len(loop._ready)`).
@@ -820,18 +1017,16 @@ impl PyLoop {
         };
         for r in st.ready.iter() {
             match r {
-                Ready::Handle(h) => visit.call(h)?,
-                Ready::Timer(t) => visit.call(t)?,
+                Ready::Handle(h) => handles::traverse_pending(h, &h.get().cb, &visit)?,
+                Ready::Timer(t) => handles::traverse_pending(t, &t.get().cb, &visit)?,
                 Ready::Native(n, _) => n.traverse(&visit)?,
             }
         }
         for t in st.timers.iter() {
-            visit.call(&t.0)?;
+            handles::traverse_pending(&t.0, &t.0.get().cb, &visit)?;
         }
         for w in st.watches.values() {
-            for watcher in [&w.reader, &w.writer].into_iter().flatten() {
-                watcher.traverse(&visit)?;
-            }
+            w.traverse(&visit)?;
         }
         for t in st.transports.values() {
             visit.call(t)?;
@@ -854,6 +1049,7 @@ impl PyLoop {
                 let transports: Vec<Py<PyAny>> = st.transports.drain().map(|(_, t)| t).collect();
                 (ready, timers, watches, transports)
             };
+            release_all(py, &ready, &timers);
             drop((ready, timers, watches, transports));
         });
     }

@@ -17,6 +17,13 @@ pub fn copy_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }
 }
 
+/// Whether `obj` is exactly a `contextvars.Context`.
+#[inline]
+pub fn is_context(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: GIL held; `obj` is a live object. PyContext_CheckExact only compares its type.
+    unsafe { ffi::PyContext_CheckExact(obj.as_ptr()) != 0 }
+}
+
 /// Runs `f` with `context` entered, as `context.run(f)` does, without building a bound method.
 pub fn run_in_context<'py, R>(
     context: &Bound<'py, PyAny>,
@@ -34,6 +41,57 @@ pub fn run_in_context<'py, R>(
         return Err(PyErr::fetch(py));
     }
     result
+}
+
+/// `object.__setattr__(obj, name, value)`, or `object.__delattr__(obj, name)` when `value` is
+/// `None`: the generic attribute store (instance `__dict__` and data descriptors).
+pub fn generic_setattr(
+    obj: &Bound<'_, PyAny>,
+    name: &Bound<'_, pyo3::types::PyString>,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let value = value.map_or(std::ptr::null_mut(), |v| v.as_ptr());
+    // SAFETY: GIL held (the Bound proves it); `obj` and `name` are live objects, `value` is a
+    // live object or NULL, which PyObject_GenericSetAttr documents as deletion. It returns -1 with
+    // an exception set on failure.
+    if unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value) } != 0 {
+        return Err(PyErr::fetch(obj.py()));
+    }
+    Ok(())
+}
+
+/// [`run_in_context`], or `f()` in the current context when `context` is already entered
+/// (`PyContext_Enter` refuses to enter a context twice).
+pub fn run_in_context_if_free<'py, R>(
+    context: &Bound<'py, PyAny>,
+    f: impl FnOnce() -> PyResult<R>,
+) -> PyResult<R> {
+    let py = context.py();
+    // SAFETY: as in `run_in_context`.
+    if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
+        let err = PyErr::fetch(py);
+        if !err.is_instance_of::<pyo3::exceptions::PyRuntimeError>(py) {
+            return Err(err);
+        }
+        return f();
+    }
+    let result = f();
+    // SAFETY: the context was entered above by this thread and not exited since.
+    if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    result
+}
+
+/// Sets `ty`'s `tp_finalize` slot, which PyO3 does not offer: the garbage collector calls it
+/// before clearing an unreachable object, as it calls a Python class's `__del__`.
+pub fn set_finalizer(
+    ty: &Bound<'_, pyo3::types::PyType>,
+    finalize: unsafe extern "C" fn(*mut ffi::PyObject),
+) {
+    // SAFETY: GIL held; `ty` is a live, fully initialised heap type owned by this module. The
+    // slot is read by the collector only, and any concurrent reader would need the GIL too.
+    unsafe { (*ty.as_type_ptr()).tp_finalize = Some(finalize) };
 }
 
 /// `callback(*args)` through vectorcall on the tuple's items, skipping `PyObject_Call`'s
@@ -105,4 +163,32 @@ fn with_buffer<R>(
     // SAFETY: `view` was filled by a successful PyObject_GetBuffer and is released exactly once.
     unsafe { ffi::PyBuffer_Release(&mut view) };
     Ok(result)
+}
+
+/// Whether the garbage collector tracks `obj` (`gc.is_tracked`).
+#[inline]
+pub fn gc_is_tracked(obj: *mut ffi::PyObject) -> bool {
+    // SAFETY: callers pass a live object they hold a reference to, with the GIL held (or from a
+    // `__traverse__`, which runs with the GIL held); the call only reads its GC header.
+    unsafe { ffi::PyObject_GC_IsTracked(obj) == 1 }
+}
+
+/// Stops the garbage collector from tracking `obj`, a live instance of a GC type. The owner then
+/// takes over: its own `__traverse__` visits what `obj` holds, or it tracks `obj` again (see
+/// [`gc_track`]) before anyone else can reach it.
+#[inline]
+pub fn gc_untrack(obj: &Bound<'_, PyAny>) {
+    // SAFETY: GIL held (the Bound proves it); `obj` is live and its type is a GC type (every
+    // PyO3 class is); untracking an untracked object is a no-op.
+    unsafe { ffi::PyObject_GC_UnTrack(obj.as_ptr().cast()) }
+}
+
+/// Tracks `obj` again if [`gc_untrack`] stopped it.
+#[inline]
+pub fn gc_track(obj: &Bound<'_, PyAny>) {
+    if !gc_is_tracked(obj.as_ptr()) {
+        // SAFETY: GIL held; `obj` is live, fully initialised, of a GC type and not tracked, which
+        // is all PyObject_GC_Track requires.
+        unsafe { ffi::PyObject_GC_Track(obj.as_ptr().cast()) }
+    }
 }

@@ -4,6 +4,17 @@
 //! A handle is run by the tick in [`crate::run_once`]: the callback is called inside its
 //! `contextvars.Context`, and an exception goes to `loop.call_exception_handler` with the context
 //! keys `Handle._run` uses. Only `SystemExit` and `KeyboardInterrupt` escape, stopping the loop.
+//!
+//! # Garbage collection
+//! A handle that `call_soon`, `call_later` or `call_at` makes outside debug mode is not tracked by
+//! the garbage collector while the loop holds it pending: every tracked allocation feeds the
+//! young generation, and every collection would walk each pending handle. The loop, which is
+//! tracked, reports instead what such a handle holds (callback, arguments, context) in its own
+//! `__traverse__` ([`traverse_pending`]), as long as the loop's reference is the only one. A handle
+//! someone else holds is given back to the collector: when the loop lets go of it ([`release`],
+//! after it ran, was pruned or the loop closed) and, for handles still pending, at the start of
+//! every full collection (`Loop._track_escaped`, called from a `gc.callbacks` hook). Until then
+//! its contents count as reachable, which may delay collecting a cycle, never break one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -101,9 +112,20 @@ impl Callback {
             Some((c, a)) => (c.clone_ref(py), a.clone_ref(py)),
             None => return Ok(()),
         };
-        let result = ffi::run_in_context(self.context.bind(py), || {
-            ffi::call_with_tuple(callback.bind(py), args.bind(py))
-        });
+        let context = self.context.bind(py);
+        let result = if ffi::is_context(context) {
+            ffi::run_in_context(context, || {
+                ffi::call_with_tuple(callback.bind(py), args.bind(py))
+            })
+        } else {
+            // Mirrors Handle._run: `self._context.run(callback, *args)` on whatever was passed as
+            // `context=` (a non-Context fails there, with asyncio's error).
+            let mut call = vec![callback.bind(py).clone()];
+            call.extend(args.bind(py).iter());
+            context
+                .call_method1(intern!(py, "run"), PyTuple::new(py, call)?)
+                .map(drop)
+        };
         match result {
             Ok(()) => Ok(()),
             Err(err)
@@ -178,7 +200,8 @@ impl Callback {
         Ok(format!("<{}>", info.join(" ")))
     }
 
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+    /// Reports what this callback holds to the garbage collector.
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(target) = self.target.try_borrow_in_gc() {
             if let Some((c, a)) = &*target {
                 visit.call(c)?;
@@ -205,6 +228,53 @@ impl Callback {
             .borrow(py)
             .as_ref()
             .map(|(_, a)| a.clone_ref(py))
+    }
+}
+
+/// Sets whether the garbage collector tracks a new handle (`Handle` or `TimerHandle`) that the
+/// loop is about to hold pending: only in debug mode, as asyncio's are; otherwise the loop
+/// reports what it holds (see the module docs). A handle from the free list starts untracked, a
+/// freshly allocated one tracked.
+#[inline]
+pub fn set_tracking(handle: &Bound<'_, PyAny>, tracked: bool) {
+    if tracked {
+        ffi::gc_track(handle);
+    } else {
+        ffi::gc_untrack(handle);
+    }
+}
+
+/// The loop's `__traverse__` for a handle it holds pending: a tracked handle is visited as an
+/// object; an untracked one that only the loop holds is reported through its contents; an
+/// untracked one someone else holds too is skipped (its contents then count as reachable, which
+/// is safe) until `Loop._track_escaped` or [`release`] tracks it.
+#[inline]
+pub fn traverse_pending<T>(
+    handle: &Py<T>,
+    cb: &Callback,
+    visit: &PyVisit<'_>,
+) -> Result<(), PyTraverseError> {
+    let ptr = handle.as_ptr();
+    if ffi::gc_is_tracked(ptr) {
+        return visit.call(handle);
+    }
+    // SAFETY: `handle` is a live object the loop holds a reference to; `__traverse__` runs with
+    // the GIL held, so the count is stable while we read it.
+    if unsafe { pyo3::ffi::Py_REFCNT(ptr) } == 1 {
+        cb.traverse(visit)
+    } else {
+        Ok(())
+    }
+}
+
+/// The loop lets go of a handle it held pending (it ran, was pruned, or the loop closed): if
+/// anyone else still holds it, the garbage collector tracks it again from now on. `handle` is
+/// the loop's own reference, about to be dropped.
+#[inline]
+pub fn release(handle: &Bound<'_, PyAny>) {
+    // SAFETY: GIL held (the Bound proves it) and `handle` is live: reading its count is sound.
+    if unsafe { pyo3::ffi::Py_REFCNT(handle.as_ptr()) } > 1 {
+        ffi::gc_track(handle);
     }
 }
 
@@ -251,7 +321,7 @@ fn extract_stack(py: Python<'_>) -> PyResult<Py<PyAny>> {
 }
 
 /// A callback scheduled with `call_soon`, `call_soon_threadsafe`, `add_reader` or `add_writer`.
-#[pyclass(frozen, module = "oxloop._oxloop")]
+#[pyclass(frozen, weakref, freelist = 1024, module = "oxloop._oxloop")]
 pub struct Handle {
     /// What runs.
     pub cb: Callback,
@@ -314,12 +384,15 @@ impl Handle {
 }
 
 /// A callback scheduled with `call_later` or `call_at`.
-#[pyclass(frozen, module = "oxloop._oxloop")]
+#[pyclass(frozen, weakref, freelist = 1024, module = "oxloop._oxloop")]
 pub struct TimerHandle {
     /// What runs.
     pub cb: Callback,
     /// The deadline on the loop's clock (`loop.time()`).
     pub when: f64,
+    /// The deadline as passed to `call_at` when it was not a float (an int, say): `when()`
+    /// returns it unchanged, as asyncio's `TimerHandle` keeps `_when`.
+    pub when_obj: Option<Py<PyAny>>,
     /// True while the timer sits in the loop's timer queue (mirrors `TimerHandle._scheduled`);
     /// cancelling a scheduled timer is counted for lazy cancellation.
     pub scheduled: AtomicBool,
@@ -363,9 +436,9 @@ impl TimerHandle {
         self.cb.is_cancelled()
     }
 
-    /// Return the scheduled callback time as a float (seconds on the loop's clock).
-    fn when(&self) -> f64 {
-        self.when
+    /// Return the scheduled callback time (seconds on the loop's clock), as given.
+    fn when(&self, py: Python<'_>) -> Py<PyAny> {
+        self.when_value(py)
     }
 
     /// Return the `contextvars.Context` the callback runs in.
@@ -374,8 +447,8 @@ impl TimerHandle {
     }
 
     #[getter(_when)]
-    fn when_attr(&self) -> f64 {
-        self.when
+    fn when_attr(&self, py: Python<'_>) -> Py<PyAny> {
+        self.when_value(py)
     }
 
     #[getter(_scheduled)]
@@ -446,12 +519,23 @@ impl TimerHandle {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let when = PyFloat::new(py, self.when).repr()?.to_string();
+        let when = self.when_value(py).bind(py).repr()?.to_string();
         self.cb
             .repr(py, "TimerHandle", Some(format!("when={when}")))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.when_obj)?;
         self.cb.traverse(&visit)
+    }
+}
+
+impl TimerHandle {
+    /// `_when`: the object given to `call_at`, or the float deadline.
+    fn when_value(&self, py: Python<'_>) -> Py<PyAny> {
+        match &self.when_obj {
+            Some(w) => w.clone_ref(py),
+            None => PyFloat::new(py, self.when).into_any().unbind(),
+        }
     }
 }

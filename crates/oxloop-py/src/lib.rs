@@ -13,6 +13,7 @@ compile_error!("oxloop relies on the GIL to serialise access to the loop state; 
 mod dns;
 mod errors;
 mod event_loop;
+mod fastcall;
 mod ffi;
 mod gil;
 mod handles;
@@ -27,6 +28,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::PyLoop>()?;
+    fastcall::install(m.py())?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<dns::Resolver>()?;
@@ -49,6 +51,7 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
         transports::pipe::make_write_pipe_transport,
         m
     )?)?;
+    transports::install_finalizers(m.py());
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

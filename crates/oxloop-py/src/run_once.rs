@@ -33,7 +33,13 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     let this = slf.get();
 
     // 1. Prune and compute the timeout.
+    let time_override = this.state.borrow(py).time_override;
     let mut pruned = Vec::new();
+    let now = if time_override {
+        now_overridden(slf)?
+    } else {
+        0.0
+    };
     let (timeout, poll, mut events) = {
         let mut st = this.state.borrow_mut(py);
         st.timers.prune(&mut pruned);
@@ -41,20 +47,27 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
             Some(Duration::ZERO)
         } else {
             st.timers.next_deadline().map(|when| {
-                let t = (when - sys::monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
+                let now = if time_override { now } else { sys::monotonic() };
+                let t = (when - now).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
                 Duration::from_secs_f64(t)
             })
         };
-        // A zero-timeout poll is skipped when no fd is watched, and when the previous tick polled:
-        // callbacks queued by I/O handlers then run at once, as libuv runs them in the same
-        // iteration, instead of costing one empty poll each. The next tick polls again, so a loop
-        // that always has callbacks ready still sees I/O every other tick.
-        let poll =
-            timeout != Some(Duration::ZERO) || (!st.watches.is_empty() && !st.polled_last_tick);
-        st.polled_last_tick = poll;
+        // A zero-timeout poll is skipped when no fd is watched, and when nothing this loop did
+        // since its last poll can have made an fd ready (see `State::may_skip_poll`): it would
+        // find only what arrived from outside in the meantime, which the next poll sees. asyncio
+        // would poll here; skipping changes no order a program can observe, and saves the empty
+        // poll of the tick after an I/O event in request/response traffic.
+        let poll = timeout != Some(Duration::ZERO) || (!st.watches.is_empty() && !st.may_skip_poll);
+        if poll {
+            // What was done before this poll is seen by it.
+            take_io_noted();
+        }
         st.stats.before_poll(timeout != Some(Duration::ZERO));
         (timeout, poll, std::mem::take(&mut st.events))
     };
+    for t in &pruned {
+        crate::handles::release(t.0.bind(py).as_any());
+    }
     drop(pruned);
 
     // 2. Poll. A zero-timeout poll cannot block: keep the GIL (a pending wake-up stays in the
@@ -108,6 +121,11 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     }
 
     // 3. Queue ready I/O handles, then due timers.
+    let now_overridden = if time_override {
+        Some(now_overridden(slf)?)
+    } else {
+        None
+    };
     let mut cancelled_io = Vec::new();
     let mut first_timer = None;
     let (mut batch, mut probe) = {
@@ -145,7 +163,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         let now = if st.timers.is_empty() {
             0.0
         } else {
-            sys::monotonic()
+            now_overridden.unwrap_or_else(sys::monotonic)
         };
         while let Some(timer) = st.timers.pop_due(now) {
             timer
@@ -166,6 +184,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
 
     // 4. Run what is ready now.
     let debug = this.debug(py);
+    let mut quiet = true;
     let mut ran = 0;
     let result = (|| {
         // `close()` from a callback empties the queue: the tick ends early then.
@@ -175,6 +194,10 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
                 break;
             };
             ran += 1;
+            quiet &= match &item {
+                Ready::Native(n, direction) => n.quiet(*direction),
+                Ready::Handle(_) | Ready::Timer(_) => false,
+            };
             // Monitoring off: this one predictable check is its whole per-callback cost.
             match &mut probe {
                 None => run_ready(slf, &item, debug)?,
@@ -184,8 +207,37 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         Ok(())
     })();
     drop(probe);
-    this.state.borrow_mut(py).stats.batch_done(ran);
+    let io = take_io_noted();
+    let mut st = this.state.borrow_mut(py);
+    st.stats.batch_done(ran);
+    // After an error the next tick polls: anything may have happened.
+    st.may_skip_poll = result.is_ok() && quiet && !io;
+    drop(st);
     result
+}
+
+/// `self.time()` of a loop whose `time` is overridden (mirrors `_run_once` calling `self.time()`).
+fn now_overridden(slf: &Bound<'_, PyLoop>) -> PyResult<f64> {
+    slf.call_method0(intern!(slf.py(), "time"))?.extract()
+}
+
+thread_local! {
+    /// Set by [`note_io`] since the last poll of this thread's loop.
+    static IO_NOTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Records that the running loop did something that may make one of its own fds ready (a send
+/// or write on a socket or pipe, a shutdown, a new watch): its next tick must poll, as asyncio's
+/// does, so a peer watched by the same loop gets the data in asyncio's number of iterations.
+#[inline]
+pub fn note_io() {
+    IO_NOTED.with(|f| f.set(true));
+}
+
+/// Returns and clears the [`note_io`] flag.
+#[inline]
+fn take_io_noted() -> bool {
+    IO_NOTED.with(|f| f.replace(false))
 }
 
 /// Runs one ready entry; in debug mode, times it and reports a slow callback.
@@ -193,13 +245,28 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
 pub fn run_ready(slf: &Bound<'_, PyLoop>, item: &Ready, debug: bool) -> PyResult<()> {
     let py = slf.py();
     if !debug {
+        // The loop lets go of the handle once it ran; see `handles::release`.
         return match item {
-            Ready::Handle(h) => h.get().cb.run(py, h.bind(py).as_any()),
-            Ready::Timer(t) => t.get().cb.run(py, t.bind(py).as_any()),
+            Ready::Handle(h) => {
+                let ran = h.get().cb.run(py, h.bind(py).as_any());
+                crate::handles::release(h.bind(py).as_any());
+                ran
+            }
+            Ready::Timer(t) => {
+                let ran = t.get().cb.run(py, t.bind(py).as_any());
+                crate::handles::release(t.bind(py).as_any());
+                ran
+            }
             Ready::Native(n, direction) => n.ready(py, *direction),
         };
     }
-    // The debug path: what asyncio's `_run_once` does when `self._debug` is set.
+    // The debug path: what asyncio's `_run_once` does when `self._debug` is set. Debug mode keeps
+    // every handle tracked by the garbage collector, as asyncio's are.
+    match item {
+        Ready::Handle(h) => crate::ffi::gc_track(h.bind(py).as_any()),
+        Ready::Timer(t) => crate::ffi::gc_track(t.bind(py).as_any()),
+        Ready::Native(..) => {}
+    }
     let owner = match item {
         Ready::Handle(h) if h.get().cb.is_cancelled() => return Ok(()),
         Ready::Timer(t) if t.get().cb.is_cancelled() => return Ok(()),

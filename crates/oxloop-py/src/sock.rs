@@ -27,6 +27,7 @@ use pyo3::exceptions::{
 };
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PySlice, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
@@ -118,6 +119,9 @@ pub struct SockWait {
     /// Data address of the `Arc` registered with the loop, to recognise our own registration
     /// among the fd's watchers (0 before registration).
     token: AtomicUsize,
+    /// The socket is a plain non-blocking `socket.socket`: `recv`, `recv_into` and `sendall`
+    /// are retried as raw syscalls on `fd` (see [`sock_try`]) instead of through its methods.
+    raw: bool,
 }
 
 /// The `Arc` the loop holds for a [`SockWait`].
@@ -137,6 +141,11 @@ impl NativeWatcher for Registration {
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.0)
+    }
+
+    /// A receive (or accept) only resolves a future; sends are not quiet.
+    fn quiet(&self, direction: Direction) -> bool {
+        direction == Direction::Read
     }
 }
 
@@ -234,6 +243,11 @@ impl SockWait {
         let call = |name: &Bound<'_, pyo3::types::PyString>| -> PyResult<Step> {
             Ok(Step::Done(sock.call_method1(name, args)?.unbind()))
         };
+        if self.raw {
+            if let Some(step) = self.attempt_raw(py, args, pos) {
+                return step;
+            }
+        }
         match self.kind {
             Kind::Recv => call(intern!(py, "recv")),
             Kind::RecvInto => call(intern!(py, "recv_into")),
@@ -276,6 +290,51 @@ impl SockWait {
                 Ok(Step::Done(pair.unbind()))
             }
             Kind::Readable | Kind::Writable => Ok(Step::Done(py.None())),
+        }
+    }
+
+    /// One try of `recv`, `recv_into` or `sendall` as a raw syscall on `fd`; `None` for other
+    /// calls and arguments the raw path does not take (the socket method then runs).
+    fn attempt_raw(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        pos: usize,
+    ) -> Option<PyResult<Step>> {
+        let os_error = |e: std::io::Error| crate::errors::os_error(py, &e);
+        match self.kind {
+            Kind::Recv => {
+                let n = args.get_item(0).ok()?;
+                let bytes = recv_bytes(py, self.fd, &n)?;
+                Some(bytes.map(|b| Step::Done(b.unbind())).map_err(os_error))
+            }
+            Kind::RecvInto => {
+                let buf = args.get_item(0).ok()?;
+                let n =
+                    crate::ffi::with_bytes_mut(&buf, |b| oxloop_core::sys::read(self.fd, b, true))
+                        .ok()?;
+                Some(
+                    n.map_err(os_error)
+                        .and_then(|n| Ok(Step::Done(n.into_pyobject(py)?.into_any().unbind()))),
+                )
+            }
+            Kind::SendAll => {
+                // Mirrors BaseSelectorEventLoop._sock_sendall, on the view's bytes.
+                let view = args.get_item(0).ok()?;
+                let sent = crate::ffi::with_bytes(&view, |data| {
+                    let rest = data.get(pos..).unwrap_or_default();
+                    oxloop_core::sys::write(self.fd, rest, true).map(|n| (pos + n, data.len()))
+                })
+                .ok()?;
+                Some(sent.map_err(os_error).map(|(pos, len)| {
+                    if pos >= len {
+                        Step::Done(py.None())
+                    } else {
+                        Step::Sent(pos)
+                    }
+                }))
+            }
+            _ => None,
         }
     }
 
@@ -397,6 +456,8 @@ pub fn sock_wait(
                 },
             })),
             token: AtomicUsize::new(0),
+            raw: matches!(kind, Kind::Recv | Kind::RecvInto | Kind::SendAll)
+                && is_plain_nonblocking(py, sock)?,
         },
     )?;
     let registration: Arc<dyn NativeWatcher> = Arc::new(Registration(wait.clone_ref(py)));
@@ -411,9 +472,164 @@ pub fn sock_wait(
     Ok(fut.unbind())
 }
 
+/// `sock_try` operation: `sock.recv(arg)`.
+const TRY_RECV: u8 = 0;
+/// `sock_try` operation: `sock.recv_into(arg)`.
+const TRY_RECV_INTO: u8 = 1;
+/// `sock_try` operation: `sock.send(arg)`.
+const TRY_SEND: u8 = 2;
+/// The largest `sock_recv` size read through the scratch buffer; larger ones use `sock.recv`.
+const MAX_SCRATCH: usize = 1 << 20;
+
+thread_local! {
+    /// Where `sock_try` receives before copying into a `bytes` of the received size (as
+    /// `sock.recv` would shrink its own); grows to the largest size asked, at most `MAX_SCRATCH`.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `recv(fd, n)` into a new `bytes` of the received size, for an exact `int` `n` up to
+/// `MAX_SCRATCH`; `None` for any other `n` (the socket method then decides).
+fn recv_bytes<'py>(
+    py: Python<'py>,
+    fd: RawFd,
+    n: &Bound<'py, PyAny>,
+) -> Option<std::io::Result<Bound<'py, PyAny>>> {
+    let n = n
+        .cast_exact::<pyo3::types::PyInt>()
+        .ok()?
+        .extract::<usize>()
+        .ok()?;
+    if n > MAX_SCRATCH {
+        return None;
+    }
+    Some(SCRATCH.with(|scratch| {
+        let mut buf = scratch.borrow_mut();
+        if buf.len() < n {
+            buf.resize(n, 0);
+        }
+        oxloop_core::sys::read(fd, &mut buf[..n], true)
+            .map(|k| pyo3::types::PyBytes::new(py, &buf[..k]).into_any())
+    }))
+}
+
+/// Whether `sock` is a plain `socket.socket` in non-blocking mode (`gettimeout() == 0`).
+fn is_plain_nonblocking(py: Python<'_>, sock: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let socket_type = SOCKET_TYPE.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("socket")?.getattr("socket")?.unbind())
+    })?;
+    if !sock.get_type().is(socket_type.bind(py)) {
+        return Ok(false);
+    }
+    Ok(sock
+        .call_method0(intern!(py, "gettimeout"))?
+        .cast::<pyo3::types::PyFloat>()
+        .is_ok_and(|t| t.value() == 0.0))
+}
+
+/// `socket.socket`.
+static SOCKET_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The sentinel `sock_try` returns when the call would block.
+static AGAIN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn again(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    AGAIN
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("builtins")?.getattr("object")?.call0()?.unbind())
+        })
+        .map(|a| a.clone_ref(py))
+}
+
+/// The first try of `sock_recv` / `sock_recv_into` / `sock_sendall` on a plain `socket.socket`,
+/// with asyncio's checks in asyncio's order (the SSL check cannot apply to this exact type; then
+/// the non-blocking check in debug mode). Mirrors the start of
+/// `BaseSelectorEventLoop.sock_recv` and friends: returns the call's result, or `SOCK_AGAIN`
+/// (for a send: 0 bytes) when it would block; other errors raise as the socket method does.
+///
+/// On a non-blocking socket the call is a raw syscall on its fd, with the GIL held (it cannot
+/// block): no Python exception is raised and caught when it would block, and the GIL is not
+/// handed around. Any other case (a socket with a timeout, an argument the raw path does not
+/// take) calls the socket's own method, so results and errors are the socket module's.
+#[pyfunction]
+pub fn sock_try(
+    loop_: &Bound<'_, PyLoop>,
+    sock: &Bound<'_, PyAny>,
+    op: u8,
+    arg: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let py = loop_.py();
+    let timeout = sock.call_method0(intern!(py, "gettimeout"))?;
+    let nonblocking = timeout
+        .cast::<pyo3::types::PyFloat>()
+        .is_ok_and(|t| t.value() == 0.0);
+    if !nonblocking && loop_.get().debug(py) {
+        return Err(PyValueError::new_err("the socket must be non-blocking"));
+    }
+    let fd: RawFd = if nonblocking {
+        sock.call_method0(intern!(py, "fileno"))?.extract()?
+    } else {
+        -1
+    };
+    if fd >= 0 {
+        let raw: Option<std::io::Result<Py<PyAny>>> = match op {
+            TRY_RECV => recv_bytes(py, fd, arg).map(|r| r.map(|b| b.unbind())),
+            TRY_RECV_INTO => crate::ffi::with_bytes_mut(arg, |buf| {
+                oxloop_core::sys::read(fd, buf, true)
+                    .map(|k| k.into_pyobject(py).map(|k| k.into_any().unbind()))
+            })
+            .ok()
+            .map(|r| r.and_then(|k| k.map_err(std::io::Error::other))),
+            TRY_SEND
+                if arg.is_exact_instance_of::<pyo3::types::PyBytes>()
+                    || arg.is_exact_instance_of::<pyo3::types::PyByteArray>() =>
+            {
+                crate::ffi::with_bytes(arg, |data| {
+                    match oxloop_core::sys::write(fd, data, true) {
+                        Ok(n) => Ok(n),
+                        Err(e) if oxloop_core::sys::is_retry(&e) => Ok(0),
+                        Err(e) => Err(e),
+                    }
+                    .map(|n| n.into_pyobject(py).map(|n| n.into_any().unbind()))
+                })
+                .ok()
+                .map(|r| r.and_then(|k| k.map_err(std::io::Error::other)))
+            }
+            _ => None,
+        };
+        match raw {
+            Some(Ok(value)) => return Ok(value),
+            Some(Err(e)) if oxloop_core::sys::is_retry(&e) => return again(py),
+            Some(Err(e)) => return Err(crate::errors::os_error(py, &e)),
+            None => {}
+        }
+    }
+    // The socket's own method: blocking sockets, closed ones, unusual arguments.
+    let name = match op {
+        TRY_RECV => intern!(py, "recv"),
+        TRY_RECV_INTO => intern!(py, "recv_into"),
+        _ => intern!(py, "send"),
+    };
+    match sock.call_method1(name, (arg,)) {
+        Ok(value) => Ok(value.unbind()),
+        Err(err) if is_retry(py, &err) => {
+            if op == TRY_SEND {
+                Ok(0i32.into_pyobject(py)?.into_any().unbind())
+            } else {
+                again(py)
+            }
+        }
+        Err(err) => Err(err),
+    }
+}
+
 /// Adds this module's functions and classes to the extension module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SockWait>()?;
     m.add_function(wrap_pyfunction!(sock_wait, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_try, m)?)?;
+    m.add("SOCK_AGAIN", again(m.py())?)?;
+    m.add("SOCK_TRY_RECV", TRY_RECV)?;
+    m.add("SOCK_TRY_RECV_INTO", TRY_RECV_INTO)?;
+    m.add("SOCK_TRY_SEND", TRY_SEND)?;
     Ok(())
 }

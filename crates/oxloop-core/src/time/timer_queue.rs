@@ -17,12 +17,23 @@ const MIN_CANCELLED_FRACTION: f64 = 0.5;
 /// One heap entry.
 #[derive(Debug)]
 struct Entry<T> {
+    /// `(deadline, push order)` as one integer: the deadline's bits in `f64::total_cmp` order in
+    /// the high half, the push order (breaking ties: first scheduled runs first) in the low half.
+    /// One integer comparison per heap step instead of a float and an integer one.
+    key: u128,
     /// Absolute deadline on the loop's clock, in seconds.
     when: f64,
-    /// Push order; breaks ties between equal deadlines (first scheduled runs first).
-    seq: u64,
     /// The caller's timer.
     item: T,
+}
+
+/// `when`'s bits mapped so that unsigned order is `f64::total_cmp` order (the mapping
+/// `total_cmp` itself uses, shifted into the unsigned range).
+#[inline]
+fn ordered_bits(when: f64) -> u64 {
+    let bits = when.to_bits() as i64;
+    let flipped = bits ^ ((((bits >> 63) as u64) >> 1) as i64);
+    (flipped as u64) ^ (1 << 63)
 }
 
 impl<T> PartialEq for Entry<T> {
@@ -39,10 +50,7 @@ impl<T> PartialOrd for Entry<T> {
 impl<T> Ord for Entry<T> {
     fn cmp(&self, other: &Self) -> Ordering {
         // Reversed: BinaryHeap is a max-heap and we want the earliest deadline on top.
-        other
-            .when
-            .total_cmp(&self.when)
-            .then_with(|| other.seq.cmp(&self.seq))
+        other.key.cmp(&self.key)
     }
 }
 
@@ -77,7 +85,8 @@ impl<T> TimerQueue<T> {
     pub fn push(&mut self, when: f64, item: T) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.heap.push(Entry { when, seq, item });
+        let key = (u128::from(ordered_bits(when)) << 64) | u128::from(seq);
+        self.heap.push(Entry { key, when, item });
     }
 
     /// Records that one entry still in the heap was cancelled
@@ -179,6 +188,33 @@ mod tests {
             .filter(|x| !x.cancelled())
             .map(|x| x.0)
             .collect()
+    }
+
+    #[test]
+    fn key_order_is_total_cmp_order() {
+        let values = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -2.5,
+            -f64::MIN_POSITIVE,
+            -0.0,
+            0.0,
+            f64::MIN_POSITIVE,
+            1.0,
+            12345.678,
+            1e300,
+            f64::INFINITY,
+            f64::NAN,
+        ];
+        for a in values {
+            for b in values {
+                assert_eq!(
+                    ordered_bits(a).cmp(&ordered_bits(b)),
+                    a.total_cmp(&b),
+                    "{a} vs {b}"
+                );
+            }
+        }
     }
 
     #[test]

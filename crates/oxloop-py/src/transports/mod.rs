@@ -30,21 +30,120 @@ pub trait Reactive: PyClass + Sync + Send {
     fn on_ready(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()>;
 }
 
+/// A transport that closes its socket or pipe when collected while open.
+///
+/// The work needs the Python objects the transport holds, so it must run before the garbage
+/// collector clears them (and the socket object's own slots) in a reference cycle: as asyncio's
+/// `__del__`, it is the type's `tp_finalize` ([`install_finalizers`]), which the collector calls
+/// before any clearing. A transport freed by its count falling to zero runs it from `Drop`.
+pub trait Finalize: PyClass {
+    /// Warns and closes what is still open; a no-op the second time.
+    fn finalize(&self, py: Python<'_>);
+}
+
+/// `tp_finalize` of a [`Finalize`] transport type.
+unsafe extern "C" fn finalize_slot<
+    T: Finalize + PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync,
+>(
+    obj: *mut pyo3::ffi::PyObject,
+) {
+    // SAFETY: the interpreter calls tp_finalize with the GIL held and `obj` a live object of a
+    // type this slot was installed on (T or a subclass of T).
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: `obj` is live for the duration of the call (the caller holds a reference).
+    let obj = unsafe { Bound::from_borrowed_ptr(py, obj) };
+    // A finalizer must leave the current exception as it found it (PEP 442).
+    let pending = PyErr::take(py);
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if let Ok(t) = obj.cast::<T>() {
+            t.get().finalize(py);
+        }
+    }));
+    if ran.is_err() {
+        // NOTE: a panic must not unwind into C; the transport stays unfinalized, Drop retries.
+        pyo3::exceptions::PyRuntimeError::new_err("oxloop transport finalizer panicked")
+            .write_unraisable(py, Some(&obj));
+    }
+    if let Some(err) = pending {
+        err.restore(py);
+    }
+}
+
+/// Installs the transports' finalizers (see [`Finalize`]) on their types.
+pub fn install_finalizers(py: Python<'_>) {
+    crate::ffi::set_finalizer(
+        &py.get_type::<stream::SocketTransport>(),
+        finalize_slot::<stream::SocketTransport>,
+    );
+    for ty in [
+        py.get_type::<pipe::PipeTransport>(),
+        py.get_type::<pipe::ReadPipeTransport>(),
+        py.get_type::<pipe::WritePipeTransport>(),
+    ] {
+        crate::ffi::set_finalizer(&ty, finalize_slot::<pipe::PipeTransport>);
+    }
+}
+
 /// The loop's reader or writer for a transport's fd.
-pub struct Dispatch<T: Reactive>(pub Py<T>);
+pub struct Dispatch<T: Reactive> {
+    /// The transport.
+    pub target: Py<T>,
+    /// The transport's `contextvars.Context` (see [`transport_context`]): what the protocol
+    /// callbacks of a ready event run in (`None` only if the transport has none: see its
+    /// `context` field).
+    pub context: Option<Py<PyAny>>,
+}
 
 impl<T: Reactive> NativeWatcher for Dispatch<T> {
     fn ready(&self, py: Python<'_>, direction: Direction) -> PyResult<()> {
-        T::on_ready(self.0.bind(py), direction)
+        match &self.context {
+            Some(context) => crate::ffi::run_in_context(context.bind(py), || {
+                T::on_ready(self.target.bind(py), direction)
+            }),
+            None => T::on_ready(self.target.bind(py), direction),
+        }
     }
 
     fn describe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(self.0.bind(py).clone().into_any())
+        Ok(self.target.bind(py).clone().into_any())
     }
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.0)
+        visit.call(&self.target)?;
+        visit.call(&self.context)
     }
+
+    /// A read calls the protocol, which writes through transports (they note their I/O).
+    fn quiet(&self, direction: Direction) -> bool {
+        direction == Direction::Read
+    }
+}
+
+/// The context a new transport's protocol callbacks run in: a copy of the current one, taken
+/// when the transport is made (inside `create_connection`, the server's accept, ...).
+///
+/// asyncio gets the same effect from its handles: the transport's `_add_reader` is scheduled
+/// with `call_soon` at construction, so `data_received` and `eof_received` run in a copy of the
+/// creation context. oxloop keeps that one context for every callback of the transport
+/// (`connection_made`, reads, `resume_writing`, `connection_lost`, pipe and datagram callbacks),
+/// as uvloop does; asyncio runs `connection_lost` in the context of whoever called `close()`.
+pub fn transport_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    Ok(crate::ffi::copy_context(py)?.unbind())
+}
+
+/// `loop.call_soon(*args, context=context)`.
+pub fn call_soon_in(
+    lp: &Bound<'_, PyLoop>,
+    context: Option<&Py<PyAny>>,
+    args: Bound<'_, PyTuple>,
+) -> PyResult<()> {
+    let py = lp.py();
+    let kwargs = PyDict::new(py);
+    if let Some(context) = context {
+        kwargs.set_item(intern!(py, "context"), context)?;
+    }
+    lp.call_method(intern!(py, "call_soon"), args, Some(&kwargs))?;
+    Ok(())
 }
 
 /// Mirrors `asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`: writes after the connection
@@ -115,6 +214,7 @@ pub fn send_or_buffer(
         buffer.push(bytes);
         return Ok(false);
     }
+    crate::run_once::note_io();
     let n = match oxloop_core::sys::write(fd, bytes, socket) {
         Ok(n) => n,
         Err(e) if oxloop_core::sys::is_retry(&e) => 0,
@@ -132,24 +232,70 @@ pub fn is_bytes_like(data: &Bound<'_, PyAny>) -> bool {
         || data.is_instance_of::<PyMemoryView>()
 }
 
-/// Mirrors `_FlowControlMixin._set_write_buffer_limits`'s checks and error.
+/// Mirrors `_FlowControlMixin._set_write_buffer_limits`'s checks and error. Ints take the core's
+/// path; other numbers (a float, say) get asyncio's Python arithmetic and comparisons, so a bad
+/// type fails with the same `TypeError` and a bad value with the same `ValueError`. A fractional
+/// limit is floored: the buffer size is a whole number of bytes either way.
 pub fn write_buffer_limits(
-    high: Option<i64>,
-    low: Option<i64>,
+    high: Option<&Bound<'_, PyAny>>,
+    low: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<oxloop_core::transport::Limits> {
-    oxloop_core::transport::Limits::new(high, low).map_err(|(h, l)| {
-        pyo3::exceptions::PyValueError::new_err(format!(
-            "high ({h}) must be >= low ({l}) must be >= 0"
-        ))
+    let high = high.filter(|h| !h.is_none());
+    let low = low.filter(|l| !l.is_none());
+    let as_int = |v: Option<&Bound<'_, PyAny>>| match v {
+        None => Some(None),
+        Some(v) if v.is_instance_of::<pyo3::types::PyInt>() => v.extract::<i64>().ok().map(Some),
+        Some(_) => None,
+    };
+    if let (Some(h), Some(l)) = (as_int(high), as_int(low)) {
+        return oxloop_core::transport::Limits::new(h, l).map_err(|(h, l)| {
+            pyo3::exceptions::PyValueError::new_err(format!(
+                "high ({h}) must be >= low ({l}) must be >= 0"
+            ))
+        });
+    }
+    let Some(py) = high.or(low).map(|v| v.py()) else {
+        return Ok(oxloop_core::transport::Limits::default());
+    };
+    let high = match (high, low) {
+        (Some(h), _) => h.clone(),
+        (None, None) => (64_i64 * 1024).into_pyobject(py)?.into_any(),
+        (None, Some(l)) => l.mul(4)?,
+    };
+    let low = match low {
+        Some(l) => l.clone(),
+        None => high.floor_div(4)?,
+    };
+    if !(high.ge(&low)? && low.ge(0)?) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "high ({}) must be >= low ({}) must be >= 0",
+            high.repr()?,
+            low.repr()?
+        )));
+    }
+    let floor = |v: &Bound<'_, PyAny>| -> PyResult<usize> {
+        Ok(match v.extract::<usize>() {
+            Ok(n) => n,
+            Err(_) => v.extract::<f64>()?.floor() as usize,
+        })
+    };
+    Ok(oxloop_core::transport::Limits {
+        low: floor(&low)?,
+        high: floor(&high)?,
     })
 }
 
-/// Calls `protocol.pause_writing()` (or `resume_writing()`), reporting its error as
-/// `_FlowControlMixin` does.
+/// Calls `protocol.pause_writing()` (or `resume_writing()`) in the transport's `context`,
+/// reporting its error as `_FlowControlMixin` does.
+///
+/// NOTE: asyncio calls `pause_writing` from `write()` in the writer's context; oxloop runs it in
+/// the transport's, like every other protocol callback (uvloop does the same). When that context
+/// is already entered (a `write()` from `data_received`), the call runs where it is.
 pub fn flow_call(
     lp: Option<Py<PyLoop>>,
     transport: &Bound<'_, PyAny>,
     protocol: Option<Py<PyAny>>,
+    context: Option<&Py<PyAny>>,
     pause: bool,
 ) -> PyResult<()> {
     let py = transport.py();
@@ -167,7 +313,12 @@ pub fn flow_call(
             "protocol.resume_writing() failed",
         )
     };
-    if let Err(err) = protocol.bind(py).call_method0(method) {
+    let call = || protocol.bind(py).call_method0(method).map(drop);
+    let result = match context {
+        Some(context) => crate::ffi::run_in_context_if_free(context.bind(py), call),
+        None => call(),
+    };
+    if let Err(err) = result {
         if is_fatal_to_loop(py, &err) {
             return Err(err);
         }
@@ -184,17 +335,62 @@ pub fn flow_call(
     Ok(())
 }
 
-/// `get_extra_info(name, default)`: `extra.get(name, default)`.
+/// `get_extra_info(name, default)`: `extra.get(name, default)`, unless `get_extra_info` was
+/// replaced on one of asyncio's transport classes the transport reports as its `__class__`
+/// (`mock.patch.object(asyncio.Transport, "get_extra_info")`): then that replacement answers,
+/// bound to the transport as Python would bind it.
 pub fn extra_info(
-    py: Python<'_>,
+    transport: &Bound<'_, PyAny>,
     extra: Py<PyDict>,
     name: &Bound<'_, PyAny>,
     default: Option<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
+    let py = transport.py();
+    let method = intern!(py, "get_extra_info");
+    let found = transport
+        .getattr(intern!(py, "__class__"))?
+        .getattr(method)?;
+    if !found.is(names(py)?.get_extra_info.bind(py)) {
+        let patched = class_attr(transport, method)?;
+        return Ok(match default {
+            Some(d) => patched.call1((name, d))?,
+            None => patched.call1((name,))?,
+        }
+        .unbind());
+    }
     Ok(match extra.bind(py).get_item(name)? {
         Some(v) => v.unbind(),
         None => default.unwrap_or_else(|| py.None()),
     })
+}
+
+/// `getattr(transport, name)` as if `transport` were an instance of its `__class__` (one of
+/// asyncio's transport classes): the attribute found along that class's MRO, bound through its
+/// `__get__`. The transport types' `__getattr__` falls back to it, so asyncio's methods that
+/// oxloop does not define (`pause_reading` of a write pipe, raising NotImplementedError) and
+/// methods patched onto asyncio's classes are found; `AttributeError` with asyncio's text
+/// otherwise.
+pub fn class_attr<'py>(
+    transport: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = transport.py();
+    let cls = transport.getattr(intern!(py, "__class__"))?;
+    for klass in cls.getattr(intern!(py, "__mro__"))?.try_iter()? {
+        let raw = match klass?.getattr(intern!(py, "__dict__"))?.get_item(name) {
+            Ok(raw) => raw,
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyKeyError>(py) => continue,
+            Err(e) => return Err(e),
+        };
+        return match raw.get_type().getattr(intern!(py, "__get__")) {
+            Ok(get) => get.call1((&raw, transport, &cls)),
+            Err(_) => Ok(raw),
+        };
+    }
+    let cls_name = cls.getattr(intern!(py, "__name__"))?;
+    Err(pyo3::exceptions::PyAttributeError::new_err(format!(
+        "'{cls_name}' object has no attribute '{name}'"
+    )))
 }
 
 /// Whether `err` must stop the loop instead of going to the exception handler.
@@ -277,6 +473,11 @@ pub struct AsyncioNames {
     pub read_pipe_class: Py<PyAny>,
     /// What a write pipe transport reports as its `__class__` (a `_FlowControlMixin`).
     pub write_pipe_class: Py<PyAny>,
+    /// `socket.socket`: a transport's socket whose class overrides its I/O methods is used
+    /// through them.
+    pub socket_class: Py<PyAny>,
+    /// `asyncio.BaseTransport.get_extra_info`, to notice a replacement (see [`extra_info`]).
+    pub get_extra_info: Py<PyAny>,
     /// The class a stream transport reports as its `__class__`: a subclass of
     /// `asyncio.Transport` (through `_FlowControlMixin`) named `_SelectorSocketTransport` like
     /// asyncio's own.
@@ -341,6 +542,11 @@ pub fn names(py: Python<'_>) -> PyResult<&AsyncioNames> {
                 .import("asyncio.constants")?
                 .getattr("_SendfileMode")?
                 .getattr("TRY_NATIVE")?
+                .unbind(),
+            socket_class: py.import("socket")?.getattr("socket")?.unbind(),
+            get_extra_info: asyncio
+                .getattr("BaseTransport")?
+                .getattr("get_extra_info")?
                 .unbind(),
             read_pipe_class: marker("_UnixReadPipeTransport", &asyncio.getattr("ReadTransport")?)?,
             write_pipe_class: marker("_UnixWritePipeTransport", &flow)?,

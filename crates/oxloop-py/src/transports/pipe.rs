@@ -28,9 +28,9 @@ use pyo3::types::{PyBytes, PyDict};
 use pyo3::{intern, PyClassInitializer, PyTraverseError};
 
 use super::{
-    debug_log, extra_info, flow_call, is_bytes_like, names, read_chunk, report,
-    report_callback_error, send_or_buffer, warn_unclosed, write_buffer_limits, Dispatch, Reactive,
-    LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+    call_soon_in, class_attr, debug_log, extra_info, flow_call, is_bytes_like, names, read_chunk,
+    report, report_callback_error, send_or_buffer, transport_context, warn_unclosed,
+    write_buffer_limits, Dispatch, Finalize, Reactive, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
 use crate::errors;
 use crate::event_loop::{Direction, PyLoop, Watcher};
@@ -63,10 +63,18 @@ struct Common {
     name = "PipeTransport"
 )]
 pub struct PipeTransport {
+    /// True once the fields are written. Python 3.11 allocates the instance `__dict__` after
+    /// the object is GC-tracked and before PyO3 writes its fields, so a collection can traverse
+    /// a zero-filled object: it reads `false` here, and `__traverse__` visits nothing.
+    initialized: bool,
     /// The pipe's fd, fixed at creation (asyncio's `_fileno`).
     fd: RawFd,
     /// asyncio's class name, for reprs and warnings.
     name: &'static str,
+    /// The context every protocol callback runs in; see [`transport_context`]. Always `Some`
+    /// once made: an `Option` because the GC may traverse the object before its fields are
+    /// written (3.11 allocates its `__dict__` after tracking it), when they read as zero.
+    context: Option<Py<PyAny>>,
     /// The shared state.
     c: GilCell<Common>,
 }
@@ -100,8 +108,10 @@ impl PipeTransport {
         };
         Ok((
             PipeTransport {
+                initialized: true,
                 fd,
                 name,
+                context: Some(transport_context(py)?),
                 c: GilCell::new(c),
             },
             kind,
@@ -130,7 +140,10 @@ impl PipeTransport {
         let Some(lp) = self.loop_(py) else {
             return Ok(false);
         };
-        let dispatch = Arc::new(Dispatch(slf.clone().unbind()));
+        let dispatch = Arc::new(Dispatch {
+            target: slf.clone().unbind(),
+            context: self.context.as_ref().map(|c| c.clone_ref(py)),
+        });
         lp.get()
             .watch(py, self.fd, direction, Watcher::Native(dispatch))?;
         Ok(true)
@@ -155,9 +168,11 @@ impl PipeTransport {
             return Ok(());
         };
         let cb = transport.getattr(intern!(py, "_call_connection_lost"))?;
-        lp.bind(py)
-            .call_method1(intern!(py, "call_soon"), (cb, exc))?;
-        Ok(())
+        call_soon_in(
+            lp.bind(py),
+            self.context.as_ref(),
+            (cb, exc).into_pyobject(py)?,
+        )
     }
 
     /// Debug-mode log line about `transport`.
@@ -205,10 +220,15 @@ impl PipeTransport {
             return Ok(());
         };
         let call_soon = lp.bind(py).getattr(intern!(py, "call_soon"))?;
-        call_soon.call1((
-            protocol.bind(py).getattr(intern!(py, "connection_made"))?,
-            transport,
-        ))?;
+        call_soon_in(
+            lp.bind(py),
+            self.context.as_ref(),
+            (
+                protocol.bind(py).getattr(intern!(py, "connection_made"))?,
+                transport,
+            )
+                .into_pyobject(py)?,
+        )?;
         if let Some(cb) = start {
             call_soon.call1((cb,))?;
         }
@@ -268,13 +288,20 @@ impl PipeTransport {
     /// Get optional transport information ('pipe', ...).
     #[pyo3(signature = (name, default=None))]
     fn get_extra_info(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         name: &Bound<'_, PyAny>,
         default: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let extra = self.c.borrow(py).extra.clone_ref(py);
-        extra_info(py, extra, name, default)
+        let extra = slf.get().c.borrow(slf.py()).extra.clone_ref(slf.py());
+        extra_info(slf.as_any(), extra, name, default)
+    }
+
+    /// What oxloop does not define is looked up on asyncio's class (see `class_attr`).
+    fn __getattr__<'py>(
+        slf: &Bound<'py, Self>,
+        name: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        class_attr(slf.as_any(), name)
     }
 
     /// Calls ``connection_lost(exc)``, then closes the pipe and forgets loop and protocol.
@@ -324,9 +351,13 @@ impl PipeTransport {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if !self.initialized {
+            return Ok(());
+        }
         let Some(c) = self.c.try_borrow_in_gc() else {
             return Ok(());
         };
+        visit.call(&self.context)?;
         visit.call(&c.loop_)?;
         visit.call(&c.pipe)?;
         visit.call(&c.protocol)?;
@@ -344,20 +375,25 @@ impl PipeTransport {
     }
 }
 
-impl Drop for PipeTransport {
+impl Finalize for PipeTransport {
     /// A transport collected while open warns and closes its pipe, as asyncio's `__del__`.
+    fn finalize(&self, py: Python<'_>) {
+        let Some(mut c) = self.c.try_borrow_mut_in_gc(py) else {
+            return;
+        };
+        let Some(pipe) = c.pipe.take() else { return };
+        drop(c);
+        warn_unclosed(py, &format!("<{} fd={} open>", self.name, self.fd));
+        if let Err(err) = pipe.bind(py).call_method0(intern!(py, "close")) {
+            err.write_unraisable(py, None);
+        }
+    }
+}
+
+impl Drop for PipeTransport {
+    /// Freed without the GC (its count fell to zero): the references are intact, finalize now.
     fn drop(&mut self) {
-        Python::attach(|py| {
-            let Some(mut c) = self.c.try_borrow_mut_in_gc(py) else {
-                return;
-            };
-            let Some(pipe) = c.pipe.take() else { return };
-            drop(c);
-            warn_unclosed(py, &format!("<{} fd={} open>", self.name, self.fd));
-            if let Err(err) = pipe.bind(py).call_method0(intern!(py, "close")) {
-                err.write_unraisable(py, None);
-            }
-        });
+        Python::attach(|py| self.finalize(py));
     }
 }
 
@@ -429,7 +465,11 @@ impl ReadPipeTransport {
         base.unwatch(py, Direction::Read, was)?;
         if let Some(lp) = base.loop_(py) {
             let eof = protocol.bind(py).getattr(intern!(py, "eof_received"))?;
-            lp.bind(py).call_method1(intern!(py, "call_soon"), (eof,))?;
+            call_soon_in(
+                lp.bind(py),
+                base.context.as_ref(),
+                (eof,).into_pyobject(py)?,
+            )?;
         }
         base.schedule_connection_lost(slf.as_any(), None)
     }
@@ -720,7 +760,13 @@ impl WritePipeTransport {
             return Ok(());
         }
         let base = slf.as_super().get();
-        flow_call(base.loop_(py), slf.as_any(), base.protocol(py), pause)
+        flow_call(
+            base.loop_(py),
+            slf.as_any(),
+            base.protocol(py),
+            base.context.as_ref(),
+            pause,
+        )
     }
 }
 
@@ -777,7 +823,10 @@ impl WritePipeTransport {
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let data = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (list_of_data,))?;
-        Self::write(slf, &data)
+        // Mirrors WriteTransport.writelines: `self.write(...)`, so a `write` assigned on the
+        // instance sees it.
+        slf.call_method1(intern!(py, "write"), (data,))?;
+        Ok(())
     }
 
     /// Whether ``write_eof()`` is supported: always.
@@ -823,8 +872,8 @@ impl WritePipeTransport {
     #[pyo3(signature = (high=None, low=None))]
     fn set_write_buffer_limits(
         slf: &Bound<'_, Self>,
-        high: Option<i64>,
-        low: Option<i64>,
+        high: Option<&Bound<'_, PyAny>>,
+        low: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let limits = write_buffer_limits(high, low)?;
         slf.get().st.borrow_mut(slf.py()).buffer.set_limits(limits);

@@ -32,8 +32,9 @@ use pyo3::types::{PyBytes, PyDict, PyMemoryView};
 use pyo3::{intern, PyTraverseError};
 
 use super::{
-    debug_log, extra_info, flow_call, is_bytes_like, is_fatal_to_loop, names, read_chunk, report,
-    report_callback_error, send_or_buffer, warn_unclosed, write_buffer_limits, Dispatch, Reactive,
+    call_soon_in, class_attr, debug_log, extra_info, flow_call, is_bytes_like, is_fatal_to_loop,
+    names, read_chunk, report, report_callback_error, send_or_buffer, transport_context,
+    warn_unclosed, write_buffer_limits, Dispatch, Finalize, Reactive,
     LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
 use crate::errors;
@@ -76,10 +77,30 @@ struct Inner {
 }
 
 /// A socket stream transport; asyncio's `_SelectorSocketTransport`.
-#[pyclass(frozen, weakref, module = "oxloop._oxloop", name = "SocketTransport")]
+// NOTE: `dict`, as asyncio's pure-Python transports have one: tests and libraries assign
+// `transport.write = mock`, and Python-level callers then find the instance attribute.
+#[pyclass(
+    frozen,
+    weakref,
+    dict,
+    module = "oxloop._oxloop",
+    name = "SocketTransport"
+)]
 pub struct SocketTransport {
+    /// True once the fields are written. Python 3.11 allocates the instance `__dict__` after
+    /// the object is GC-tracked and before PyO3 writes its fields, so a collection can traverse
+    /// a zero-filled object: it reads `false` here, and `__traverse__` visits nothing.
+    initialized: bool,
     /// The socket's fd, fixed at creation (asyncio's `_sock_fd`).
     fd: RawFd,
+    /// The socket's class overrides `recv`, `recv_into` or `send` (a socket subclass, a test
+    /// double): reads and writes then call those methods, as asyncio's transport does, instead
+    /// of the raw syscalls on the fd.
+    py_io: bool,
+    /// The context every protocol callback runs in; see [`transport_context`]. Always `Some`
+    /// once made: an `Option` because the GC may traverse the object before its fields are
+    /// written (3.11 allocates its `__dict__` after tracking it), when they read as zero.
+    context: Option<Py<PyAny>>,
     /// Everything else.
     st: GilCell<Inner>,
 }
@@ -127,7 +148,10 @@ impl SocketTransport {
         let tr = Py::new(
             py,
             SocketTransport {
+                initialized: true,
                 fd,
+                py_io: overrides_io(sock, n)?,
+                context: Some(transport_context(py)?),
                 st: GilCell::new(Inner {
                     loop_: Some(loop_.clone().unbind()),
                     sock: Some(sock.clone().unbind()),
@@ -161,7 +185,11 @@ impl SocketTransport {
             .register_transport(py, fd, bound.clone().into_any().unbind());
         n.set_nodelay.bind(py).call1((sock,))?;
         let call_soon = loop_.getattr(intern!(py, "call_soon"))?;
-        call_soon.call1((protocol.getattr(intern!(py, "connection_made"))?, bound))?;
+        call_soon_in(
+            loop_,
+            bound.get().context.as_ref(),
+            (protocol.getattr(intern!(py, "connection_made"))?, bound).into_pyobject(py)?,
+        )?;
         call_soon.call1((bound.getattr(intern!(py, "_start_reading"))?,))?;
         if let Some(waiter) = waiter {
             call_soon.call1((n.set_result_unless_cancelled.bind(py), waiter, py.None()))?;
@@ -190,7 +218,10 @@ impl SocketTransport {
         let Some(lp) = this.loop_(py) else {
             return Ok(());
         };
-        let dispatch = Arc::new(Dispatch(slf.clone().unbind()));
+        let dispatch = Arc::new(Dispatch {
+            target: slf.clone().unbind(),
+            context: this.context.as_ref().map(|c| c.clone_ref(py)),
+        });
         lp.get()
             .watch(py, this.fd, direction, Watcher::Native(dispatch))?;
         let mut st = this.st.borrow_mut(py);
@@ -290,11 +321,11 @@ impl SocketTransport {
         let Some(lp) = slf.get().loop_(py) else {
             return Ok(());
         };
-        lp.bind(py).call_method1(
-            intern!(py, "call_soon"),
-            (slf.getattr(intern!(py, "_call_connection_lost"))?, exc),
-        )?;
-        Ok(())
+        call_soon_in(
+            lp.bind(py),
+            slf.get().context.as_ref(),
+            (slf.getattr(intern!(py, "_call_connection_lost"))?, exc).into_pyobject(py)?,
+        )
     }
 
     /// Mirrors `_FlowControlMixin._maybe_pause_protocol`.
@@ -307,6 +338,7 @@ impl SocketTransport {
             slf.get().loop_(py),
             slf.as_any(),
             slf.get().protocol(py),
+            slf.get().context.as_ref(),
             true,
         )
     }
@@ -321,6 +353,7 @@ impl SocketTransport {
             slf.get().loop_(py),
             slf.as_any(),
             slf.get().protocol(py),
+            slf.get().context.as_ref(),
             false,
         )
     }
@@ -342,13 +375,24 @@ impl SocketTransport {
         if buffered {
             return Self::read_into_buffer(slf, &protocol);
         }
-        let read = read_chunk(py, this.fd, true);
-        let data = match read {
-            Ok(data) => data,
-            Err(e) if sys::is_retry(&e) => return Ok(()),
-            Err(e) => return Self::read_failed(slf, &e),
+        let data = if this.py_io {
+            let sock = this.st.borrow(py).sock.as_ref().map(|s| s.clone_ref(py));
+            let Some(sock) = sock else { return Ok(()) };
+            let recv = sock
+                .bind(py)
+                .call_method1(intern!(py, "recv"), (super::MAX_SIZE,));
+            match Self::py_io_outcome(slf, recv, "Fatal read error on socket transport")? {
+                Some(data) => data,
+                None => return Ok(()),
+            }
+        } else {
+            match read_chunk(py, this.fd, true) {
+                Ok(data) => data.into_any(),
+                Err(e) if sys::is_retry(&e) => return Ok(()),
+                Err(e) => return Self::read_failed(slf, &e),
+            }
         };
-        if data.as_bytes().is_empty() {
+        if data.len()? == 0 {
             return Self::read_eof(slf, &protocol);
         }
         if let Err(err) = protocol.call_method1(intern!(py, "data_received"), (data,)) {
@@ -385,6 +429,26 @@ impl SocketTransport {
             }
         };
         let fd = slf.get().fd;
+        if slf.get().py_io {
+            let sock = slf
+                .get()
+                .st
+                .borrow(py)
+                .sock
+                .as_ref()
+                .map(|s| s.clone_ref(py));
+            let Some(sock) = sock else { return Ok(()) };
+            let recv = sock
+                .bind(py)
+                .call_method1(intern!(py, "recv_into"), (&buf,));
+            let nbytes: usize =
+                match Self::py_io_outcome(slf, recv, "Fatal read error on socket transport")? {
+                    Some(n) => n.extract()?,
+                    None => return Ok(()),
+                };
+            drop(buf);
+            return Self::buffer_updated(slf, protocol, nbytes);
+        }
         let nbytes = match ffi::with_bytes_mut(&buf, |bytes| sys::read(fd, bytes, true)) {
             Err(err) => {
                 return Self::callback_failed(slf, err, "Fatal read error on socket transport")
@@ -394,6 +458,16 @@ impl SocketTransport {
             Ok(Ok(n)) => n,
         };
         drop(buf);
+        Self::buffer_updated(slf, protocol, nbytes)
+    }
+
+    /// `nbytes` were read into the protocol's buffer: EOF, or `buffer_updated(nbytes)`.
+    fn buffer_updated(
+        slf: &Bound<'_, Self>,
+        protocol: &Bound<'_, PyAny>,
+        nbytes: usize,
+    ) -> PyResult<()> {
+        let py = slf.py();
         if nbytes == 0 {
             return Self::read_eof(slf, protocol);
         }
@@ -452,6 +526,10 @@ impl SocketTransport {
             if st.conn_lost > 0 || !st.writing || st.buffer.is_empty() {
                 return Ok(());
             }
+            if this.py_io {
+                drop(st);
+                return Self::py_write_ready(slf);
+            }
             if st.buffer.is_fragmented() {
                 let mut slices = Vec::new();
                 st.buffer.slices(&mut slices);
@@ -463,62 +541,166 @@ impl SocketTransport {
         match sent {
             Err(e) if sys::is_retry(&e) => Ok(()),
             Err(e) => {
-                this.unwatch(py, Direction::Write)?;
-                this.st.borrow_mut(py).buffer.clear();
                 let exc = errors::os_error(py, &e);
-                let exc = exc.value(py);
-                Self::fatal_error(slf, exc.as_any(), "Fatal write error on socket transport")?;
-                let waiter = this
-                    .st
-                    .borrow(py)
-                    .empty_waiter
-                    .as_ref()
-                    .map(|w| w.clone_ref(py));
-                if let Some(waiter) = waiter {
-                    waiter
-                        .bind(py)
-                        .call_method1(intern!(py, "set_exception"), (exc,))?;
-                }
-                Ok(())
+                Self::write_failed(slf, exc.value(py).as_any())
             }
-            Ok(n) => {
-                this.st.borrow_mut(py).buffer.consume(n);
-                Self::maybe_resume_protocol(slf)?; // may append to the buffer
-                let (empty, closing, eof, waiter) = {
-                    let st = this.st.borrow(py);
-                    (
-                        st.buffer.is_empty(),
-                        st.closing,
-                        st.eof,
-                        st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
+            Ok(n) => Self::sent(slf, n),
+        }
+    }
+
+    /// A send of the buffer failed: mirrors `_write_ready`'s error branch.
+    fn write_failed(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.unwatch(py, Direction::Write)?;
+        this.st.borrow_mut(py).buffer.clear();
+        Self::fatal_error(slf, exc, "Fatal write error on socket transport")?;
+        let waiter = this
+            .st
+            .borrow(py)
+            .empty_waiter
+            .as_ref()
+            .map(|w| w.clone_ref(py));
+        if let Some(waiter) = waiter {
+            waiter
+                .bind(py)
+                .call_method1(intern!(py, "set_exception"), (exc,))?;
+        }
+        Ok(())
+    }
+
+    /// `n` bytes of the buffer were sent: mirrors the rest of `_write_ready`.
+    fn sent(slf: &Bound<'_, Self>, n: usize) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.st.borrow_mut(py).buffer.consume(n);
+        Self::maybe_resume_protocol(slf)?; // may append to the buffer
+        let (empty, closing, eof, waiter) = {
+            let st = this.st.borrow(py);
+            (
+                st.buffer.is_empty(),
+                st.closing,
+                st.eof,
+                st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
+            )
+        };
+        if !empty {
+            return Ok(());
+        }
+        this.unwatch(py, Direction::Write)?;
+        if let Some(waiter) = waiter {
+            waiter
+                .bind(py)
+                .call_method1(intern!(py, "set_result"), (py.None(),))?;
+        }
+        const CALLBACK: &str = "_SelectorSocketTransport._write_ready";
+        if closing {
+            if let Err(err) = Self::call_connection_lost(slf, None) {
+                report_callback_error(py, this.loop_(py), CALLBACK, err)?;
+            }
+        } else if eof {
+            if let Err(e) = sys::shutdown_write(this.fd) {
+                report_callback_error(py, this.loop_(py), CALLBACK, errors::os_error(py, &e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The outcome of a call to the socket object's own I/O method (see `py_io`): its result,
+    /// or `None` when it would block or failed (then handled as asyncio's transport handles it:
+    /// `_fatal_error(exc, message)`); `SystemExit` and `KeyboardInterrupt` propagate.
+    fn py_io_outcome<'py>(
+        slf: &Bound<'py, Self>,
+        result: PyResult<Bound<'py, PyAny>>,
+        message: &str,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = slf.py();
+        match result {
+            Ok(v) => Ok(Some(v)),
+            Err(e)
+                if e.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py)
+                    || e.is_instance_of::<pyo3::exceptions::PyInterruptedError>(py) =>
+            {
+                Ok(None)
+            }
+            Err(e) if is_fatal_to_loop(py, &e) => Err(e),
+            Err(e) => {
+                Self::fatal_error(slf, e.value(py).as_any(), message)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// `write()` through the socket's own `send` (see `py_io`): mirrors asyncio's `write`.
+    fn py_write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let queued = !this.st.borrow(py).buffer.is_empty();
+        let mut n = 0;
+        if !queued {
+            crate::run_once::note_io();
+            let sock = this.st.borrow(py).sock.as_ref().map(|s| s.clone_ref(py));
+            let Some(sock) = sock else { return Ok(()) };
+            let sent = sock.bind(py).call_method1(intern!(py, "send"), (data,));
+            let sent = match sent {
+                Err(e)
+                    if e.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py)
+                        || e.is_instance_of::<pyo3::exceptions::PyInterruptedError>(py) =>
+                {
+                    Ok(0)
+                }
+                other => other.and_then(|n| n.extract::<usize>()),
+            };
+            match sent {
+                Ok(sent) => n = sent,
+                Err(e) if is_fatal_to_loop(py, &e) => return Err(e),
+                Err(e) => {
+                    return Self::fatal_error(
+                        slf,
+                        e.value(py).as_any(),
+                        "Fatal write error on socket transport",
                     )
-                };
-                if !empty {
-                    return Ok(());
                 }
-                this.unwatch(py, Direction::Write)?;
-                if let Some(waiter) = waiter {
-                    waiter
-                        .bind(py)
-                        .call_method1(intern!(py, "set_result"), (py.None(),))?;
-                }
-                const CALLBACK: &str = "_SelectorSocketTransport._write_ready";
-                if closing {
-                    if let Err(err) = Self::call_connection_lost(slf, None) {
-                        report_callback_error(py, this.loop_(py), CALLBACK, err)?;
-                    }
-                } else if eof {
-                    if let Err(e) = sys::shutdown_write(this.fd) {
-                        report_callback_error(
-                            py,
-                            this.loop_(py),
-                            CALLBACK,
-                            errors::os_error(py, &e),
-                        )?;
-                    }
-                }
+            }
+        }
+        let register = ffi::with_bytes(data, |bytes| {
+            let rest = &bytes[n.min(bytes.len())..];
+            this.st.borrow_mut(py).buffer.push(rest);
+            !queued && !rest.is_empty()
+        })?;
+        if register {
+            if let Err(err) = Self::watch(slf, Direction::Write) {
+                this.st.borrow_mut(py).buffer.clear();
+                return Err(err);
+            }
+        }
+        Self::maybe_pause_protocol(slf)
+    }
+
+    /// The fd is writable: one `sock.send` of the buffer (see `py_io`).
+    fn py_write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (sock, data) = {
+            let st = this.st.borrow(py);
+            let Some(sock) = st.sock.as_ref().map(|s| s.clone_ref(py)) else {
+                return Ok(());
+            };
+            let mut slices = Vec::new();
+            st.buffer.slices(&mut slices);
+            let data: Vec<u8> = slices.iter().flat_map(|s| s.iter().copied()).collect();
+            (sock, PyBytes::new(py, &data))
+        };
+        match sock.bind(py).call_method1(intern!(py, "send"), (data,)) {
+            Ok(n) => Self::sent(slf, n.extract()?),
+            Err(e)
+                if e.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py)
+                    || e.is_instance_of::<pyo3::exceptions::PyInterruptedError>(py) =>
+            {
                 Ok(())
             }
+            Err(e) if is_fatal_to_loop(py, &e) => Err(e),
+            Err(e) => Self::write_failed(slf, e.value(py).as_any()),
         }
     }
 
@@ -628,6 +810,9 @@ impl SocketTransport {
             }
         }
         let fd = this.fd;
+        if this.py_io {
+            return Self::py_write(slf, data);
+        }
         // Returns Ok(true) if the rest was buffered and the writer must be registered.
         let outcome = ffi::with_bytes(data, |bytes| {
             send_or_buffer(&mut this.st.borrow_mut(py).buffer, fd, bytes, true)
@@ -657,9 +842,11 @@ impl SocketTransport {
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         if !names(py)?.own_writelines {
-            // Mirrors WriteTransport.writelines (3.11): one write() of the joined data.
+            // Mirrors WriteTransport.writelines (3.11): `self.write(b"".join(...))`, so a
+            // `write` assigned on the instance sees it.
             let data = PyBytes::new(py, b"").call_method1(intern!(py, "join"), (list_of_data,))?;
-            return Self::write(slf, &data);
+            slf.call_method1(intern!(py, "write"), (data,))?;
+            return Ok(());
         }
         // Mirrors _SelectorSocketTransport.writelines (3.12+): its own checks and a memoryview
         // of each item (all taken before anything is buffered), then one write of them.
@@ -698,6 +885,7 @@ impl SocketTransport {
             st.buffer.is_empty()
         };
         if shutdown {
+            crate::run_once::note_io();
             sys::shutdown_write(self.fd).map_err(|e| errors::os_error(py, &e))?;
         }
         Ok(())
@@ -798,21 +986,28 @@ impl SocketTransport {
     /// Get optional transport information: 'socket', 'sockname', 'peername', ...
     #[pyo3(signature = (name, default=None))]
     fn get_extra_info(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         name: &Bound<'_, PyAny>,
         default: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let extra = self.st.borrow(py).extra.clone_ref(py);
-        extra_info(py, extra, name, default)
+        let extra = slf.get().st.borrow(slf.py()).extra.clone_ref(slf.py());
+        extra_info(slf.as_any(), extra, name, default)
+    }
+
+    /// What oxloop does not define is looked up on asyncio's class (see `class_attr`).
+    fn __getattr__<'py>(
+        slf: &Bound<'py, Self>,
+        name: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        class_attr(slf.as_any(), name)
     }
 
     /// Set the high- and low-water limits for write flow control.
     #[pyo3(signature = (high=None, low=None))]
     fn set_write_buffer_limits(
         slf: &Bound<'_, Self>,
-        high: Option<i64>,
-        low: Option<i64>,
+        high: Option<&Bound<'_, PyAny>>,
+        low: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let limits = write_buffer_limits(high, low)?;
         slf.get().st.borrow_mut(slf.py()).buffer.set_limits(limits);
@@ -972,9 +1167,13 @@ impl SocketTransport {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if !self.initialized {
+            return Ok(());
+        }
         let Some(st) = self.st.try_borrow_in_gc() else {
             return Ok(());
         };
+        visit.call(&self.context)?;
         visit.call(&st.loop_)?;
         visit.call(&st.sock)?;
         visit.call(&st.protocol)?;
@@ -1002,21 +1201,47 @@ impl SocketTransport {
     }
 }
 
-impl Drop for SocketTransport {
+impl Finalize for SocketTransport {
     /// A transport collected while open warns and closes its socket, as asyncio's `__del__`.
-    fn drop(&mut self) {
-        Python::attach(|py| {
-            let Some(mut st) = self.st.try_borrow_mut_in_gc(py) else {
-                return;
-            };
-            let Some(sock) = st.sock.take() else { return };
-            drop(st);
-            warn_unclosed(py, &format!("<_SelectorSocketTransport fd={}>", self.fd));
-            if let Err(err) = sock.bind(py).call_method0(intern!(py, "close")) {
-                err.write_unraisable(py, None);
-            }
-        });
+    fn finalize(&self, py: Python<'_>) {
+        let Some(mut st) = self.st.try_borrow_mut_in_gc(py) else {
+            return;
+        };
+        let Some(sock) = st.sock.take() else { return };
+        drop(st);
+        warn_unclosed(py, &format!("<_SelectorSocketTransport fd={}>", self.fd));
+        if let Err(err) = sock.bind(py).call_method0(intern!(py, "close")) {
+            err.write_unraisable(py, None);
+        }
     }
+}
+
+impl Drop for SocketTransport {
+    /// Freed without the GC (its count fell to zero): the references are intact, finalize now.
+    fn drop(&mut self) {
+        Python::attach(|py| self.finalize(py));
+    }
+}
+
+/// Whether `sock`'s class has its own `recv`, `recv_into` or `send` (not `socket.socket`'s).
+fn overrides_io(sock: &Bound<'_, PyAny>, n: &super::AsyncioNames) -> PyResult<bool> {
+    let py = sock.py();
+    let ty = sock.get_type();
+    let base = n.socket_class.bind(py);
+    for name in [
+        intern!(py, "recv"),
+        intern!(py, "recv_into"),
+        intern!(py, "send"),
+    ] {
+        let own = match ty.getattr(name) {
+            Ok(own) => own,
+            Err(_) => return Ok(true),
+        };
+        if !own.is(&base.getattr(name)?) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Creates a socket transport (the loop's `_make_socket_transport`).

@@ -116,6 +116,10 @@ struct UdpState {
     address: Option<Py<PyAny>>,
     /// The socket has a peer (`get_extra_info('peername')` is truthy): send with `send()`.
     connected: bool,
+    /// `getpeername()` succeeds, even with an empty name (an `AF_UNIX` socketpair): a
+    /// `sendto(data)` without an address then goes to that peer with `send()`, as uvloop does
+    /// (asyncio fails with a TypeError from `sock.sendto(data, None)`).
+    has_peer: bool,
     /// Datagrams waiting for the socket to be writable: `(bytes, address)`, oldest first.
     buffer: VecDeque<(Py<PyAny>, Py<PyAny>)>,
     /// Sum of `len(data)` plus the header size over `buffer` (asyncio's `_buffer_size`).
@@ -150,6 +154,9 @@ pub struct DatagramCore {
     fd: RawFd,
     /// The socket is `AF_INET` or `AF_INET6`: reads take the raw path (see the module docs).
     inet: bool,
+    /// The context every protocol callback runs in (captured when the transport is made; see
+    /// [`super::transport_context`]).
+    context: Py<PyAny>,
     /// Everything else; never borrowed across a call into Python.
     state: GilCell<UdpState>,
 }
@@ -163,10 +170,10 @@ struct Registration(
 impl NativeWatcher for Registration {
     fn ready(&self, py: Python<'_>, direction: Direction) -> PyResult<()> {
         let core = self.0.bind(py);
-        let result = match direction {
+        let result = crate::ffi::run_in_context(core.get().context.bind(py), || match direction {
             Direction::Read => DatagramCore::read_ready(core),
             Direction::Write => DatagramCore::write_ready(core),
-        };
+        });
         match result {
             Ok(()) => Ok(()),
             Err(err) if is_fatal(py, &err) => Err(err),
@@ -191,6 +198,11 @@ impl NativeWatcher for Registration {
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.0)
+    }
+
+    /// A read calls `datagram_received`, which sends through `sendto` (it notes its I/O).
+    fn quiet(&self, direction: Direction) -> bool {
+        direction == Direction::Read
     }
 }
 
@@ -290,9 +302,12 @@ impl DatagramCore {
         objects: &(Py<PyAny>, Py<PyAny>, Py<PyAny>),
     ) -> PyResult<Result<(), Failure>> {
         let (sock, protocol, transport) = objects;
-        let connected = self.state.borrow(py).connected;
+        let (connected, has_peer) = {
+            let st = self.state.borrow(py);
+            (st.connected, st.has_peer)
+        };
         let sock = sock.bind(py);
-        let sent = if connected {
+        let sent = if connected || (has_peer && addr.is_none()) {
             sock.call_method1(intern!(py, "send"), (data,))
         } else {
             sock.call_method1(intern!(py, "sendto"), (data, addr))
@@ -425,17 +440,27 @@ impl DatagramCore {
             loop_: loop_.clone().unbind(),
             fd,
             inet: family == libc::AF_INET || family == libc::AF_INET6,
+            context: super::transport_context(loop_.py())?,
             state: GilCell::new(UdpState {
                 sock: Some(sock.clone().unbind()),
                 protocol: Some(protocol.clone().unbind()),
                 transport: Some(transport.clone().unbind()),
                 address: address.filter(|a| !a.is_none()).map(|a| a.clone().unbind()),
                 connected,
+                has_peer: sock
+                    .call_method0(intern!(loop_.py(), "getpeername"))
+                    .is_ok(),
                 buffer: VecDeque::new(),
                 buffer_size: 0,
                 conn_lost: 0,
             }),
         })
+    }
+
+    /// The context the transport's protocol callbacks run in.
+    #[getter]
+    fn context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
     }
 
     /// Mirrors `_SelectorDatagramTransport.sendto`.
@@ -461,6 +486,7 @@ impl DatagramCore {
         if !super::names(py)?.sends_empty_datagrams && !data.is_truthy()? {
             return Ok(());
         }
+        crate::run_once::note_io();
         let mut addr = match addr {
             Some(a) => a.clone(),
             None => py.None().into_bound(py),
@@ -610,6 +636,7 @@ impl DatagramCore {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.loop_)?;
+        visit.call(&self.context)?;
         let Some(st) = self.state.try_borrow_in_gc() else {
             return Ok(());
         };

@@ -1,0 +1,98 @@
+"""Instructions per operation under valgrind: a benchmark that a busy machine cannot disturb.
+
+    python benchmarks/instructions.py call_soon,sleep0_pingpong oxloop,uvloop [--n 2000,10000]
+
+Wall-clock rows move with whatever else the machine runs; instruction counts do not. Each
+(row, loop) cell runs twice under ``valgrind --tool=cachegrind --cache-sim=no`` with ``n1`` and
+``n2`` operations (warm-up included in both) and prints ``(I(n2) - I(n1)) / (n2 - n1)``, the
+instructions per operation with start-up and warm-up cancelled out. Rows are those of
+``micro.py`` plus ``sock_echo_1KiB`` (a 1 KiB ``sock_sendall`` / ``sock_recv`` round trip over a
+socketpair, both ends on the loop). Instructions are not time (syscalls and cache misses are not
+counted, nor waiting for the GIL), so timer and cross-thread rows vary by a few percent.
+A loop named ``NAME=PATH`` runs oxloop from PATH (a copy of ``python/`` built at another commit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+async def sock_echo(loop, n):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    data = b"x" * 1024
+
+    async def server():
+        while d := await loop.sock_recv(b, 65536):
+            await loop.sock_sendall(b, d)
+
+    with a, b:
+        task = loop.create_task(server())
+        for _ in range(n):
+            await loop.sock_sendall(a, data)
+            got = 0
+            while got < len(data):
+                got += len(await loop.sock_recv(a, 65536))
+        a.shutdown(socket.SHUT_WR)
+        await task
+    return n
+
+
+def run_one(loop_name: str, row: str, n: int) -> None:
+    """The child: ``row`` with ``n`` operations on a fresh ``loop_name`` loop, after a warm-up."""
+    from loops import factory
+    from micro import BY_NAME
+
+    fn = sock_echo if row == "sock_echo_1KiB" else BY_NAME[row].fn
+    loop = factory(loop_name)()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(fn(loop, max(1, min(n, 200))))
+    loop.run_until_complete(fn(loop, n))
+    loop.close()
+
+
+def instructions(loop: str, row: str, n: int) -> int:
+    env = dict(os.environ)
+    name, _, path = loop.partition("=")
+    if path:
+        env["PYTHONPATH"] = path
+        name = "oxloop"
+    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+    cmd += [sys.executable, __file__, "--child", name, row, str(n)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+    if out.returncode or not found:
+        raise RuntimeError(f"{loop} {row}: {out.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        run_one(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rows", help="comma-separated rows of micro.py, or sock_echo_1KiB")
+    parser.add_argument("loops", help="comma-separated loops (asyncio, uvloop, rloop, oxloop...)")
+    parser.add_argument("--n", default="2000,10000", help="the two operation counts, n1,n2")
+    args = parser.parse_args()
+    n1, n2 = (int(x) for x in args.n.split(","))
+    for row in args.rows.split(","):
+        for loop in args.loops.split(","):
+            per_op = (instructions(loop, row, n2) - instructions(loop, row, n1)) / (n2 - n1)
+            print(
+                f"{row:24s} {loop.partition('=')[0]:10s} {per_op:10.0f} instructions/op", flush=True
+            )
+
+
+if __name__ == "__main__":
+    main()

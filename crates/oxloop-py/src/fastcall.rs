@@ -1,0 +1,289 @@
+//! `Loop.call_soon` (and `call_soon_threadsafe`, `call_later`, `call_at`) read straight from the
+//! vectorcall arguments.
+//!
+//! CPython's C `Task` calls `loop.call_soon(step, context=ctx)` on every step, and futures call
+//! it for every done callback, so the argument handling of `call_soon` is on the hottest path of
+//! an asyncio program. PyO3's generic extraction (descriptions, keyword matching, a varargs
+//! tuple built item by item) costs about a tenth of the whole call. At module import,
+//! [`install`] puts a `METH_FASTCALL | METH_KEYWORDS` method descriptor over PyO3's `call_soon`
+//! (and over its siblings, which take the same shapes after their `delay` or `when`):
+//! it takes the two shapes asyncio uses (positional arguments, and the one keyword `context`)
+//! directly, and hands every other shape (no callback, an unknown or repeated keyword) to PyO3's
+//! method, so argument errors read as before.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyTuple;
+use pyo3::{ffi, intern};
+
+use crate::event_loop::PyLoop;
+
+/// PyO3's own descriptors of the methods below: the slow path for unusual argument shapes.
+static SLOW_CALL_SOON: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SLOW_CALL_SOON_THREADSAFE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SLOW_CALL_LATER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SLOW_CALL_AT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The arguments of `method(*lead, callback, *args, context=None)`, unpacked.
+struct Unpacked<'py> {
+    /// `self`.
+    slf: Bound<'py, PyLoop>,
+    /// The leading positional arguments: `[callback]`, or `[delay or when, callback]`.
+    lead: [Bound<'py, PyAny>; 2],
+    /// The remaining positional arguments.
+    rest: Bound<'py, PyTuple>,
+    /// `context=`, if given and not None.
+    context: Option<Bound<'py, PyAny>>,
+}
+
+/// Unpacks a vectorcall with at least `nlead` (1 or 2) positional arguments and at most the
+/// keyword `context`; `None` for any other shape (the slow path then decides).
+///
+/// # Safety
+/// Called with the arguments CPython passes a `METH_FASTCALL | METH_KEYWORDS` method of `Loop`:
+/// `slf` is a `Loop`, `args` holds `nargs` positional arguments followed by one value per name in
+/// `kwnames` (a tuple, or NULL), all borrowed for the duration of the call.
+unsafe fn unpack<'py>(
+    py: Python<'py>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    nlead: ffi::Py_ssize_t,
+) -> Option<PyResult<Unpacked<'py>>> {
+    let nkw = if kwnames.is_null() {
+        0
+    } else {
+        // SAFETY: a non-NULL `kwnames` is a tuple of str (vectorcall protocol).
+        unsafe { ffi::PyTuple_GET_SIZE(kwnames) }
+    };
+    let fast = nargs >= nlead
+        && (nkw == 0
+            // SAFETY: `kwnames` holds `nkw` == 1 items.
+            || (nkw == 1 && is_context(py, unsafe { ffi::PyTuple_GET_ITEM(kwnames, 0) })));
+    if !fast {
+        return None;
+    }
+    // SAFETY: `slf` is a live object borrowed for the call; CPython's method descriptor checked
+    // that it is an instance of `Loop` before calling us, and `cast` checks again.
+    let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
+    let slf = match slf.cast_into::<PyLoop>() {
+        Ok(slf) => slf,
+        Err(e) => return Some(Err(e.into())),
+    };
+    // SAFETY: `args` holds at least `nargs` >= `nlead` >= 1 borrowed references; with `nlead`
+    // 1 the second slot repeats the first and is not used.
+    let lead = unsafe {
+        [
+            Bound::from_borrowed_ptr(py, *args),
+            Bound::from_borrowed_ptr(py, *args.offset(nlead - 1)),
+        ]
+    };
+    let rest = nargs - nlead;
+    // SAFETY: PyTuple_New returns a new tuple of `rest` NULL slots or NULL with an exception set.
+    let tuple = match unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyTuple_New(rest)) } {
+        Ok(t) => t,
+        Err(e) => return Some(Err(e)),
+    };
+    for i in 0..rest {
+        // SAFETY: `args[nlead..nargs]` are borrowed references: each gets its own reference,
+        // stolen by the fresh tuple's slot `i`, which is in range and still empty.
+        unsafe {
+            let item = *args.offset(nlead + i);
+            ffi::Py_INCREF(item);
+            ffi::PyTuple_SET_ITEM(tuple.as_ptr(), i, item);
+        }
+    }
+    // SAFETY: the tuple was created by PyTuple_New above and every slot is now filled.
+    let rest = unsafe { tuple.cast_into_unchecked::<PyTuple>() };
+    let context = if nkw == 1 {
+        // SAFETY: the keyword value follows the `nargs` positional ones.
+        let value = unsafe { *args.offset(nargs) };
+        // SAFETY: a borrowed reference, live for the call.
+        (value != unsafe { ffi::Py_None() }).then(|| unsafe { Bound::from_borrowed_ptr(py, value) })
+    } else {
+        None
+    };
+    Some(Ok(Unpacked {
+        slf,
+        lead,
+        rest,
+        context,
+    }))
+}
+
+/// Defines a fast entry point `$name` for the `Loop` method whose PyO3 descriptor is in
+/// `$slow`: `$nlead` leading positional arguments, then `$body` with the unpacked arguments.
+macro_rules! fast_method {
+    ($name:ident, $slow:ident, $nlead:expr, |$u:ident| $body:expr) => {
+        /// See the module docs.
+        ///
+        /// # Safety
+        /// Called by CPython as a `METH_FASTCALL | METH_KEYWORDS` method of `Loop` (see
+        /// [`unpack`]).
+        unsafe fn $name(
+            py: Python<'_>,
+            slf: *mut ffi::PyObject,
+            args: *const *mut ffi::PyObject,
+            nargs: ffi::Py_ssize_t,
+            kwnames: *mut ffi::PyObject,
+        ) -> PyResult<*mut ffi::PyObject> {
+            // SAFETY: the caller's guarantees are passed on unchanged.
+            match unsafe { unpack(py, slf, args, nargs, kwnames, $nlead) } {
+                Some(unpacked) => {
+                    let $u = unpacked?;
+                    Ok($body?.into_ptr())
+                }
+                // SAFETY: as above.
+                None => unsafe { call_slow(py, &$slow, slf, args, nargs, kwnames) },
+            }
+        }
+    };
+}
+
+fast_method!(call_soon, SLOW_CALL_SOON, 1, |u| {
+    let [callback, _] = u.lead;
+    PyLoop::call_soon_core(&u.slf, callback, u.rest, u.context)
+});
+fast_method!(call_soon_threadsafe, SLOW_CALL_SOON_THREADSAFE, 1, |u| {
+    let [callback, _] = u.lead;
+    PyLoop::call_soon_threadsafe(&u.slf, callback, u.rest, u.context)
+});
+fast_method!(call_later, SLOW_CALL_LATER, 2, |u| {
+    let [delay, callback] = u.lead;
+    PyLoop::call_later(&u.slf, &delay, callback, u.rest, u.context)
+});
+fast_method!(call_at, SLOW_CALL_AT, 2, |u| {
+    let [when, callback] = u.lead;
+    PyLoop::call_at(&u.slf, &when, callback, u.rest, u.context)
+});
+
+/// Whether the keyword name `name` (a str) is `context`. The C Task's name is its own str, not
+/// the interned one, so equal text counts too.
+#[inline]
+fn is_context(py: Python<'_>, name: *mut ffi::PyObject) -> bool {
+    let interned = intern!(py, "context").as_ptr();
+    // SAFETY: `name` is a live str from `kwnames`; the comparison only reads it.
+    name == interned
+        || unsafe { ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) } == 0
+}
+
+/// Hands the call to PyO3's `call_soon` (the descriptor called with `self` first).
+///
+/// # Safety
+/// As for [`unpack`].
+unsafe fn call_slow(
+    py: Python<'_>,
+    slow: &PyOnceLock<Py<PyAny>>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    let Some(slow) = slow.get(py) else {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "oxloop: Loop method not initialised",
+        ));
+    };
+    let nkw = if kwnames.is_null() {
+        0
+    } else {
+        // SAFETY: a non-NULL `kwnames` is a tuple (vectorcall protocol).
+        unsafe { ffi::PyTuple_GET_SIZE(kwnames) }
+    };
+    let total = usize::try_from(nargs + nkw).unwrap_or(0);
+    let mut all = Vec::with_capacity(total + 1);
+    all.push(slf);
+    // SAFETY: `args` holds `nargs + nkw` borrowed references.
+    all.extend_from_slice(unsafe { std::slice::from_raw_parts(args, total) });
+    // SAFETY: `all` holds borrowed references live for the call; vectorcall borrows them and
+    // returns a new reference or NULL with an exception set.
+    let result = unsafe {
+        ffi::PyObject_Vectorcall(slow.as_ptr(), all.as_ptr(), (nargs + 1) as usize, kwnames)
+    };
+    if result.is_null() {
+        Err(PyErr::fetch(py))
+    } else {
+        Ok(result)
+    }
+}
+
+/// Installs the fast methods on `Loop`; see the module docs.
+pub fn install(py: Python<'_>) -> PyResult<()> {
+    type Fast = unsafe extern "C" fn(
+        *mut ffi::PyObject,
+        *const *mut ffi::PyObject,
+        ffi::Py_ssize_t,
+        *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject;
+    let methods: [(&str, &'static std::ffi::CStr, Fast, &PyOnceLock<Py<PyAny>>); 4] = [
+        (
+            "call_soon",
+            c"call_soon",
+            pyo3::impl_::trampoline::get_trampoline_function!(
+                fastcall_cfunction_with_keywords,
+                call_soon
+            ),
+            &SLOW_CALL_SOON,
+        ),
+        (
+            "call_soon_threadsafe",
+            c"call_soon_threadsafe",
+            pyo3::impl_::trampoline::get_trampoline_function!(
+                fastcall_cfunction_with_keywords,
+                call_soon_threadsafe
+            ),
+            &SLOW_CALL_SOON_THREADSAFE,
+        ),
+        (
+            "call_later",
+            c"call_later",
+            pyo3::impl_::trampoline::get_trampoline_function!(
+                fastcall_cfunction_with_keywords,
+                call_later
+            ),
+            &SLOW_CALL_LATER,
+        ),
+        (
+            "call_at",
+            c"call_at",
+            pyo3::impl_::trampoline::get_trampoline_function!(
+                fastcall_cfunction_with_keywords,
+                call_at
+            ),
+            &SLOW_CALL_AT,
+        ),
+    ];
+    let ty = py.get_type::<PyLoop>();
+    for (name, cname, fast, slow_cell) in methods {
+        let slow = ty.getattr(name)?;
+        // The docstring with its text signature, as PyO3 wrote it, for `inspect.signature`.
+        let doc = format!(
+            "{name}{}\n--\n\n{}",
+            slow.getattr(intern!(py, "__text_signature__"))?
+                .extract::<String>()?,
+            slow.getattr(intern!(py, "__doc__"))?.extract::<String>()?
+        );
+        let doc: &'static std::ffi::CStr = Box::leak(
+            std::ffi::CString::new(doc)
+                .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?
+                .into_boxed_c_str(),
+        );
+        let _ = slow_cell.set(py, slow.unbind());
+        let def = Box::leak(Box::new(ffi::PyMethodDef {
+            ml_name: cname.as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunctionFastWithKeywords: fast,
+            },
+            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+            ml_doc: doc.as_ptr(),
+        }));
+        // SAFETY: `ty` is the live `Loop` type object and `def` lives for the rest of the
+        // process (leaked above), as a method descriptor's definition must.
+        let descr = unsafe {
+            Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))?
+        };
+        ty.setattr(name, descr)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+"""What changes with the running Python comes with it: each scenario runs on asyncio's loop and on
+oxloop and is compared, on every supported version (a feature the running Python lacks is
+skipped, since neither loop has it there)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import socket
+import sys
+import tempfile
+from asyncio import base_events, unix_events
+
+import oxloop
+import pytest
+from oxloop import _borrowed
+
+PY312 = sys.version_info >= (3, 12)
+PY313 = sys.version_info >= (3, 13)
+
+
+def test_borrowed_methods_are_the_running_pythons():
+    for name in _borrowed.BORROWED:
+        ours = getattr(_borrowed.AsyncioColdPath, name)
+        theirs = getattr(unix_events._UnixSelectorEventLoop, name)
+        # The same code object: a rebinding for zero-argument super() changes only the cell.
+        assert ours.__code__ is theirs.__code__, name
+    # The table comes first in oxloop.Loop's MRO: only Loop's own body can wrap one of them.
+    assert oxloop.Loop.__mro__[1] is _borrowed.AsyncioColdPath
+    assert oxloop.Loop.create_connection is base_events.BaseEventLoop.create_connection
+
+
+@pytest.mark.skipif(not PY313, reason="Server.close_clients/abort_clients are new in 3.13")
+@pytest.mark.parametrize("how", ["close_clients", "abort_clients"])
+def test_server_close_and_abort_clients(on_both, how):
+    def scenario(loop):
+        async def main():
+            lost = []
+
+            class P(asyncio.Protocol):
+                def connection_lost(self, exc):
+                    lost.append(type(exc).__name__ if exc else None)
+
+            server = await loop.create_server(P, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+            while len(server._clients) < 3:
+                await asyncio.sleep(0)
+            server.close()
+            getattr(server, how)()
+            await asyncio.wait_for(server.wait_closed(), 5)
+            eofs = [await r.read() for r, _ in clients]
+            for _, w in clients:
+                w.close()
+            return sorted(map(str, lost)), eofs
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
+    assert len(ox[0]) == 3
+
+
+@pytest.mark.skipif(not PY313, reason="create_server(keep_alive=) is new in 3.13")
+def test_create_server_keep_alive(on_both):
+    def scenario(loop):
+        async def main():
+            server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, keep_alive=True)
+            sock = server.sockets[0]
+            on = sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+            server.close()
+            await server.wait_closed()
+            return bool(on)
+
+        return loop.run_until_complete(main())
+
+    assert on_both(scenario) == (True, True)
+
+
+@pytest.mark.skipif(not PY313, reason="create_unix_server(cleanup_socket=) is new in 3.13")
+def test_unix_server_cleanup_socket(on_both):
+    def scenario(loop):
+        async def main(path, cleanup):
+            server = await loop.create_unix_server(asyncio.Protocol, path, cleanup_socket=cleanup)
+            server.close()
+            await server.wait_closed()
+            return os.path.exists(path)
+
+        with tempfile.TemporaryDirectory() as d:
+            return [
+                loop.run_until_complete(main(os.path.join(d, f"{c}.sock"), c))
+                for c in (True, False)
+            ]
+
+    assert on_both(scenario) == ([False, True], [False, True])
+
+
+@pytest.mark.skipif(not PY312, reason="create_connection(all_errors=) is new in 3.12")
+def test_create_connection_all_errors(on_both):
+    def scenario(loop):
+        async def main():
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            try:
+                await loop.create_connection(asyncio.Protocol, "127.0.0.1", port, all_errors=True)
+            except ExceptionGroup as eg:
+                return eg.message, [type(e).__name__ for e in eg.exceptions]
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox == ("create_connection failed", ["ConnectionRefusedError"])
+
+
+def test_task_factory_arguments_follow_the_running_python(on_both):
+    def scenario(loop):
+        seen = []
+
+        def factory(loop, coro, **kwargs):
+            seen.append(sorted(kwargs))
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        async def noop():
+            pass
+
+        loop.set_task_factory(factory)
+        task = loop.create_task(noop(), name="named")
+        loop.run_until_complete(task)
+        ctx = contextvars.copy_context()
+        loop.run_until_complete(loop.create_task(noop(), name="again", context=ctx))
+        return seen, task.get_name()
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
+    assert ox[1] == "named"
+
+
+def test_handle_repr_shows_arguments_as_the_running_python_does(on_both):
+    def scenario(loop):
+        def callback(secret):
+            pass
+
+        reprs = []
+        for debug in (False, True):
+            loop.set_debug(debug)
+            handle = loop.call_soon(callback, "s3cret")
+            reprs.append("s3cret" in repr(handle))
+            handle.cancel()
+        loop.set_debug(False)
+        return reprs
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
+
+
+def test_exception_handler_runs_in_the_callbacks_context(on_both):
+    var = contextvars.ContextVar("var", default="outside")
+
+    def scenario(loop):
+        seen = []
+        loop.set_exception_handler(lambda lp, ctx: seen.append(var.get()))
+
+        def callback():
+            var.set("inside")
+            raise ZeroDivisionError
+
+        loop.call_soon(callback, context=contextvars.copy_context())
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        return seen
+
+    aio, ox = on_both(scenario)
+    assert aio == ox == (["inside"] if PY312 else ["outside"])
+
+
+def test_install_warns_from_3_14(monkeypatch):
+    old = asyncio.get_event_loop_policy()
+    monkeypatch.setattr(sys, "version_info", (3, 14, 0, "final", 0))
+    try:
+        with pytest.warns(DeprecationWarning, match="oxloop.install") as record:
+            oxloop.install()
+        # Only oxloop's warning, pointing at the caller of install().
+        assert len(record) == 1
+        assert record[0].filename == __file__
+        assert isinstance(asyncio.get_event_loop_policy(), oxloop.EventLoopPolicy)
+    finally:
+        monkeypatch.undo()
+        asyncio.set_event_loop_policy(old)
