@@ -188,7 +188,7 @@ dist-check-%:
 SUITES ?=
 ARGS ?=
 .PHONY: ecosystem
-ecosystem: venv ## Real libraries' own test suites on asyncio and oxloop (SUITES="uvicorn anyio", ARGS=pytest args); writes docs/ecosystem.md
+ecosystem: venv ## Real libraries' own test suites on asyncio and oxloop (SUITES="uvicorn anyio", ARGS= test paths instead of the whole suite); writes docs/ecosystem.md
 	nice -n 10 $(PY) ecosystem/run.py $(if $(SUITES),--suites $(SUITES)) -- $(ARGS)
 
 .PHONY: lint

@@ -17,6 +17,11 @@ CAUSES: list[tuple[str, str]] = [
         "(issue 8, cause 1)",
     ),
     (
+        r"test_web_sendfile_functional.*Not enough data to satisfy content",
+        "aiohttp's static files come back empty: blockbuster stops os.sendfile called from "
+        "oxloop's own files (issue 8, cause 1)",
+    ),
+    (
         r"subprocess \d+ is still running|unraisable exception warnings",
         "a child process left running by a subprocess start that blockbuster stopped, "
         "reported at garbage collection (follows from cause 1)",

@@ -385,7 +385,8 @@ def write_doc(data: dict) -> None:
                 by_cause.setdefault(cause_of(f["test"], f["message"]), []).append(f)
             causes = sorted(by_cause, key=lambda c: (c == UNCLASSIFIED, -len(by_cause[c])))
             for cause in causes:
-                lines.append(f"- {cause}: {len(by_cause[cause])} tests")
+                n = len(by_cause[cause])
+                lines.append(f"- {cause}: {n} test{'s' if n != 1 else ''}")
                 for f in by_cause[cause]:
                     lines.append(f"  - `{f['test']}` ({f['outcome']}): {f['message'] or '–'}")
             lines.append("")
@@ -449,6 +450,9 @@ def main(argv: list[str]) -> int:
         entry["date"] = datetime.date.today().isoformat()
         if opts.pytest_args:
             entry["title"] += f" ({' '.join(opts.pytest_args)})"
+        # Re-read: another run (another suite) may have written since this one started.
+        if RESULTS.exists():
+            data = json.loads(RESULTS.read_text())
         data["suites"][name] = entry
         data["history"].append(
             {

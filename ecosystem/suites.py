@@ -156,6 +156,7 @@ SUITES: dict[str, Suite] = {
             # requirements/test-common.txt of 3.14.5, less coverage, mypy, codspeed and docker.
             deps=(
                 "blockbuster==1.5.26",
+                "coverage",
                 "freezegun==1.5.5",
                 "isal==1.8.0",
                 "zlib-ng==1.0.0",

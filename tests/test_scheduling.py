@@ -9,6 +9,10 @@ import asyncio
 import contextvars
 import threading
 import time
+import types
+
+import oxloop
+import pytest
 
 
 def test_call_soon_is_fifo_with_args(on_both):
@@ -354,3 +358,18 @@ def test_sub_millisecond_sleeps_do_not_spin(on_both):
 
     a, o = on_both(scenario)
     assert a == o == True  # noqa: E712
+
+
+@pytest.mark.parametrize("name", ["call_soon", "call_soon_threadsafe", "call_later", "call_at"])
+def test_scheduling_methods_refuse_an_object_that_is_not_an_oxloop_loop(name):
+    # oxloop's vectorcall entry points rely on the method descriptor's check of `self`.
+    method = getattr(oxloop.Loop, name)
+    args = (print,) if name.startswith("call_soon") else (1, print)
+    aio = asyncio.new_event_loop()
+    try:
+        with pytest.raises(TypeError, match="doesn't apply to a '_UnixSelectorEventLoop' object"):
+            method(aio, *args)
+        with pytest.raises(TypeError, match="doesn't apply to a 'int' object"):
+            types.MethodType(method, 1)(*args)
+    finally:
+        aio.close()

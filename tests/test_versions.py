@@ -188,3 +188,46 @@ def test_install_warns_from_3_14(monkeypatch):
     finally:
         monkeypatch.undo()
         asyncio.set_event_loop_policy(old)
+
+
+@pytest.mark.skipif(not PY313, reason="a Server tracks its transports from 3.13")
+def test_transport_collected_while_open_leaves_its_server(on_both):
+    """An open transport the GC collects (its loop gone, a protocol <-> transport cycle) closes its
+    socket and leaves its server, as 3.13's _SelectorTransport.__del__ does: the server's client
+    set no longer holds it."""
+    import gc
+    import warnings
+
+    def scenario(loop):
+        server_box = []
+
+        async def main():
+            class P(asyncio.Protocol):
+                def connection_made(self, t):
+                    self.t = t  # protocol <-> transport cycle
+
+            server = await loop.create_server(P, "127.0.0.1", 0)
+            server_box.append(server)
+            port = server.sockets[0].getsockname()[1]
+            client = socket.create_connection(("127.0.0.1", port))
+            while len(server._clients) < 1:
+                await asyncio.sleep(0)
+            return client
+
+        client = loop.run_until_complete(main())
+        server = server_box[0]
+        server.close()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        del loop
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+            gc.collect()
+        client.settimeout(5)
+        eof = client.recv(10)
+        client.close()
+        return len(server._clients), eof, server._waiters is None
+
+    aio, ox = on_both(scenario)
+    assert aio == ox

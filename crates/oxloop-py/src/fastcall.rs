@@ -64,13 +64,10 @@ unsafe fn unpack<'py>(
     if !fast {
         return None;
     }
-    // SAFETY: `slf` is a live object borrowed for the call; CPython's method descriptor checked
-    // that it is an instance of `Loop` before calling us, and `cast` checks again.
-    let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
-    let slf = match slf.cast_into::<PyLoop>() {
-        Ok(slf) => slf,
-        Err(e) => return Some(Err(e.into())),
-    };
+    // SAFETY: `slf` is a live object borrowed for the call, and an instance of `Loop` (or a
+    // subclass): a method descriptor checks `self`'s type before every call, whether it is
+    // called bound, through `Loop.call_soon(obj, ...)` or through `types.MethodType`.
+    let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyLoop>() };
     // SAFETY: `args` holds at least `nargs` >= `nlead` >= 1 borrowed references; with `nlead`
     // 1 the second slot repeats the first and is not used.
     let lead = unsafe {

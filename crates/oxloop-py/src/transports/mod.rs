@@ -37,8 +37,10 @@ pub trait Reactive: PyClass + Sync + Send {
 /// `__del__`, it is the type's `tp_finalize` ([`install_finalizers`]), which the collector calls
 /// before any clearing. A transport freed by its count falling to zero runs it from `Drop`.
 pub trait Finalize: PyClass {
-    /// Warns and closes what is still open; a no-op the second time.
-    fn finalize(&self, py: Python<'_>);
+    /// Warns and closes what is still open; a no-op the second time. `obj` is the transport
+    /// itself when the collector finalizes it, `None` when it is freed by its count falling to
+    /// zero (nothing can then be handed its object).
+    fn finalize(&self, py: Python<'_>, obj: Option<&Bound<'_, PyAny>>);
 }
 
 /// `tp_finalize` of a [`Finalize`] transport type.
@@ -56,7 +58,7 @@ unsafe extern "C" fn finalize_slot<
     let pending = PyErr::take(py);
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         if let Ok(t) = obj.cast::<T>() {
-            t.get().finalize(py);
+            t.get().finalize(py, Some(obj.as_any()));
         }
     }));
     if ran.is_err() {

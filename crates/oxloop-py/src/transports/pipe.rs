@@ -377,7 +377,7 @@ impl PipeTransport {
 
 impl Finalize for PipeTransport {
     /// A transport collected while open warns and closes its pipe, as asyncio's `__del__`.
-    fn finalize(&self, py: Python<'_>) {
+    fn finalize(&self, py: Python<'_>, _obj: Option<&Bound<'_, PyAny>>) {
         let Some(mut c) = self.c.try_borrow_mut_in_gc(py) else {
             return;
         };
@@ -393,7 +393,7 @@ impl Finalize for PipeTransport {
 impl Drop for PipeTransport {
     /// Freed without the GC (its count fell to zero): the references are intact, finalize now.
     fn drop(&mut self) {
-        Python::attach(|py| self.finalize(py));
+        Python::attach(|py| self.finalize(py, None));
     }
 }
 

@@ -1202,16 +1202,30 @@ impl SocketTransport {
 }
 
 impl Finalize for SocketTransport {
-    /// A transport collected while open warns and closes its socket, as asyncio's `__del__`.
-    fn finalize(&self, py: Python<'_>) {
+    /// A transport collected while open warns and closes its socket, as asyncio's `__del__`;
+    /// on 3.13+ it also leaves its server, so `Server.wait_closed()` does not wait for it.
+    fn finalize(&self, py: Python<'_>, obj: Option<&Bound<'_, PyAny>>) {
         let Some(mut st) = self.st.try_borrow_mut_in_gc(py) else {
             return;
         };
         let Some(sock) = st.sock.take() else { return };
+        let server = st.server.as_ref().map(|s| s.clone_ref(py));
         drop(st);
         warn_unclosed(py, &format!("<_SelectorSocketTransport fd={}>", self.fd));
         if let Err(err) = sock.bind(py).call_method0(intern!(py, "close")) {
             err.write_unraisable(py, None);
+        }
+        // Mirrors _SelectorTransport.__del__ of 3.13+ (earlier versions do not detach there).
+        if let (Some(server), Some(obj)) = (server, obj) {
+            let detached = names(py).and_then(|n| {
+                if n.server_takes_transport {
+                    server.bind(py).call_method1(intern!(py, "_detach"), (obj,))?;
+                }
+                Ok(())
+            });
+            if let Err(err) = detached {
+                err.write_unraisable(py, None);
+            }
         }
     }
 }
@@ -1219,7 +1233,7 @@ impl Finalize for SocketTransport {
 impl Drop for SocketTransport {
     /// Freed without the GC (its count fell to zero): the references are intact, finalize now.
     fn drop(&mut self) {
-        Python::attach(|py| self.finalize(py));
+        Python::attach(|py| self.finalize(py, None));
     }
 }
 
