@@ -1219,7 +1219,9 @@ impl Finalize for SocketTransport {
         if let (Some(server), Some(obj)) = (server, obj) {
             let detached = names(py).and_then(|n| {
                 if n.server_takes_transport {
-                    server.bind(py).call_method1(intern!(py, "_detach"), (obj,))?;
+                    server
+                        .bind(py)
+                        .call_method1(intern!(py, "_detach"), (obj,))?;
                 }
                 Ok(())
             });
