@@ -13,6 +13,11 @@ __all__ = [
     "Resolver",
     "SockWait",
     "sock_wait",
+    "sock_try",
+    "SOCK_AGAIN",
+    "SOCK_TRY_RECV",
+    "SOCK_TRY_RECV_INTO",
+    "SOCK_TRY_SEND",
     "DatagramCore",
     "SocketTransport",
     "make_socket_transport",
@@ -134,6 +139,19 @@ class SockWait:
 def sock_wait(loop_: Loop, sock: socket.socket, fd: int, kind: str, args: tuple[Any, ...]) -> Any:
     """Wait for ``fd`` to be ready for the call ``kind``; return the future of its result."""
 
+SOCK_AGAIN: object
+"""The sentinel ``sock_try`` returns when the call would block."""
+SOCK_TRY_RECV: int
+"""``sock_try`` operation: ``sock.recv(arg)``."""
+SOCK_TRY_RECV_INTO: int
+"""``sock_try`` operation: ``sock.recv_into(arg)``."""
+SOCK_TRY_SEND: int
+"""``sock_try`` operation: ``sock.send(arg)``."""
+
+def sock_try(loop_: Loop, sock: socket.socket, op: int, arg: Any) -> Any:
+    """First try of ``sock_recv`` / ``sock_recv_into`` / ``sock_sendall``: the call's result, or
+    ``SOCK_AGAIN`` (for a send: 0 bytes) when it would block."""
+
 @final
 class DatagramCore:
     """The Rust half of a UDP transport."""
@@ -148,6 +166,9 @@ class DatagramCore:
         connected: bool,
     ) -> DatagramCore: ...
     conn_lost: int
+    @property
+    def context(self) -> Context:
+        """The context the transport's protocol callbacks run in."""
     def sendto(self, data: Any, addr: Any = None) -> None: ...
     def buffer_size(self) -> int: ...
     def has_buffer(self) -> bool: ...
