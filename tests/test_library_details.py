@@ -12,7 +12,6 @@ import socket
 
 import pytest
 
-
 # -- loop iterations from a write to the peer's callback ----------------------------------------
 
 
@@ -54,7 +53,7 @@ def _counts_write_to_peer(loop, busy):
         for _ in range(8):
             n = len(pb.got)
             ta.write(b"x")
-            counts.append(await _sleeps_until(lambda: len(pb.got) > n))
+            counts.append(await _sleeps_until(lambda n=n: len(pb.got) > n))
         stop = True
         if spinner:
             await spinner
@@ -91,7 +90,7 @@ def test_echo_reply_in_no_more_iterations_than_asyncio(on_both):
             for _ in range(6):
                 n = len(client.got)
                 ta.write(b"ping")
-                counts.append(await _sleeps_until(lambda: len(client.got) > n))
+                counts.append(await _sleeps_until(lambda n=n: len(client.got) > n))
             ta.close()
             tb.close()
             await asyncio.sleep(0.01)
@@ -114,7 +113,7 @@ def test_raw_send_and_new_writer_seen_in_no_more_iterations_than_asyncio(on_both
             for _ in range(4):
                 n = len(praw.got)
                 raw.send(b"y")
-                counts.append(await _sleeps_until(lambda: len(praw.got) > n))
+                counts.append(await _sleeps_until(lambda n=n: len(praw.got) > n))
             fired = []
             w1, w2 = socket.socketpair()
             loop.add_writer(w1, fired.append, 1)
@@ -140,7 +139,10 @@ def test_remove_reader_of_a_closed_socket_finds_it_by_object(on_both):
     # AnyIO closes a stream while a receive waits, then removes the reader by the socket object.
     def scenario(loop):
         results = []
-        for add, remove in ((loop.add_reader, loop.remove_reader), (loop.add_writer, loop.remove_writer)):
+        for add, remove in (
+            (loop.add_reader, loop.remove_reader),
+            (loop.add_writer, loop.remove_writer),
+        ):
             a, b = socket.socketpair()
             add(a, lambda: None)
             a.close()
@@ -447,7 +449,7 @@ def test_every_protocol_callback_runs_in_the_transport_context():
         assert seen[key] == {"inner"}, (key, seen[key])
 
 
-# -- one owner per fd -------------------------------------------------------------------------------
+# -- one owner per fd ------------------------------------------------------------------------------
 
 
 def test_fds_owned_by_transports_are_refused_as_asyncio_refuses_them(on_both):
@@ -553,7 +555,7 @@ def test_open_transports_collected_in_a_cycle_print_what_asyncio_prints(tmp_path
     assert len(warnings(stderr["asyncio"])) == (3 if dev else 0)
 
 
-# -- patchable transports ---------------------------------------------------------------------------
+# -- patchable transports --------------------------------------------------------------------------
 
 
 def test_transports_take_instance_attributes_and_class_patches(on_both):
@@ -580,7 +582,7 @@ def test_transports_take_instance_attributes_and_class_patches(on_both):
                 out["autospec patch"] = (t.get_extra_info("peername"), m.call_args.args[0] is t)
             out["unpatched"] = t.get_extra_info("nope", 5)
             try:
-                t.nosuch
+                _ = t.nosuch
             except AttributeError as exc:
                 out["missing"] = str(exc)
             r, w = os.pipe()
@@ -829,7 +831,7 @@ def test_socket_subclass_io_methods_are_used(on_both):
                 t, p = await loop.connect_accepted_socket(proto_cls, s)
                 t.write(b"out")
                 b.send(b"in")
-                await _sleeps_until(lambda: p.got)
+                await _sleeps_until(lambda p=p: p.got)
                 out[proto_cls.__name__] = (sorted(set(s.calls)), b.recv(10), p.got)
                 s.fail_recv = True
                 b.send(b"more")
