@@ -201,7 +201,9 @@ def test_transport_collected_while_open_leaves_its_server(on_both):
     def scenario(loop):
         server_box = []
 
-        async def main():
+        # NOTE: the loop is an argument, not a closure variable: the scenario deletes its own
+        # reference below so the GC can collect the loop.
+        async def main(loop):
             class P(asyncio.Protocol):
                 def connection_made(self, t):
                     self.t = t  # protocol <-> transport cycle
@@ -214,7 +216,7 @@ def test_transport_collected_while_open_leaves_its_server(on_both):
                 await asyncio.sleep(0)
             return client
 
-        client = loop.run_until_complete(main())
+        client = loop.run_until_complete(main(loop))
         server = server_box[0]
         server.close()
         loop.run_until_complete(asyncio.sleep(0))
