@@ -463,6 +463,8 @@ def test_fds_owned_by_transports_are_refused_as_asyncio_refuses_them(on_both):
             )
             udp_fd = tu.get_extra_info("socket").fileno()
             udp_sock = socket.socket(fileno=udp_fd)  # the same fd, detached below
+            # Non-blocking as the fd already is: debug mode checks that before the owner.
+            udp_sock.setblocking(False)
             attempts = [
                 lambda: loop.sock_recv(a, 10),
                 lambda: loop.sock_sendall(a, b"x" * 10_000_000),
