@@ -70,8 +70,29 @@ async def tour() -> None:
     loop.set_debug(False)
 
 
+async def blocking_service() -> None:
+    async def fetch() -> None:
+        await asyncio.sleep(0.01)
+        time.sleep(0.2)  # a blocking call hidden in a coroutine
+
+    async def ticker() -> None:
+        for _ in range(100):
+            await asyncio.sleep(0.001)
+
+    await asyncio.gather(asyncio.create_task(fetch(), name="fetcher"), ticker())
+    s = oxloop.stats()
+    top = ", ".join(f"{t.name} {t.time * 1000:.0f} ms" for t in s.top_tasks[:3])
+    print(f"  oxloop.stats(): {s.ticks} ticks, {s.callbacks} callbacks, lag p99 "
+          f"{s.lag_p99 * 1000:.1f} ms, max {s.lag_max * 1000:.1f} ms, busy {s.busy_ratio:.0%}; top tasks: {top}")
+
+
+def monitoring() -> None:
+    section("7. Monitoring mode names the task and the line that block the loop")
+    oxloop.run(blocking_service(), monitor=True)
+
+
 def micro_benchmark() -> None:
-    section("7. A quick side-by-side: 200k call_soon callbacks (see `make bench` for the real one)")
+    section("8. A quick side-by-side: 200k call_soon callbacks (see `make bench` for the real one)")
     n = 200_000
 
     def run(factory) -> float:
@@ -105,4 +126,5 @@ def micro_benchmark() -> None:
 if __name__ == "__main__":
     logging.basicConfig(format="  [log] %(levelname)s %(message)s")
     oxloop.run(tour())
+    monitoring()
     micro_benchmark()
