@@ -82,8 +82,11 @@ async def blocking_service() -> None:
     await asyncio.gather(asyncio.create_task(fetch(), name="fetcher"), ticker())
     s = oxloop.stats()
     top = ", ".join(f"{t.name} {t.time * 1000:.0f} ms" for t in s.top_tasks[:3])
-    print(f"  oxloop.stats(): {s.ticks} ticks, {s.callbacks} callbacks, lag p99 "
-          f"{s.lag_p99 * 1000:.1f} ms, max {s.lag_max * 1000:.1f} ms, busy {s.busy_ratio:.0%}; top tasks: {top}")
+    print(
+        f"  oxloop.stats(): {s.ticks} ticks, {s.callbacks} callbacks, lag p99 "
+        f"{s.lag_p99 * 1000:.1f} ms, max {s.lag_max * 1000:.1f} ms, busy {s.busy_ratio:.0%}; "
+        f"top tasks: {top}"
+    )
 
 
 def monitoring() -> None:
