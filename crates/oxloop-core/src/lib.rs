@@ -16,6 +16,7 @@
 pub mod dns;
 pub mod reactor;
 pub mod ready;
+pub mod registry;
 pub mod stats;
 pub mod sys;
 pub mod time;

@@ -22,7 +22,7 @@ use pyo3::prelude::*;
 use crate::errors;
 use std::sync::Arc;
 
-use crate::event_loop::{Direction, PyLoop, Ready, Watcher};
+use crate::event_loop::{PyLoop, Ready, Watcher};
 
 /// Mirrors `MAXIMUM_SELECT_TIMEOUT` in `asyncio/base_events.py`.
 const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
@@ -57,7 +57,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         // find only what arrived from outside in the meantime, which the next poll sees. asyncio
         // would poll here; skipping changes no order a program can observe, and saves the empty
         // poll of the tick after an I/O event in request/response traffic.
-        let poll = timeout != Some(Duration::ZERO) || (!st.watches.is_empty() && !st.may_skip_poll);
+        let poll = timeout != Some(Duration::ZERO) || (st.fds.watched() > 0 && !st.may_skip_poll);
         if poll {
             // What was done before this poll is seen by it.
             take_io_noted();
@@ -130,34 +130,20 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     let mut first_timer = None;
     let (mut batch, mut probe) = {
         let mut st = this.state.borrow_mut(py);
-        for ev in &events {
-            for (ready, direction) in [
-                (ev.readable, Direction::Read),
-                (ev.writable, Direction::Write),
-            ] {
-                if !ready {
-                    continue;
+        let st = &mut *st;
+        let ready = &mut st.ready;
+        st.fds.ready(&events, |fd, direction, watcher| {
+            let entry = match watcher {
+                // Mirrors _process_events: a cancelled reader/writer is removed, not run.
+                Watcher::Handle(h) if h.get().cb.is_cancelled() => {
+                    cancelled_io.push((fd, direction));
+                    return;
                 }
-                let Some(watch) = st.watches.get(&ev.fd) else {
-                    continue;
-                };
-                let slot = match direction {
-                    Direction::Read => &watch.reader,
-                    Direction::Write => &watch.writer,
-                };
-                let entry = match slot {
-                    None => continue,
-                    // Mirrors _process_events: a cancelled reader/writer is removed, not run.
-                    Some(Watcher::Handle(h)) if h.get().cb.is_cancelled() => {
-                        cancelled_io.push((ev.fd, direction));
-                        continue;
-                    }
-                    Some(Watcher::Handle(h)) => Ready::Handle(h.clone_ref(py)),
-                    Some(Watcher::Native(n)) => Ready::Native(Arc::clone(n), direction),
-                };
-                st.ready.push(entry);
-            }
-        }
+                Watcher::Handle(h) => Ready::Handle(h.clone_ref(py)),
+                Watcher::Native(n) => Ready::Native(Arc::clone(n), direction),
+            };
+            ready.push(entry);
+        });
         let nevents = events.len();
         st.events = events;
         let now = if st.timers.is_empty() {
