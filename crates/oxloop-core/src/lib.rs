@@ -19,5 +19,6 @@ pub mod ready;
 pub mod registry;
 pub mod stats;
 pub mod sys;
+pub mod tick;
 pub mod time;
 pub mod transport;

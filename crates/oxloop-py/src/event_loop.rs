@@ -124,12 +124,9 @@ pub struct State {
     pub thread_id: Option<u64>,
     /// asyncio debug mode.
     pub debug: bool,
-    /// Nothing since the last poll can have made a watched fd ready, except from outside the
-    /// loop: every callback run since was a [`NativeWatcher::quiet`] one and no [`note_io`]
-    /// happened. A zero-timeout poll is then skipped (see `run_once`).
-    ///
-    /// [`note_io`]: crate::run_once::note_io
-    pub may_skip_poll: bool,
+    /// Whether the next zero-timeout poll may be skipped: the core's rule, fed by
+    /// [`NativeWatcher::quiet`] and `note_io` (see [`oxloop_core::tick::PollSkip`]).
+    pub poll_skip: oxloop_core::tick::PollSkip,
     /// `time` is overridden (an instance attribute or a subclass method): the scheduler then
     /// calls `self.time()` as asyncio's does, instead of reading the clock itself.
     pub time_override: bool,
@@ -579,7 +576,7 @@ impl PyLoop {
                 closed: false,
                 thread_id: None,
                 debug: false,
-                may_skip_poll: false,
+                poll_skip: oxloop_core::tick::PollSkip::new(),
                 time_override: false,
                 stats: crate::monitor::Stats::default(),
             }),
@@ -813,7 +810,7 @@ impl PyLoop {
             let mut st = this.state.borrow_mut(py);
             st.thread_id = Some(ffi::thread_ident());
             // Anything may have happened since the last run.
-            st.may_skip_poll = false;
+            st.poll_skip.reset();
             st.stats.run_begin();
         }
         let result = loop {
