@@ -12,8 +12,9 @@
 //! # Guarantees
 //! - An fd is registered with the poller exactly when its slot has a reader or a writer, with
 //!   exactly that interest; a failed poller update leaves the slot as it was.
-//! - An fd has at most one owner: [`Registry::check_owner`] is the check asyncio's
-//!   `_ensure_fd_no_transport` makes (the caller says whether the owner is still live).
+//! - An fd has at most one owner, the one [`Registry::owner`] returns: asyncio's
+//!   `_ensure_fd_no_transport` refuses `add_reader` and `sock_*` on an fd whose owner is not
+//!   closing (the binding asks the transport, a Python call, after reading the owner here).
 //! - An event for an fd or a direction nobody watches any more is dropped by [`Registry::ready`].
 //!
 //! # Implementation
@@ -254,19 +255,6 @@ impl<W, O, F> Registry<W, O, F> {
         self.slot(fd)?.owner.as_ref()
     }
 
-    /// asyncio's `_ensure_fd_no_transport`: `Err(owner)` if `fd` has an owner that `is_live`
-    /// says is still live (a transport that is not closing).
-    pub fn check_owner<'a>(
-        &'a self,
-        fd: RawFd,
-        is_live: impl FnOnce(&'a O) -> bool,
-    ) -> Result<(), &'a O> {
-        match self.owner(fd) {
-            Some(o) if is_live(o) => Err(o),
-            _ => Ok(()),
-        }
-    }
-
     /// Records `owner` as `fd`'s owner (asyncio's `loop._transports[fd] = transport`); returns
     /// the previous one, a transport that lost its connection without leaving.
     pub fn set_owner(&mut self, fd: RawFd, owner: O) -> Option<O> {
@@ -433,11 +421,14 @@ mod tests {
     #[test]
     fn one_owner_per_fd() {
         let mut r = Reg::new();
-        assert!(r.check_owner(6, |_| true).is_ok());
+        assert!(r.owner(6).is_none());
         assert_eq!(r.set_owner(6, "t1"), None);
-        assert_eq!(r.check_owner(6, |_| true), Err(&"t1"));
-        // A closing transport no longer holds the fd against add_reader.
-        assert!(r.check_owner(6, |_| false).is_ok());
+        assert_eq!(r.owner(6), Some(&"t1"));
+        // Owning is independent of watching: the owner stays while its watchers come and go.
+        let mut p = Fake::default();
+        r.watch(&mut p, 6, Direction::Read, "r").unwrap();
+        r.unwatch(&mut p, 6, Direction::Read);
+        assert_eq!(r.owner(6), Some(&"t1"));
         // Only the owner itself can leave.
         assert_eq!(r.release_owner(6, |o| *o == "t2"), None);
         assert_eq!(r.release_owner(6, |o| *o == "t1"), Some("t1"));
