@@ -4,7 +4,7 @@
 //! - `clock`: `CLOCK_MONOTONIC`;
 //! - `epoll`: the reactor's poller;
 //! - `eventfd`: the waker's and the resolver's counters;
-//! - `socket`: reads and writes of sockets and pipes, `shutdown`;
+//! - `readwrite`: reads and writes of sockets and pipes, `shutdown`;
 //! - `fd`: fd numbers, file types, non-blocking mode, retryable errors;
 //! - `addrinfo`: `getaddrinfo`, `inet_ntop`.
 //!
@@ -18,7 +18,7 @@ mod clock;
 mod epoll;
 mod eventfd;
 mod fd;
-mod socket;
+mod readwrite;
 
 pub use addrinfo::{getaddrinfo, ntop_v4, ntop_v6, AddrInfo, SockAddr};
 pub use clock::monotonic;
@@ -26,4 +26,4 @@ pub use epoll::{epoll_add, epoll_create, epoll_delete, epoll_flags, epoll_modify
 pub use eventfd::{eventfd_create, eventfd_drain, eventfd_signal};
 use fd::borrow;
 pub use fd::{errno_of, file_kind, is_retry, set_nonblocking, FileKind};
-pub use socket::{read, shutdown_write, write, writev};
+pub use readwrite::{read, shutdown_write, write, writev};
