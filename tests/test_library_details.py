@@ -132,6 +132,43 @@ def test_raw_send_and_new_writer_seen_in_no_more_iterations_than_asyncio(on_both
     assert all(o <= a for o, a in zip(ox, aio, strict=True)), (aio, ox)
 
 
+def test_raw_send_from_data_received_seen_in_asyncio_iterations(on_both):
+    # A protocol that sends on another socket with a plain call (no transport) and wakes a task:
+    # the task then counts iterations until the other socket's peer, on the same loop, has it.
+    def scenario(loop):
+        async def main():
+            raw, raw_peer = socket.socketpair()
+            raw.setblocking(False)
+            traw, praw = await loop.connect_accepted_socket(_Recorder, raw_peer)
+            woken = []
+
+            class Relay(asyncio.Protocol):
+                def data_received(self, data):
+                    raw.send(data)
+                    woken[-1].set_result(None)
+
+            a, b = socket.socketpair()
+            ta, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+            tb, _ = await loop.connect_accepted_socket(Relay, b)
+            counts = []
+            for _ in range(4):
+                n = len(praw.got)
+                woken.append(loop.create_future())
+                ta.write(b"z")
+                await woken[-1]
+                counts.append(await _sleeps_until(lambda n=n: len(praw.got) > n))
+            raw.close()
+            for t in (ta, tb, traw):
+                t.close()
+            await asyncio.sleep(0.01)
+            return counts
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert ox == aio
+
+
 # -- remove_reader / remove_writer of a socket closed while watched -----------------------------
 
 

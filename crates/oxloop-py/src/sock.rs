@@ -142,11 +142,6 @@ impl NativeWatcher for Registration {
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.0)
     }
-
-    /// A receive (or accept) only resolves a future; sends are not quiet.
-    fn quiet(&self, direction: Direction) -> bool {
-        direction == Direction::Read
-    }
 }
 
 /// `BlockingIOError` or `InterruptedError`: the call would block, try again when ready.

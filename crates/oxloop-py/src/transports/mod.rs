@@ -114,11 +114,6 @@ impl<T: Reactive> NativeWatcher for Dispatch<T> {
         visit.call(&self.target)?;
         visit.call(&self.context)
     }
-
-    /// A read calls the protocol, which writes through transports (they note their I/O).
-    fn quiet(&self, direction: Direction) -> bool {
-        direction == Direction::Read
-    }
 }
 
 /// The context a new transport's protocol callbacks run in: a copy of the current one, taken
@@ -216,7 +211,6 @@ pub fn send_or_buffer(
         buffer.push(bytes);
         return Ok(false);
     }
-    crate::run_once::note_io();
     let n = match oxloop_core::sys::write(fd, bytes, socket) {
         Ok(n) => n,
         Err(e) if oxloop_core::sys::is_retry(&e) => 0,

@@ -638,7 +638,6 @@ impl SocketTransport {
         let queued = !this.st.borrow(py).buffer.is_empty();
         let mut n = 0;
         if !queued {
-            crate::run_once::note_io();
             let sock = this.st.borrow(py).sock.as_ref().map(|s| s.clone_ref(py));
             let Some(sock) = sock else { return Ok(()) };
             let sent = sock.bind(py).call_method1(intern!(py, "send"), (data,));
@@ -885,7 +884,6 @@ impl SocketTransport {
             st.buffer.is_empty()
         };
         if shutdown {
-            crate::run_once::note_io();
             sys::shutdown_write(self.fd).map_err(|e| errors::os_error(py, &e))?;
         }
         Ok(())
