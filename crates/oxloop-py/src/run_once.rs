@@ -175,7 +175,11 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
             st.ready.push(Ready::Timer(timer.0));
         }
         let ntodo = st.ready.len();
-        let probe = st.stats.queued(nevents, first_timer, ntodo);
+        // The clock reading that found the timer due doubles as the lag sample's (real time only).
+        let due = first_timer
+            .filter(|_| !time_override)
+            .map(|when| (when, now));
+        let probe = st.stats.queued(nevents, due, ntodo);
         (st.ready.begin_tick(), probe)
     };
     for (fd, direction) in cancelled_io {
