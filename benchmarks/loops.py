@@ -58,6 +58,19 @@ def factory(name: str):
     return module.new_event_loop
 
 
+def _build_note(name: str) -> str:
+    """Why a peer built from source (`make bench-rsloop`) is missing: its build log's last line."""
+    log = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", ".venv", name + "-build.log"
+    )
+    try:
+        with open(log) as f:
+            last = [line.strip() for line in f if line.strip()][-1:]
+    except OSError:
+        return ""
+    return f" (source build: {last[0][:120]})" if last else ""
+
+
 def probe() -> dict:
     """For each loop: its version, or why it cannot be used ("not installed: ...")."""
     found = {}
@@ -75,7 +88,7 @@ def probe() -> dict:
             loop.close()
             found[name] = {"ok": True, "version": _version(name)}
         except ImportError as exc:
-            found[name] = {"ok": False, "error": f"not installed: {exc}"}
+            found[name] = {"ok": False, "error": f"not installed: {exc}{_build_note(name)}"}
         except Exception as exc:  # noqa: BLE001 - a broken loop is a result, not a crash
             found[name] = {"ok": False, "error": f"broken: {type(exc).__name__}: {exc}"}
     return found

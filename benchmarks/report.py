@@ -253,6 +253,8 @@ def markdown(data: dict, json_path: str, chart_path: str | None) -> str:
             lines += _metric_table(summary, idle_rows, echo_loops, "kib_per_conn", _fmt_kib)
             lines.append("")
     lines += _monitor_cost(summary, micro_rows + echo_rows, loops)
+    lines += _monitor_instructions(data.get("monitor_instructions"))
+    lines += [PEERS_FROM_SOURCE.strip(), ""]
     lines += _problems(data)
     return "\n".join(lines)
 
@@ -351,7 +353,9 @@ def _monitor_cost(summary, rows, loops) -> list[str]:
         "",
         f"`{MONITORED}` against `oxloop` in the same run, per repetition, then the median: how",
         "much less throughput and how much more CPU per operation (server CPU per request for",
-        "echo rows) monitoring mode costs. Negative figures are noise in oxloop's favour.",
+        "echo rows) monitoring mode costs. The two run side by side and change order every other",
+        "repetition. Negative figures are noise in oxloop's favour; the instruction counts below",
+        "are the steadier measure.",
         "",
     ]
     lines += _table(
@@ -364,6 +368,34 @@ def _monitor_cost(summary, rows, loops) -> list[str]:
             ]
             for r in rows
             if "error" not in summary[r["name"]].get(MONITORED, {"error": 1})
+        ],
+    )
+    return [*lines, ""]
+
+
+def _monitor_instructions(cost: dict | None) -> list[str]:
+    """The callgrind table of ``monitor_cost.py --json``: the robust view of the same cost."""
+    if not cost:
+        return []
+    lines = [
+        "### Cost of monitoring mode in instructions",
+        "",
+        "Instructions of the loop thread per operation, monitoring off and on (callgrind,",
+        f"`benchmarks/monitor_cost.py`, {cost['date']}, Python {cost['python']}): a count that",
+        "other load on the machine does not move. The watchdog thread's own instructions are",
+        "left out: they depend on time, not on load (at most 500 samples a second).",
+        "",
+    ]
+    lines += _table(
+        ["benchmark", "off, instr/op", "on, instr/op", "cost"],
+        [
+            [
+                r["bench"],
+                f"{r['off']:,.0f}",
+                f"{r['on']:,.0f}",
+                f"{100 * (r['on'] - r['off']) / r['off']:+.1f}%",
+            ]
+            for r in cost["rows"]
         ],
     )
     return [*lines, ""]
@@ -433,6 +465,36 @@ in its column (why: under Machine).
 """
 
 ECHO_NOTE = "4 concurrent ping-pong connections, each message checked byte for byte"
+
+PEERS_FROM_SOURCE = """
+## rsloop, built from source
+
+rsloop publishes no wheel for CPython 3.11, and its sdist pins a nightly Rust in
+`rust-toolchain.toml` (`nightly-2026-09-25` for 0.1.66). When `import rsloop` fails, `make bench`
+runs `make bench-rsloop`, which builds the sdist with the nightly toolchain rustup has:
+
+```
+rustup toolchain install nightly          # if `rustup toolchain list` shows none
+RUSTUP_TOOLCHAIN=nightly RUSTFLAGS="-Zcrate-attr=feature(allocator_api)" \\
+    .venv/bin/pip install --no-binary rsloop rsloop
+```
+
+`RUSTUP_TOOLCHAIN` overrides the pin. `-Zcrate-attr=feature(allocator_api)` is needed with a
+nightly older than the pinned one (here 2026-05-19): rsloop uses the `allocator_api` library
+feature without a gate, which those nightlies still require; a newer nightly only warns about it.
+The build compiles aws-lc-sys and takes about 15 minutes on 2 busy cores; the log is
+`.venv/rsloop-build.log`, and a failed build leaves the column "not installed" with its last line.
+No rsloop code is in this repository.
+
+What rsloop does on call_soon: the same work as the other loops. The benchmark counts the
+callbacks that ran and rsloop's count matches. Its `Handle` is a PyO3 class without
+`__traverse__`, so, as rloop's, it is not tracked by the garbage collector: a cycle through a
+handle that has run (`obj.h = loop.call_soon(obj.method)`) is never collected (checked on
+0.1.66), and a burst of pending handles costs the collector nothing. That, not less work, is most
+of its lead on uvloop, whose handles the collector tracks. oxloop's handles are untracked too
+while only the loop holds them, with the loop reporting what they hold to the collector, so such
+cycles are still collected (`tests/test_gc.py`).
+"""
 
 
 def _metric_table(summary, rows, loops, key, fmt):

@@ -465,6 +465,11 @@ def main() -> None:
         "columns": columns,
     }
     data = {"meta": meta, "rows": rows, "runs": runs}
+    # The instruction cost of monitoring mode (make bench runs monitor_cost.py first).
+    cost = os.path.join(HERE, "results", "monitor-cost.json")
+    if os.path.exists(cost):
+        with open(cost) as f:
+            data["monitor_instructions"] = json.load(f)
     data["summary"] = report.summarise(data)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
