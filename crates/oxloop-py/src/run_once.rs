@@ -135,10 +135,11 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         });
         let nevents = events.len();
         st.events = events;
+        let mut clock = None;
         tick::queue_due(
             &mut st.timers,
             &mut st.ready,
-            || now_overridden.unwrap_or_else(sys::monotonic),
+            || *clock.insert(now_overridden.unwrap_or_else(sys::monotonic)),
             |timer| {
                 let t = timer.0.get();
                 t.scheduled
@@ -148,7 +149,9 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
             },
         );
         let ntodo = st.ready.len();
-        let probe = st.stats.queued(nevents, first_timer, ntodo);
+        // The clock reading that found the timer due doubles as the lag sample's (real time only).
+        let due = first_timer.zip(clock).filter(|_| !time_override);
+        let probe = st.stats.queued(nevents, due, ntodo);
         (st.ready.begin_tick(), probe)
     };
     for (fd, direction) in cancelled_io {
