@@ -337,15 +337,25 @@ pub fn flow_call(
     Ok(())
 }
 
-/// `get_extra_info(name, default)`: `extra.get(name, default)`, unless `get_extra_info` was
-/// replaced on one of asyncio's transport classes the transport reports as its `__class__`
-/// (`mock.patch.object(asyncio.Transport, "get_extra_info")`): then that replacement answers,
-/// bound to the transport as Python would bind it.
-pub fn extra_info(
-    transport: &Bound<'_, PyAny>,
-    extra: Py<PyDict>,
-    name: &Bound<'_, PyAny>,
+/// `asyncio.trsock.TransportSocket(sock)`: what `get_extra_info('socket')` answers.
+pub fn transport_socket(py: Python<'_>, sock: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    Ok(names(py)?
+        .transport_socket
+        .bind(py)
+        .call1((sock,))?
+        .unbind())
+}
+
+/// `get_extra_info(name, default)`: `lookup(name)` (the transport's extra info), else
+/// `default`, unless `get_extra_info` was replaced on one of asyncio's transport classes the
+/// transport reports as its `__class__` (`mock.patch.object(asyncio.Transport,
+/// "get_extra_info")`): then that replacement answers, bound to the transport as Python would
+/// bind it.
+pub fn extra_info<'py>(
+    transport: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyAny>,
     default: Option<Py<PyAny>>,
+    lookup: impl FnOnce(&Bound<'py, PyAny>) -> PyResult<Option<Py<PyAny>>>,
 ) -> PyResult<Py<PyAny>> {
     let py = transport.py();
     let method = intern!(py, "get_extra_info");
@@ -360,8 +370,8 @@ pub fn extra_info(
         }
         .unbind());
     }
-    Ok(match extra.bind(py).get_item(name)? {
-        Some(v) => v.unbind(),
+    Ok(match lookup(name)? {
+        Some(v) => v,
         None => default.unwrap_or_else(|| py.None()),
     })
 }

@@ -293,7 +293,9 @@ impl PipeTransport {
         default: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let extra = slf.get().c.borrow(slf.py()).extra.clone_ref(slf.py());
-        extra_info(slf.as_any(), extra, name, default)
+        extra_info(slf.as_any(), name, default, |key| {
+            Ok(extra.bind(key.py()).get_item(key)?.map(Bound::unbind))
+        })
     }
 
     /// What oxloop does not define is looked up on asyncio's class (see `class_attr`).

@@ -34,7 +34,7 @@ use pyo3::{intern, PyTraverseError};
 use super::{
     call_soon_in, class_attr, debug_log, extra_info, flow_call, is_bytes_like, is_fatal_to_loop,
     names, read_chunk, report, report_callback_error, send_or_buffer, transport_context,
-    warn_unclosed, write_buffer_limits, Dispatch, Finalize, Reactive,
+    transport_socket, warn_unclosed, write_buffer_limits, Dispatch, Finalize, Reactive,
     LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
 use crate::errors;
@@ -54,8 +54,18 @@ struct Inner {
     buffered: bool,
     /// `set_protocol()` was called (asyncio's `_protocol_connected`).
     protocol_connected: bool,
-    /// `get_extra_info()`'s dict.
-    extra: Py<PyDict>,
+    /// What `get_extra_info()` answers beyond `'socket'`, `'sockname'` and `'peername'`: the
+    /// caller's `extra` dict, kept only when it holds other keys (an accepted connection's is
+    /// just `{'peername': addr}`, which costs a dict per idle connection).
+    extra: Option<Py<PyDict>>,
+    /// `get_extra_info('sockname')`, read from the socket on first request or before it closes
+    /// (a connected socket's own address does not change); `None` until then.
+    sockname: Option<Py<PyAny>>,
+    /// `get_extra_info('peername')`: the caller's, else read once at creation.
+    peername: Py<PyAny>,
+    /// `get_extra_info('socket')`, an `asyncio.trsock.TransportSocket` made on first request
+    /// (or when the socket closes, so that it still answers afterwards).
+    transport_socket: Option<Py<PyAny>>,
     /// The `Server` this connection counts towards, until the connection is lost.
     server: Option<Py<PyAny>>,
     /// Bytes written but not yet sent, and the flow-control state.
@@ -127,22 +137,25 @@ impl SocketTransport {
     ) -> PyResult<Py<SocketTransport>> {
         let py = loop_.py();
         let n = names(py)?;
-        let extra = extra.unwrap_or_else(|| PyDict::new(py));
-        extra.set_item("socket", n.transport_socket.bind(py).call1((sock,))?)?;
-        let sockname = match sock.call_method0(intern!(py, "getsockname")) {
-            Ok(name) => name,
-            Err(e) if e.is_instance_of::<PyOSError>(py) => py.None().into_bound(py),
-            Err(e) => return Err(e),
+        // Mirrors _SelectorTransport.__init__: 'peername' unless given ('sockname' is read
+        // later, see the field).
+        let given = match &extra {
+            Some(extra) => extra.get_item(intern!(py, "peername"))?,
+            None => None,
         };
-        extra.set_item("sockname", sockname)?;
-        if !extra.contains("peername")? {
-            let peername = match sock.call_method0(intern!(py, "getpeername")) {
-                Ok(name) => name,
-                Err(e) if e.is_instance_of::<PyOSError>(py) => py.None().into_bound(py),
-                Err(e) => return Err(e),
-            };
-            extra.set_item("peername", peername)?;
+        let peername = match given {
+            Some(name) => name,
+            None => sock_address(sock, intern!(py, "getpeername"))?,
+        };
+        // The caller's dict is kept only for keys the fields above do not answer.
+        let mut others = false;
+        if let Some(extra) = &extra {
+            for key in extra.keys() {
+                let key = key.extract::<String>().unwrap_or_default();
+                others |= !matches!(key.as_str(), "socket" | "sockname" | "peername");
+            }
         }
+        let extra = extra.filter(|_| others).map(Bound::unbind);
         let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
         let buffered = protocol.is_instance(n.buffered_protocol.bind(py))?;
         let tr = Py::new(
@@ -158,7 +171,10 @@ impl SocketTransport {
                     protocol: Some(protocol.clone().unbind()),
                     buffered,
                     protocol_connected: true,
-                    extra: extra.unbind(),
+                    extra,
+                    sockname: None,
+                    peername: peername.unbind(),
+                    transport_socket: None,
                     server: server.map(|s| s.clone().unbind()),
                     buffer: WriteBuffer::new(),
                     conn_lost: 0,
@@ -736,6 +752,18 @@ impl SocketTransport {
         if let Some(lp) = &lp {
             lp.get().unregister_transport(py, this.fd, slf.as_any());
         }
+        // `get_extra_info('socket')` and `('sockname')` still answer once the socket is closed,
+        // as asyncio's do.
+        if let Some(sock) = &sock {
+            if this.st.borrow(py).transport_socket.is_none() {
+                let made = transport_socket(py, sock.bind(py))?;
+                this.st.borrow_mut(py).transport_socket = Some(made);
+            }
+            if this.st.borrow(py).sockname.is_none() {
+                let name = sock_address(sock.bind(py), intern!(py, "getsockname"))?;
+                this.st.borrow_mut(py).sockname = Some(name.unbind());
+            }
+        }
         let closed = match &sock {
             Some(sock) => sock.bind(py).call_method0(intern!(py, "close")).map(drop),
             None => Ok(()),
@@ -760,6 +788,26 @@ impl SocketTransport {
                 .call_method1(intern!(py, "set_exception"), (err.value(py),))?;
         }
         result.and(closed).and(detached)
+    }
+
+    /// `get_extra_info('sockname')`: read once, while the socket is open (see the field).
+    fn sockname(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let (known, sock) = {
+            let st = self.st.borrow(py);
+            (
+                st.sockname.as_ref().map(|n| n.clone_ref(py)),
+                st.sock.as_ref().map(|s| s.clone_ref(py)),
+            )
+        };
+        if let Some(known) = known {
+            return Ok(known);
+        }
+        let Some(sock) = sock else {
+            return Ok(py.None());
+        };
+        let name = sock_address(sock.bind(py), intern!(py, "getsockname"))?.unbind();
+        self.st.borrow_mut(py).sockname = Some(name.clone_ref(py));
+        Ok(name)
     }
 
     /// `is_reading()`.
@@ -990,8 +1038,43 @@ impl SocketTransport {
         name: &Bound<'_, PyAny>,
         default: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let extra = slf.get().st.borrow(slf.py()).extra.clone_ref(slf.py());
-        extra_info(slf.as_any(), extra, name, default)
+        extra_info(slf.as_any(), name, default, |key| {
+            let py = slf.py();
+            let st = slf.get().st.borrow(py);
+            let key_str = key
+                .cast::<pyo3::types::PyString>()
+                .ok()
+                .and_then(|k| k.to_str().ok().map(str::to_owned));
+            let own = match key_str.as_deref().unwrap_or_default() {
+                "sockname" => {
+                    drop(st);
+                    return slf.get().sockname(py).map(Some);
+                }
+                "peername" => Some(st.peername.clone_ref(py)),
+                "socket" => {
+                    let sock = st.sock.as_ref().map(|s| s.clone_ref(py));
+                    let made = st.transport_socket.as_ref().map(|t| t.clone_ref(py));
+                    drop(st);
+                    return match (made, sock) {
+                        (Some(made), _) => Ok(Some(made)),
+                        (None, Some(sock)) => {
+                            let made = transport_socket(py, sock.bind(py))?;
+                            slf.get().st.borrow_mut(py).transport_socket = Some(made.clone_ref(py));
+                            Ok(Some(made))
+                        }
+                        (None, None) => Ok(None),
+                    };
+                }
+                _ => None,
+            };
+            if own.is_some() {
+                return Ok(own);
+            }
+            match &st.extra {
+                Some(extra) => Ok(extra.bind(py).get_item(key)?.map(Bound::unbind)),
+                None => Ok(None),
+            }
+        })
     }
 
     /// What oxloop does not define is looked up on asyncio's class (see `class_attr`).
@@ -1178,6 +1261,9 @@ impl SocketTransport {
         visit.call(&st.sock)?;
         visit.call(&st.protocol)?;
         visit.call(&st.extra)?;
+        visit.call(&st.sockname)?;
+        visit.call(&st.peername)?;
+        visit.call(&st.transport_socket)?;
         visit.call(&st.server)?;
         visit.call(&st.empty_waiter)?;
         Ok(())
@@ -1236,6 +1322,20 @@ impl Drop for SocketTransport {
     /// Freed without the GC (its count fell to zero): the references are intact, finalize now.
     fn drop(&mut self) {
         Python::attach(|py| self.finalize(py, None));
+    }
+}
+
+/// `sock.getsockname()` / `sock.getpeername()` (`method`), or None if it fails with `OSError`,
+/// as `_SelectorTransport.__init__` reads them.
+fn sock_address<'py>(
+    sock: &Bound<'py, PyAny>,
+    method: &Bound<'py, pyo3::types::PyString>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = sock.py();
+    match sock.call_method0(method) {
+        Ok(name) => Ok(name),
+        Err(e) if e.is_instance_of::<PyOSError>(py) => Ok(py.None().into_bound(py)),
+        Err(e) => Err(e),
     }
 }
 
