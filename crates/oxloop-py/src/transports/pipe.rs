@@ -409,6 +409,8 @@ struct ReadState {
     paused: bool,
     /// The loop's reader for the fd is this transport.
     reading: bool,
+    /// The size of the last read (see [`read_chunk`]).
+    last_read: u32,
 }
 
 /// The read end of a pipe; asyncio's `_UnixReadPipeTransport`.
@@ -435,7 +437,10 @@ impl ReadPipeTransport {
         let Some(protocol) = base.protocol(py) else {
             return Ok(());
         };
-        let data = match read_chunk(py, base.fd, false) {
+        let mut last = slf.get().st.borrow(py).last_read;
+        let read = read_chunk(py, base.fd, false, &mut last);
+        slf.get().st.borrow_mut(py).last_read = last;
+        let data = match read {
             Ok(data) => data,
             Err(e) if sys::is_retry(&e) => return Ok(()),
             Err(e) => {
@@ -598,6 +603,7 @@ pub fn make_read_pipe_transport(
         st: GilCell::new(ReadState {
             paused: false,
             reading: false,
+            last_read: 0,
         }),
     };
     let tr = Py::new(py, PyClassInitializer::from(base).add_subclass(sub))?;

@@ -84,6 +84,8 @@ struct Inner {
     reading: bool,
     /// The loop's writer for the fd is this transport.
     writing: bool,
+    /// The size of the last read (see [`read_chunk`]).
+    last_read: u32,
 }
 
 /// A socket stream transport; asyncio's `_SelectorSocketTransport`.
@@ -184,6 +186,7 @@ impl SocketTransport {
                     empty_waiter: None,
                     reading: false,
                     writing: false,
+                    last_read: 0,
                 }),
             },
         )?;
@@ -402,7 +405,10 @@ impl SocketTransport {
                 None => return Ok(()),
             }
         } else {
-            match read_chunk(py, this.fd, true) {
+            let mut last = this.st.borrow(py).last_read;
+            let read = read_chunk(py, this.fd, true, &mut last);
+            this.st.borrow_mut(py).last_read = last;
+            match read {
                 Ok(data) => data.into_any(),
                 Err(e) if sys::is_retry(&e) => return Ok(()),
                 Err(e) => return Self::read_failed(slf, &e),
