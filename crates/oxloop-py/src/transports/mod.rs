@@ -22,7 +22,12 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{intern, PyClass, PyTraverseError};
 
-use crate::event_loop::{Direction, NativeWatcher, PyLoop};
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+use oxloop_core::transport::{Lifecycle, Side, Steps};
+
+use crate::event_loop::{Direction, NativeWatcher, PyLoop, Watcher};
 
 /// A transport the reactor calls when its fd is ready.
 pub trait Reactive: PyClass + Sync + Send {
@@ -83,6 +88,112 @@ pub fn install_finalizers(py: Python<'_>) {
         py.get_type::<pipe::WritePipeTransport>(),
     ] {
         crate::ffi::set_finalizer(&ty, finalize_slot::<pipe::PipeTransport>);
+    }
+}
+
+/// A transport whose [`Lifecycle`] decides what happens on close, abort, flush and EOF; its
+/// [`Steps`] are carried out by [`apply`], the one place that maps them to reactor and protocol
+/// calls for sockets and pipes alike.
+pub trait Transport: Reactive {
+    /// The transport's fd.
+    fn fd(slf: &Bound<'_, Self>) -> RawFd;
+    /// The loop, or `None` once the connection is lost.
+    fn loop_of(slf: &Bound<'_, Self>) -> Option<Py<PyLoop>>;
+    /// The context its protocol callbacks run in (see [`transport_context`]).
+    fn context_of<'a>(slf: &'a Bound<'_, Self>) -> Option<&'a Py<PyAny>>;
+    /// Runs `f` on the transport's lifecycle.
+    fn lifecycle<R>(slf: &Bound<'_, Self>, f: impl FnOnce(&mut Lifecycle) -> R) -> R;
+    /// Drops the unsent bytes of the write buffer.
+    fn drop_buffer(slf: &Bound<'_, Self>);
+    /// `connection_lost(exc)` now, then closes the fd's owner and forgets loop and protocol.
+    fn call_connection_lost(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()>;
+}
+
+/// Carries out `steps` in [`Steps::ORDER`]; `exc` is what `connection_lost` receives.
+///
+/// [`Steps::SCHEDULE_LOST`] is asyncio's `loop.call_soon(self._call_connection_lost, exc)`:
+/// `connection_lost` runs once, from the ready queue, in the transport's context. An error is
+/// returned after the steps that could still run.
+pub fn apply<T: Transport>(
+    slf: &Bound<'_, T>,
+    steps: Steps,
+    exc: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = slf.py();
+    let mut result = Ok(());
+    for step in Steps::ORDER {
+        if !steps.has(step) {
+            continue;
+        }
+        let done = match step {
+            Steps::DROP_BUFFER => {
+                T::drop_buffer(slf);
+                Ok(())
+            }
+            Steps::STOP_WRITING => unregister(slf, Direction::Write),
+            Steps::STOP_READING => unregister(slf, Direction::Read),
+            Steps::START_READING => watch(slf, Direction::Read),
+            Steps::SHUTDOWN => {
+                crate::run_once::note_io();
+                oxloop_core::sys::shutdown_write(T::fd(slf))
+                    .map_err(|e| crate::errors::os_error(py, &e))
+            }
+            Steps::SCHEDULE_LOST => match T::loop_of(slf) {
+                Some(lp) => slf
+                    .as_any()
+                    .getattr(intern!(py, "_call_connection_lost"))
+                    .and_then(|cb| (cb, exc).into_pyobject(py))
+                    .and_then(|args| call_soon_in(lp.bind(py), T::context_of(slf), args)),
+                None => Ok(()),
+            },
+            Steps::CALL_LOST => T::call_connection_lost(slf, exc),
+            _ => Ok(()),
+        };
+        if result.is_ok() {
+            result = done;
+        }
+    }
+    result
+}
+
+/// Registers the transport as its fd's reader or writer (a [`Dispatch`]).
+pub fn watch<T: Transport>(slf: &Bound<'_, T>, direction: Direction) -> PyResult<()> {
+    let py = slf.py();
+    let Some(lp) = T::loop_of(slf) else {
+        return Ok(());
+    };
+    let dispatch = Arc::new(Dispatch {
+        target: slf.clone().unbind(),
+        context: T::context_of(slf).map(|c| c.clone_ref(py)),
+    });
+    lp.get()
+        .watch(py, T::fd(slf), direction, Watcher::Native(dispatch))?;
+    T::lifecycle(slf, |lc| lc.registered(side(direction)));
+    Ok(())
+}
+
+/// Unregisters the transport as its fd's reader or writer, if it is.
+pub fn unwatch<T: Transport>(slf: &Bound<'_, T>, direction: Direction) -> PyResult<()> {
+    let was = T::lifecycle(slf, |lc| lc.stop(side(direction)));
+    if was.is_empty() {
+        return Ok(());
+    }
+    unregister(slf, direction)
+}
+
+/// Removes the transport's reader or writer from the loop (its lifecycle already forgot it).
+fn unregister<T: Transport>(slf: &Bound<'_, T>, direction: Direction) -> PyResult<()> {
+    match T::loop_of(slf) {
+        Some(lp) => lp.get().unwatch(slf.py(), T::fd(slf), direction).map(drop),
+        None => Ok(()),
+    }
+}
+
+/// The lifecycle's name for a reactor direction.
+fn side(direction: Direction) -> Side {
+    match direction {
+        Direction::Read => Side::Read,
+        Direction::Write => Side::Write,
     }
 }
 

@@ -21,10 +21,9 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::Arc;
 
 use oxloop_core::sys;
-use oxloop_core::transport::WriteBuffer;
+use oxloop_core::transport::{Lifecycle, Side, WriteBuffer};
 use pyo3::exceptions::{PyConnectionError, PyOSError, PyRuntimeError, PyTypeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -32,13 +31,13 @@ use pyo3::types::{PyBytes, PyDict, PyMemoryView};
 use pyo3::{intern, PyTraverseError};
 
 use super::{
-    call_soon_in, class_attr, debug_log, extra_info, flow_call, is_bytes_like, is_fatal_to_loop,
-    names, read_chunk, report, report_callback_error, send_or_buffer, transport_context,
-    transport_socket, warn_unclosed, write_buffer_limits, Dispatch, Finalize, Reactive,
-    LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+    apply, call_soon_in, class_attr, debug_log, extra_info, flow_call, is_bytes_like,
+    is_fatal_to_loop, names, read_chunk, report, report_callback_error, send_or_buffer,
+    transport_context, transport_socket, unwatch, warn_unclosed, watch, write_buffer_limits,
+    Finalize, Reactive, Transport, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
 use crate::errors;
-use crate::event_loop::{Direction, PyLoop, Watcher};
+use crate::event_loop::{Direction, PyLoop};
 use crate::ffi;
 use crate::gil::GilCell;
 
@@ -70,20 +69,10 @@ struct Inner {
     server: Option<Py<PyAny>>,
     /// Bytes written but not yet sent, and the flow-control state.
     buffer: WriteBuffer,
-    /// Non-zero once `connection_lost` is scheduled; counts writes after that.
-    conn_lost: usize,
-    /// `close()` (or a fatal error) happened.
-    closing: bool,
-    /// `pause_reading()` is in effect.
-    paused: bool,
-    /// `write_eof()` was called.
-    eof: bool,
+    /// Open, closing or lost; paused reading, `write_eof()`, the reactor registrations.
+    lc: Lifecycle,
     /// The future `loop.sendfile` waits on for the buffer to drain.
     empty_waiter: Option<Py<PyAny>>,
-    /// The loop's reader for the fd is this transport.
-    reading: bool,
-    /// The loop's writer for the fd is this transport.
-    writing: bool,
     /// The size of the last read (see [`read_chunk`]).
     last_read: u32,
 }
@@ -123,6 +112,32 @@ impl Reactive for SocketTransport {
             Direction::Read => Self::read_ready(slf),
             Direction::Write => Self::write_ready(slf),
         }
+    }
+}
+
+impl Transport for SocketTransport {
+    fn fd(slf: &Bound<'_, Self>) -> RawFd {
+        slf.get().fd
+    }
+
+    fn loop_of(slf: &Bound<'_, Self>) -> Option<Py<PyLoop>> {
+        slf.get().loop_(slf.py())
+    }
+
+    fn context_of<'a>(slf: &'a Bound<'_, Self>) -> Option<&'a Py<PyAny>> {
+        slf.get().context.as_ref()
+    }
+
+    fn lifecycle<R>(slf: &Bound<'_, Self>, f: impl FnOnce(&mut Lifecycle) -> R) -> R {
+        f(&mut slf.get().st.borrow_mut(slf.py()).lc)
+    }
+
+    fn drop_buffer(slf: &Bound<'_, Self>) {
+        slf.get().st.borrow_mut(slf.py()).buffer.clear();
+    }
+
+    fn call_connection_lost(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        Self::call_connection_lost(slf, exc)
     }
 }
 
@@ -179,13 +194,8 @@ impl SocketTransport {
                     transport_socket: None,
                     server: server.map(|s| s.clone().unbind()),
                     buffer: WriteBuffer::new(),
-                    conn_lost: 0,
-                    closing: false,
-                    paused: false,
-                    eof: false,
+                    lc: Lifecycle::new(),
                     empty_waiter: None,
-                    reading: false,
-                    writing: false,
                     last_read: 0,
                 }),
             },
@@ -230,45 +240,6 @@ impl SocketTransport {
             .map(|p| p.clone_ref(py))
     }
 
-    /// Registers the transport as the fd's reader or writer.
-    fn watch(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let Some(lp) = this.loop_(py) else {
-            return Ok(());
-        };
-        let dispatch = Arc::new(Dispatch {
-            target: slf.clone().unbind(),
-            context: this.context.as_ref().map(|c| c.clone_ref(py)),
-        });
-        lp.get()
-            .watch(py, this.fd, direction, Watcher::Native(dispatch))?;
-        let mut st = this.st.borrow_mut(py);
-        match direction {
-            Direction::Read => st.reading = true,
-            Direction::Write => st.writing = true,
-        }
-        Ok(())
-    }
-
-    /// Unregisters the transport as the fd's reader or writer, if it is.
-    fn unwatch(&self, py: Python<'_>, direction: Direction) -> PyResult<()> {
-        let was = {
-            let mut st = self.st.borrow_mut(py);
-            let flag = match direction {
-                Direction::Read => &mut st.reading,
-                Direction::Write => &mut st.writing,
-            };
-            std::mem::replace(flag, false)
-        };
-        if was {
-            if let Some(lp) = self.loop_(py) {
-                lp.get().unwatch(py, self.fd, direction)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Logs `"%r {msg}"` at debug level in debug mode.
     fn debug_log(slf: &Bound<'_, Self>, msg: &str, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let py = slf.py();
@@ -306,45 +277,11 @@ impl SocketTransport {
         Self::fatal_error(slf, err.value(py).as_any(), message)
     }
 
-    /// Mirrors `_SelectorTransport._force_close`: drop the buffer, stop reading, and schedule
-    /// `connection_lost(exc)` unless it already is.
+    /// Mirrors `_SelectorTransport._force_close`: drop the buffer, stop reading and writing,
+    /// and schedule `connection_lost(exc)` unless it already is.
     fn force_close(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let (had_buffer, was_closing) = {
-            let mut st = this.st.borrow_mut(py);
-            if st.conn_lost > 0 {
-                return Ok(());
-            }
-            let had_buffer = !st.buffer.is_empty();
-            st.buffer.clear();
-            let was_closing = std::mem::replace(&mut st.closing, true);
-            st.conn_lost += 1;
-            (had_buffer, was_closing)
-        };
-        if had_buffer {
-            this.unwatch(py, Direction::Write)?;
-        }
-        if !was_closing {
-            this.unwatch(py, Direction::Read)?;
-        }
-        Self::schedule_connection_lost(slf, exc)
-    }
-
-    /// `loop.call_soon(self._call_connection_lost, exc)`.
-    fn schedule_connection_lost(
-        slf: &Bound<'_, Self>,
-        exc: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        let py = slf.py();
-        let Some(lp) = slf.get().loop_(py) else {
-            return Ok(());
-        };
-        call_soon_in(
-            lp.bind(py),
-            slf.get().context.as_ref(),
-            (slf.getattr(intern!(py, "_call_connection_lost"))?, exc).into_pyobject(py)?,
-        )
+        let steps = slf.get().st.borrow_mut(slf.py()).lc.abort();
+        apply(slf, steps, exc)
     }
 
     /// Mirrors `_FlowControlMixin._maybe_pause_protocol`.
@@ -383,7 +320,7 @@ impl SocketTransport {
         let this = slf.get();
         let (protocol, buffered) = {
             let st = this.st.borrow(py);
-            if st.conn_lost > 0 || !st.reading {
+            if st.lc.is_lost() || !st.lc.is_registered(Side::Read) {
                 return Ok(());
             }
             let Some(protocol) = st.protocol.as_ref() else {
@@ -533,7 +470,7 @@ impl SocketTransport {
         };
         if keep_open {
             // The protocol may still write, but nothing more can be read.
-            slf.get().unwatch(py, Direction::Read)
+            unwatch(slf, Direction::Read)
         } else {
             Self::close(slf)
         }
@@ -545,7 +482,7 @@ impl SocketTransport {
         let this = slf.get();
         let sent = {
             let st = this.st.borrow(py);
-            if st.conn_lost > 0 || !st.writing || st.buffer.is_empty() {
+            if st.lc.is_lost() || !st.lc.is_registered(Side::Write) || st.buffer.is_empty() {
                 return Ok(());
             }
             if this.py_io {
@@ -574,7 +511,7 @@ impl SocketTransport {
     fn write_failed(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        this.unwatch(py, Direction::Write)?;
+        unwatch(slf, Direction::Write)?;
         this.st.borrow_mut(py).buffer.clear();
         Self::fatal_error(slf, exc, "Fatal write error on socket transport")?;
         let waiter = this
@@ -597,33 +534,26 @@ impl SocketTransport {
         let this = slf.get();
         this.st.borrow_mut(py).buffer.consume(n);
         Self::maybe_resume_protocol(slf)?; // may append to the buffer
-        let (empty, closing, eof, waiter) = {
+        let (empty, waiter) = {
             let st = this.st.borrow(py);
             (
                 st.buffer.is_empty(),
-                st.closing,
-                st.eof,
                 st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
             )
         };
         if !empty {
             return Ok(());
         }
-        this.unwatch(py, Direction::Write)?;
         if let Some(waiter) = waiter {
             waiter
                 .bind(py)
                 .call_method1(intern!(py, "set_result"), (py.None(),))?;
         }
-        const CALLBACK: &str = "_SelectorSocketTransport._write_ready";
-        if closing {
-            if let Err(err) = Self::call_connection_lost(slf, None) {
-                report_callback_error(py, this.loop_(py), CALLBACK, err)?;
-            }
-        } else if eof {
-            if let Err(e) = sys::shutdown_write(this.fd) {
-                report_callback_error(py, this.loop_(py), CALLBACK, errors::os_error(py, &e))?;
-            }
+        // A closing transport loses its connection now, a half-closed one shuts its write side.
+        let steps = this.st.borrow_mut(py).lc.flushed();
+        if let Err(err) = apply(slf, steps, None) {
+            let callback = "_SelectorSocketTransport._write_ready";
+            report_callback_error(py, this.loop_(py), callback, err)?;
         }
         Ok(())
     }
@@ -691,7 +621,7 @@ impl SocketTransport {
             !queued && !rest.is_empty()
         })?;
         if register {
-            if let Err(err) = Self::watch(slf, Direction::Write) {
+            if let Err(err) = watch(slf, Direction::Write) {
                 this.st.borrow_mut(py).buffer.clear();
                 return Err(err);
             }
@@ -815,12 +745,6 @@ impl SocketTransport {
         self.st.borrow_mut(py).sockname = Some(name.clone_ref(py));
         Ok(name)
     }
-
-    /// `is_reading()`.
-    fn reading_wanted(&self, py: Python<'_>) -> bool {
-        let st = self.st.borrow(py);
-        !st.closing && !st.paused
-    }
 }
 
 #[pymethods]
@@ -837,7 +761,7 @@ impl SocketTransport {
         }
         {
             let mut st = this.st.borrow_mut(py);
-            if st.eof {
+            if st.lc.eof_written() {
                 return Err(PyRuntimeError::new_err(
                     "Cannot call write() after write_eof()",
                 ));
@@ -850,9 +774,8 @@ impl SocketTransport {
             if data.len()? == 0 {
                 return Ok(());
             }
-            if st.conn_lost > 0 {
-                let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-                st.conn_lost += 1;
+            if st.lc.is_lost() {
+                let warn = st.lc.write_after_lost(LOG_THRESHOLD_FOR_CONNLOST_WRITES);
                 drop(st);
                 if warn {
                     names(py)?
@@ -882,7 +805,7 @@ impl SocketTransport {
             }
             Ok(register) => {
                 if register {
-                    if let Err(err) = Self::watch(slf, Direction::Write) {
+                    if let Err(err) = watch(slf, Direction::Write) {
                         this.st.borrow_mut(py).buffer.clear();
                         return Err(err);
                     }
@@ -906,7 +829,7 @@ impl SocketTransport {
         // of each item (all taken before anything is buffered), then one write of them.
         {
             let st = slf.get().st.borrow(py);
-            if st.eof {
+            if st.lc.eof_written() {
                 return Err(PyRuntimeError::new_err(
                     "Cannot call writelines() after write_eof()",
                 ));
@@ -929,20 +852,13 @@ impl SocketTransport {
     }
 
     /// Close the write end after the buffered data is sent; the protocol may still read.
-    fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
-        let shutdown = {
-            let mut st = self.st.borrow_mut(py);
-            if st.closing || st.eof {
-                return Ok(());
-            }
-            st.eof = true;
-            st.buffer.is_empty()
+    fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let steps = {
+            let mut st = slf.get().st.borrow_mut(slf.py());
+            let buffered = !st.buffer.is_empty();
+            st.lc.write_eof(buffered)
         };
-        if shutdown {
-            crate::run_once::note_io();
-            sys::shutdown_write(self.fd).map_err(|e| errors::os_error(py, &e))?;
-        }
-        Ok(())
+        apply(slf, steps, None)
     }
 
     /// Whether ``write_eof()`` is supported: always, for sockets.
@@ -952,29 +868,12 @@ impl SocketTransport {
 
     /// Close the transport: buffered data is still sent, then ``connection_lost(None)`` is called.
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        {
-            let mut st = this.st.borrow_mut(py);
-            if st.closing {
-                return Ok(());
-            }
-            st.closing = true;
-        }
-        this.unwatch(py, Direction::Read)?;
-        let empty = {
-            let mut st = this.st.borrow_mut(py);
-            let empty = st.buffer.is_empty();
-            if empty {
-                st.conn_lost += 1;
-            }
-            empty
+        let steps = {
+            let mut st = slf.get().st.borrow_mut(slf.py());
+            let buffered = !st.buffer.is_empty();
+            st.lc.close(buffered)
         };
-        if empty {
-            this.unwatch(py, Direction::Write)?;
-            Self::schedule_connection_lost(slf, None)?;
-        }
-        Ok(())
+        apply(slf, steps, None)
     }
 
     /// Close at once: buffered data is dropped, ``connection_lost(None)`` is called soon.
@@ -984,38 +883,37 @@ impl SocketTransport {
 
     /// Whether the transport is closing or closed.
     fn is_closing(&self, py: Python<'_>) -> bool {
-        self.st.borrow(py).closing
+        self.st.borrow(py).lc.is_closing()
     }
 
     /// Whether the transport is receiving.
     fn is_reading(&self, py: Python<'_>) -> bool {
-        self.reading_wanted(py)
+        self.st.borrow(py).lc.wants_reading()
     }
 
     /// Stop calling the protocol's ``data_received()`` until ``resume_reading()``.
     fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if !this.reading_wanted(py) {
-            return Ok(());
-        }
-        this.st.borrow_mut(py).paused = true;
-        this.unwatch(py, Direction::Read)?;
+        let steps = {
+            let mut st = slf.get().st.borrow_mut(slf.py());
+            if !st.lc.wants_reading() {
+                return Ok(());
+            }
+            st.lc.pause_reading()
+        };
+        apply(slf, steps, None)?;
         Self::debug_log(slf, "pauses reading", None)
     }
 
     /// Resume calling the protocol's ``data_received()``.
     fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        {
-            let mut st = this.st.borrow_mut(py);
-            if st.closing || !st.paused {
+        let steps = {
+            let mut st = slf.get().st.borrow_mut(slf.py());
+            if st.lc.is_closing() || !st.lc.is_paused() {
                 return Ok(());
             }
-            st.paused = false;
-        }
-        Self::_start_reading(slf)?;
+            st.lc.resume_reading()
+        };
+        apply(slf, steps, None)?;
         Self::debug_log(slf, "resumes reading", None)
     }
 
@@ -1119,21 +1017,25 @@ impl SocketTransport {
         let mut info = vec!["_SelectorSocketTransport".to_string()];
         if st.sock.is_none() {
             info.push("closed".into());
-        } else if st.closing {
+        } else if st.lc.is_closing() {
             info.push("closing".into());
         }
         info.push(format!("fd={}", self.fd));
         if let Some(lp) = &st.loop_ {
             if !lp.get().state.borrow(py).closed {
                 info.push(
-                    if st.reading {
+                    if st.lc.is_registered(Side::Read) {
                         "read=polling"
                     } else {
                         "read=idle"
                     }
                     .into(),
                 );
-                let state = if st.writing { "polling" } else { "idle" };
+                let state = if st.lc.is_registered(Side::Write) {
+                    "polling"
+                } else {
+                    "idle"
+                };
                 info.push(format!("write=<{state}, bufsize={}>", st.buffer.len()));
             }
         }
@@ -1142,11 +1044,8 @@ impl SocketTransport {
 
     /// Starts reading if not paused or closing (asyncio's `_add_reader(fd, _read_ready)`).
     fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        if !slf.get().reading_wanted(py) {
-            return Ok(());
-        }
-        Self::watch(slf, Direction::Read)
+        let steps = slf.get().st.borrow_mut(slf.py()).lc.start_reading();
+        apply(slf, steps, None)
     }
 
     /// Calls ``connection_lost(exc)`` and closes the socket (scheduled by close/abort).
@@ -1226,7 +1125,7 @@ impl SocketTransport {
     /// Whether `close()` was called.
     #[getter]
     fn _closing(&self, py: Python<'_>) -> bool {
-        self.st.borrow(py).closing
+        self.st.borrow(py).lc.is_closing()
     }
 
     /// `loop.sendfile` may try `os.sendfile` on this transport.
