@@ -44,18 +44,21 @@ impl Steps {
     pub const START_READING: Steps = Steps(1 << 3);
     /// Shut the write side down (`shutdown(SHUT_WR)`): the buffer drained after `write_eof()`.
     pub const SHUTDOWN: Steps = Steps(1 << 4);
+    /// Schedule `eof_received` with `call_soon` (a read pipe's end of file).
+    pub const SCHEDULE_EOF: Steps = Steps(1 << 5);
     /// Schedule `connection_lost` with `call_soon` (asyncio's `_call_connection_lost`).
-    pub const SCHEDULE_LOST: Steps = Steps(1 << 5);
+    pub const SCHEDULE_LOST: Steps = Steps(1 << 6);
     /// Call `connection_lost` now: the buffer of a closing transport drained inside the tick.
-    pub const CALL_LOST: Steps = Steps(1 << 6);
+    pub const CALL_LOST: Steps = Steps(1 << 7);
 
     /// The order in which the binding carries the steps out.
-    pub const ORDER: [Steps; 7] = [
+    pub const ORDER: [Steps; 8] = [
         Steps::DROP_BUFFER,
         Steps::STOP_WRITING,
         Steps::STOP_READING,
         Steps::START_READING,
         Steps::SHUTDOWN,
+        Steps::SCHEDULE_EOF,
         Steps::SCHEDULE_LOST,
         Steps::CALL_LOST,
     ];
@@ -224,6 +227,17 @@ impl Lifecycle {
         Steps::DROP_BUFFER | self.stop(Side::Write) | self.stop(Side::Read) | Steps::SCHEDULE_LOST
     }
 
+    /// End of file on a transport that ends with it (a read pipe, asyncio's
+    /// `_UnixReadPipeTransport._read_ready`): stop reading, schedule `eof_received`, then
+    /// `connection_lost`. A no-op once lost.
+    pub fn eof_ends(&mut self) -> Steps {
+        if self.phase == Phase::Lost {
+            return Steps::NONE;
+        }
+        self.phase = Phase::Lost;
+        self.stop(Side::Read) | Steps::SCHEDULE_EOF | Steps::SCHEDULE_LOST
+    }
+
     /// `write_eof()` of a stream transport with `buffered` bytes still to send: the write side
     /// shuts now or once they are sent. A no-op when closing or already called.
     pub fn write_eof(&mut self, buffered: bool) -> Steps {
@@ -381,6 +395,22 @@ mod tests {
     }
 
     #[test]
+    fn end_of_file_of_a_read_pipe() {
+        let mut lc = open_reading();
+        assert_eq!(
+            lc.eof_ends(),
+            Steps::STOP_READING | Steps::SCHEDULE_EOF | Steps::SCHEDULE_LOST
+        );
+        assert!(lc.is_closing() && !lc.wants_reading());
+        assert_eq!(lc.eof_ends(), Steps::NONE);
+        assert_eq!(
+            lc.abort(),
+            Steps::NONE,
+            "close after EOF: connection_lost once"
+        );
+    }
+
+    #[test]
     fn writes_after_lost_are_logged_from_the_threshold() {
         let mut lc = Lifecycle::new();
         let _ = lc.abort();
@@ -391,7 +421,7 @@ mod tests {
     #[test]
     fn steps_order_covers_every_step_once() {
         let all = Steps::ORDER.iter().fold(Steps::NONE, |a, s| a | *s);
-        assert_eq!(all, Steps(0x7f));
+        assert_eq!(all, Steps(0xff));
         assert!(all.has(Steps::CALL_LOST));
         assert!(!Steps::NONE.has(Steps::NONE));
     }

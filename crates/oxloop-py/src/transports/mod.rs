@@ -99,6 +99,8 @@ pub trait Transport: Reactive {
     fn fd(slf: &Bound<'_, Self>) -> RawFd;
     /// The loop, or `None` once the connection is lost.
     fn loop_of(slf: &Bound<'_, Self>) -> Option<Py<PyLoop>>;
+    /// The protocol, or `None` once the connection is lost.
+    fn protocol_of(slf: &Bound<'_, Self>) -> Option<Py<PyAny>>;
     /// The context its protocol callbacks run in (see [`transport_context`]).
     fn context_of<'a>(slf: &'a Bound<'_, Self>) -> Option<&'a Py<PyAny>>;
     /// Runs `f` on the transport's lifecycle.
@@ -138,6 +140,14 @@ pub fn apply<T: Transport>(
                 oxloop_core::sys::shutdown_write(T::fd(slf))
                     .map_err(|e| crate::errors::os_error(py, &e))
             }
+            Steps::SCHEDULE_EOF => match (T::loop_of(slf), T::protocol_of(slf)) {
+                (Some(lp), Some(protocol)) => protocol
+                    .bind(py)
+                    .getattr(intern!(py, "eof_received"))
+                    .and_then(|cb| (cb,).into_pyobject(py))
+                    .and_then(|args| call_soon_in(lp.bind(py), T::context_of(slf), args)),
+                _ => Ok(()),
+            },
             Steps::SCHEDULE_LOST => match T::loop_of(slf) {
                 Some(lp) => slf
                     .as_any()

@@ -124,6 +124,10 @@ impl Transport for SocketTransport {
         slf.get().loop_(slf.py())
     }
 
+    fn protocol_of(slf: &Bound<'_, Self>) -> Option<Py<PyAny>> {
+        slf.get().protocol(slf.py())
+    }
+
     fn context_of<'a>(slf: &'a Bound<'_, Self>) -> Option<&'a Py<PyAny>> {
         slf.get().context.as_ref()
     }
