@@ -430,6 +430,21 @@ pub fn write_buffer_limits(
     })
 }
 
+/// `_maybe_pause_protocol` (`pause`) / `_maybe_resume_protocol` of any transport, once `due`
+/// (its write buffer crossed a water mark): [`flow_call`].
+pub fn flow<T: Transport>(slf: &Bound<'_, T>, pause: bool, due: bool) -> PyResult<()> {
+    if !due {
+        return Ok(());
+    }
+    flow_call(
+        T::loop_of(slf),
+        slf.as_any(),
+        T::protocol_of(slf),
+        T::context_of(slf),
+        pause,
+    )
+}
+
 /// Calls `protocol.pause_writing()` (or `resume_writing()`) in the transport's `context`,
 /// reporting its error as `_FlowControlMixin` does.
 ///
@@ -600,9 +615,17 @@ pub fn debug_log(
     Ok(())
 }
 
-/// Warns `unclosed transport <repr>` (a `ResourceWarning`), as asyncio's transports do when
-/// collected while still open.
-pub fn warn_unclosed(py: Python<'_>, repr: &str) {
+/// What a transport collected while open does, as asyncio's `__del__`: warns `unclosed
+/// transport <repr>` (a `ResourceWarning`), then closes `owner`, the socket or pipe object.
+pub fn close_unclosed(py: Python<'_>, repr: &str, owner: &Py<PyAny>) {
+    warn_unclosed(py, repr);
+    if let Err(err) = owner.bind(py).call_method0(intern!(py, "close")) {
+        err.write_unraisable(py, None);
+    }
+}
+
+/// Warns `unclosed transport <repr>` (a `ResourceWarning`).
+fn warn_unclosed(py: Python<'_>, repr: &str) {
     let category = py.get_type::<pyo3::exceptions::PyResourceWarning>();
     let msg = std::ffi::CString::new(format!("unclosed transport {repr}")).unwrap_or_default();
     if let Err(err) = PyErr::warn(py, &category, &msg, 1) {

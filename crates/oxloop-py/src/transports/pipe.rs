@@ -24,13 +24,12 @@ use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError, PyOSError, PyValueEr
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use pyo3::{intern, PyClassInitializer, PyTraverseError};
+use pyo3::{intern, PyClass, PyClassInitializer, PyTraverseError};
 
 use super::{
-    apply, call_soon_in, class_attr, debug_log, extra_info, flow_call, is_bytes_like, names,
-    read_chunk, report, report_callback_error, send_or_buffer, transport_context, unwatch,
-    warn_unclosed, watch, write_buffer_limits, Finalize, Reactive, Transport,
-    LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+    apply, call_soon_in, class_attr, close_unclosed, debug_log, extra_info, flow, is_bytes_like,
+    names, read_chunk, report, report_callback_error, send_or_buffer, transport_context, unwatch,
+    watch, write_buffer_limits, Finalize, Reactive, Transport, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
 use crate::errors;
 use crate::event_loop::{Direction, PyLoop};
@@ -345,10 +344,7 @@ impl Finalize for PipeTransport {
         };
         let Some(pipe) = c.pipe.take() else { return };
         drop(c);
-        warn_unclosed(py, &format!("<{} fd={} open>", self.name, self.fd));
-        if let Err(err) = pipe.bind(py).call_method0(intern!(py, "close")) {
-            err.write_unraisable(py, None);
-        }
+        close_unclosed(py, &format!("<{} fd={} open>", self.name, self.fd), &pipe);
     }
 }
 
@@ -382,7 +378,24 @@ impl Reactive for ReadPipeTransport {
     }
 }
 
-impl Transport for ReadPipeTransport {
+/// A read or write pipe transport: a subclass of [`PipeTransport`], which holds what the
+/// lifecycle needs.
+pub trait PipeKind: PyClass<BaseType = PipeTransport> + Reactive {
+    /// Drops the unsent bytes of the write buffer, if the kind has one.
+    fn drop_buffer(slf: &Bound<'_, Self>);
+}
+
+impl PipeKind for ReadPipeTransport {
+    fn drop_buffer(_slf: &Bound<'_, Self>) {}
+}
+
+impl PipeKind for WritePipeTransport {
+    fn drop_buffer(slf: &Bound<'_, Self>) {
+        slf.get().st.borrow_mut(slf.py()).buffer.clear();
+    }
+}
+
+impl<T: PipeKind> Transport for T {
     fn fd(slf: &Bound<'_, Self>) -> RawFd {
         slf.as_super().get().fd
     }
@@ -404,7 +417,7 @@ impl Transport for ReadPipeTransport {
     }
 
     fn drop_buffer(slf: &Bound<'_, Self>) {
-        let _ = slf; // a read pipe buffers nothing
+        <T as PipeKind>::drop_buffer(slf);
     }
 
     fn call_connection_lost(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
@@ -598,36 +611,6 @@ impl Reactive for WritePipeTransport {
     }
 }
 
-impl Transport for WritePipeTransport {
-    fn fd(slf: &Bound<'_, Self>) -> RawFd {
-        slf.as_super().get().fd
-    }
-
-    fn loop_of(slf: &Bound<'_, Self>) -> Option<Py<PyLoop>> {
-        slf.as_super().get().loop_(slf.py())
-    }
-
-    fn protocol_of(slf: &Bound<'_, Self>) -> Option<Py<PyAny>> {
-        slf.as_super().get().protocol(slf.py())
-    }
-
-    fn context_of<'a>(slf: &'a Bound<'_, Self>) -> Option<&'a Py<PyAny>> {
-        slf.as_super().get().context.as_ref()
-    }
-
-    fn lifecycle<R>(slf: &Bound<'_, Self>, f: impl FnOnce(&mut Lifecycle) -> R) -> R {
-        slf.as_super().get().lc(slf.py(), f)
-    }
-
-    fn drop_buffer(slf: &Bound<'_, Self>) {
-        slf.get().st.borrow_mut(slf.py()).buffer.clear();
-    }
-
-    fn call_connection_lost(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        slf.as_super().get()._call_connection_lost(slf.py(), exc)
-    }
-}
-
 impl WritePipeTransport {
     /// The read side of the pipe closed (asyncio's `_read_ready`).
     fn peer_closed(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -722,26 +705,15 @@ impl WritePipeTransport {
 
     /// `_maybe_pause_protocol` (`pause`) or `_maybe_resume_protocol`.
     fn flow(slf: &Bound<'_, Self>, pause: bool) -> PyResult<()> {
-        let py = slf.py();
         let due = {
-            let mut st = slf.get().st.borrow_mut(py);
+            let mut st = slf.get().st.borrow_mut(slf.py());
             if pause {
                 st.buffer.should_pause()
             } else {
                 st.buffer.should_resume()
             }
         };
-        if !due {
-            return Ok(());
-        }
-        let base = slf.as_super().get();
-        flow_call(
-            base.loop_(py),
-            slf.as_any(),
-            base.protocol(py),
-            base.context.as_ref(),
-            pause,
-        )
+        flow(slf, pause, due)
     }
 }
 

@@ -31,10 +31,10 @@ use pyo3::types::{PyBytes, PyDict, PyMemoryView};
 use pyo3::{intern, PyTraverseError};
 
 use super::{
-    apply, call_soon_in, class_attr, debug_log, extra_info, flow_call, is_bytes_like,
+    apply, call_soon_in, class_attr, close_unclosed, debug_log, extra_info, flow, is_bytes_like,
     is_fatal_to_loop, names, read_chunk, report, report_callback_error, send_or_buffer,
-    transport_context, transport_socket, unwatch, warn_unclosed, watch, write_buffer_limits,
-    Finalize, Reactive, Transport, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+    transport_context, transport_socket, unwatch, watch, write_buffer_limits, Finalize, Reactive,
+    Transport, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
 use crate::errors;
 use crate::event_loop::{Direction, PyLoop};
@@ -290,32 +290,14 @@ impl SocketTransport {
 
     /// Mirrors `_FlowControlMixin._maybe_pause_protocol`.
     fn maybe_pause_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        if !slf.get().st.borrow_mut(py).buffer.should_pause() {
-            return Ok(());
-        }
-        flow_call(
-            slf.get().loop_(py),
-            slf.as_any(),
-            slf.get().protocol(py),
-            slf.get().context.as_ref(),
-            true,
-        )
+        let due = slf.get().st.borrow_mut(slf.py()).buffer.should_pause();
+        flow(slf, true, due)
     }
 
     /// Mirrors `_FlowControlMixin._maybe_resume_protocol`.
     fn maybe_resume_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        if !slf.get().st.borrow_mut(py).buffer.should_resume() {
-            return Ok(());
-        }
-        flow_call(
-            slf.get().loop_(py),
-            slf.as_any(),
-            slf.get().protocol(py),
-            slf.get().context.as_ref(),
-            false,
-        )
+        let due = slf.get().st.borrow_mut(slf.py()).buffer.should_resume();
+        flow(slf, false, due)
     }
 
     /// The fd is readable: mirrors `_read_ready__data_received` / `_read_ready__get_buffer`.
@@ -1206,10 +1188,11 @@ impl Finalize for SocketTransport {
         let Some(sock) = st.sock.take() else { return };
         let server = st.server.as_ref().map(|s| s.clone_ref(py));
         drop(st);
-        warn_unclosed(py, &format!("<_SelectorSocketTransport fd={}>", self.fd));
-        if let Err(err) = sock.bind(py).call_method0(intern!(py, "close")) {
-            err.write_unraisable(py, None);
-        }
+        close_unclosed(
+            py,
+            &format!("<_SelectorSocketTransport fd={}>", self.fd),
+            &sock,
+        );
         // Mirrors _SelectorTransport.__del__ of 3.13+ (earlier versions do not detach there).
         if let (Some(server), Some(obj)) = (server, obj) {
             let detached = names(py).and_then(|n| {
