@@ -27,6 +27,8 @@ _AGAIN = _oxloop.SOCK_AGAIN
 _TRY_RECV = _oxloop.SOCK_TRY_RECV
 _TRY_RECV_INTO = _oxloop.SOCK_TRY_RECV_INTO
 _TRY_SEND = _oxloop.SOCK_TRY_SEND
+_TRY_ACCEPT = _oxloop.SOCK_TRY_ACCEPT
+_TRY_CONNECT = _oxloop.SOCK_TRY_CONNECT
 _NUMERIC_CHARS = frozenset("0123456789.")
 
 
@@ -261,13 +263,18 @@ class SocketMethods:
                 address, family=sock.family, type=sock.type, proto=sock.proto, loop=self
             )
             _, _, _, _, address = resolved[0]
-        try:
-            sock.connect(address)
-        except (BlockingIOError, InterruptedError):
-            # A connect interrupted by EINTR goes on in the background: wait for writability.
-            pass
+        if sock.__class__ is _SOCKET:
+            # connect_ex in Rust: no exception raised while the connection goes on.
+            if _oxloop.sock_try(self, sock, _TRY_CONNECT, address) is not _AGAIN:
+                return None
         else:
-            return None
+            try:
+                sock.connect(address)
+            except (BlockingIOError, InterruptedError):
+                # A connect interrupted by EINTR goes on in the background: wait for writability.
+                pass
+            else:
+                return None
         fut = self._sock_wait(sock, "connect", (address,))
         try:
             return await fut
@@ -277,6 +284,13 @@ class SocketMethods:
 
     async def sock_accept(self, sock):
         """Accept a connection on the listening ``sock``; return ``(conn, address)``."""
+        if sock.__class__ is _SOCKET:
+            # accept4 in Rust (asyncio's checks first): the new socket is non-blocking from the
+            # start, and no exception is raised when nothing is pending.
+            result = _oxloop.sock_try(self, sock, _TRY_ACCEPT, None)
+            if result is not _AGAIN:
+                return result
+            return await self._sock_wait(sock, "accept")
         self._sock_check(sock)
         try:
             conn, address = sock.accept()

@@ -12,6 +12,8 @@ use std::time::Duration;
 use rustix::event::{epoll, eventfd, EventfdFlags};
 use rustix::time::{clock_gettime, ClockId, Timespec};
 
+pub mod socket;
+
 /// Seconds on `CLOCK_MONOTONIC`, the clock of Python's `time.monotonic()`.
 #[inline]
 pub fn monotonic() -> f64 {
