@@ -7,7 +7,10 @@ Wall-clock rows move with whatever else the machine runs; instruction counts do 
 ``n2`` operations (warm-up included in both) and prints ``(I(n2) - I(n1)) / (n2 - n1)``, the
 instructions per operation with start-up and warm-up cancelled out. Rows are those of
 ``micro.py`` plus ``sock_echo_1KiB`` (a 1 KiB ``sock_sendall`` / ``sock_recv`` round trip over a
-socketpair, both ends on the loop). Instructions are not time (syscalls and cache misses are not
+socketpair, both ends on the loop), ``sock_accept_connect`` (one TCP connection per op made with
+``sock_connect`` and taken with ``sock_accept``, then both ends closed) and ``server_accept`` (one
+TCP connection per op to a ``create_server`` server whose protocol closes it at once; the client
+connects with ``sock_connect`` and waits for EOF with ``sock_recv``). Instructions are not time (syscalls and cache misses are not
 counted, nor waiting for the GIL), so timer and cross-thread rows vary by a few percent.
 A loop named ``NAME=PATH`` runs oxloop from PATH (a copy of ``python/`` built at another commit).
 """
@@ -48,12 +51,60 @@ async def sock_echo(loop, n):
     return n
 
 
+def _client():
+    c = socket.socket()
+    c.setblocking(False)
+    # Closed with a reset: no TIME_WAIT, so thousands of connections do not run out of ports.
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+    return c
+
+
+async def sock_accept_connect(loop, n):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        listener.setblocking(False)
+        address = listener.getsockname()
+        for _ in range(n):
+            with _client() as c:
+                accept = asyncio.ensure_future(loop.sock_accept(listener))
+                await loop.sock_connect(c, address)
+                conn, _ = await accept
+                conn.close()
+    return n
+
+
+class _CloseAtOnce(asyncio.Protocol):
+    def connection_made(self, transport):
+        transport.close()
+
+
+async def server_accept(loop, n):
+    server = await loop.create_server(_CloseAtOnce, "127.0.0.1", 0, backlog=128)
+    address = server.sockets[0].getsockname()
+    for _ in range(n):
+        with _client() as c:
+            await loop.sock_connect(c, address)
+            if await loop.sock_recv(c, 1) != b"":
+                raise AssertionError("the server sent data")
+    server.close()
+    await server.wait_closed()
+    return n
+
+
+EXTRA = {
+    "sock_echo_1KiB": sock_echo,
+    "sock_accept_connect": sock_accept_connect,
+    "server_accept": server_accept,
+}
+
+
 def run_one(loop_name: str, row: str, n: int) -> None:
     """The child: ``row`` with ``n`` operations on a fresh ``loop_name`` loop, after a warm-up."""
     from loops import factory
     from micro import BY_NAME
 
-    fn = sock_echo if row == "sock_echo_1KiB" else BY_NAME[row].fn
+    fn = EXTRA[row] if row in EXTRA else BY_NAME[row].fn
     loop = factory(loop_name)()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(fn(loop, max(1, min(n, 200))))
@@ -81,7 +132,7 @@ def main() -> None:
         run_one(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("rows", help="comma-separated rows of micro.py, or sock_echo_1KiB")
+    parser.add_argument("rows", help="comma-separated rows of micro.py or EXTRA")
     parser.add_argument("loops", help="comma-separated loops (asyncio, uvloop, rloop, oxloop...)")
     parser.add_argument("--n", default="2000,10000", help="the two operation counts, n1,n2")
     args = parser.parse_args()
