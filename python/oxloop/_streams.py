@@ -73,7 +73,8 @@ class StreamsMixin:
 
         ``exc`` None (debug mode): asyncio's own ``_accept_connection``, which logs each
         connection. Otherwise the error the accept raised, handled as asyncio's
-        ``_accept_connection`` handles it. Errors are reported as a failing reader handle's.
+        ``_accept_connection`` handles it; True if asyncio's accept loop goes on after it (it
+        does after the out-of-resources pause). Errors are reported as a failing reader handle's.
         """
         sock = args[1]
         try:
@@ -91,6 +92,7 @@ class StreamsMixin:
                 )
                 self._remove_reader(sock.fileno())
                 self.call_later(constants.ACCEPT_RETRY_DELAY, self._start_serving, *args)
+                return True
             else:
                 raise exc
         except (SystemExit, KeyboardInterrupt):
@@ -106,6 +108,7 @@ class StreamsMixin:
                     "handle": events.Handle(callback, args, self),
                 }
             )
+        return False
 
     def _stop_serving(self, sock):
         # Mirrors BaseSelectorEventLoop._stop_serving. On 3.13+ the Unix loop's _stop_serving

@@ -85,7 +85,8 @@ impl Acceptor {
         let args = this.args.bind(py);
         if lp.get().debug(py) {
             // asyncio's own loop, which also logs each connection in debug mode.
-            return cold(lp, args, None);
+            cold(lp, args, None)?;
+            return Ok(());
         }
         let sock = this.sock.bind(py);
         for _ in 0..this.backlog {
@@ -99,7 +100,11 @@ impl Acceptor {
                     return Ok(());
                 }
                 Err(err) => {
-                    return cold(lp, args, Some(err));
+                    // asyncio's loop goes on after the out-of-resources pause (only).
+                    if cold(lp, args, Some(err))? {
+                        continue;
+                    }
+                    return Ok(());
                 }
             };
             let extra = PyDict::new(py);
@@ -123,7 +128,8 @@ impl Acceptor {
                 Ok(())
             })();
             if let Err(err) = call {
-                return cold(lp, args, Some(err));
+                cold(lp, args, Some(err))?;
+                return Ok(());
             }
         }
         Ok(())
@@ -132,8 +138,9 @@ impl Acceptor {
 
 /// Calls the loop's `_accept_cold(err, *args)` (Python, `oxloop._streams`): asyncio's own
 /// `_accept_connection` when `err` is `None` (debug mode), else what asyncio does when its
-/// accept raised `err`. Only `SystemExit` and `KeyboardInterrupt` come back out of it.
-fn cold(lp: &Bound<'_, PyLoop>, args: &Bound<'_, PyTuple>, err: Option<PyErr>) -> PyResult<()> {
+/// accept raised `err`; whether asyncio's accept loop would go on. Only `SystemExit` and
+/// `KeyboardInterrupt` come back out of it.
+fn cold(lp: &Bound<'_, PyLoop>, args: &Bound<'_, PyTuple>, err: Option<PyErr>) -> PyResult<bool> {
     let py = lp.py();
     let first = match err {
         Some(err) => err.into_value(py).into_any(),
@@ -141,8 +148,8 @@ fn cold(lp: &Bound<'_, PyLoop>, args: &Bound<'_, PyTuple>, err: Option<PyErr>) -
     };
     let mut all = vec![first];
     all.extend(args.iter().map(|a| a.unbind()));
-    lp.call_method1(intern!(py, "_accept_cold"), PyTuple::new(py, all)?)?;
-    Ok(())
+    lp.call_method1(intern!(py, "_accept_cold"), PyTuple::new(py, all)?)?
+        .is_truthy()
 }
 
 #[pymethods]
