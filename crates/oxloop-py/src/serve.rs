@@ -69,7 +69,7 @@ impl Acceptor {
         let lp = self.loop_.get();
         let st = lp.state.borrow(py);
         matches!(
-            st.watches.get(&self.fd).and_then(|w| w.reader.as_ref()),
+            st.fds.watcher(self.fd, Direction::Read),
             Some(Watcher::Native(n)) if Arc::as_ptr(n) as *const () as usize == token
         )
     }
