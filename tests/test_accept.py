@@ -51,10 +51,15 @@ def test_sock_accept_returns_what_asyncio_returns(on_both, kind):
                     listener, client = _listener(), socket.socket()
                     target = listener.getsockname()
                 else:
-                    where = "\0oxloop-accept-%d" % os.getpid() if kind == "unix_abstract" else (
-                        os.path.join(d, "s")
+                    where = (
+                        "\0oxloop-accept-%d" % os.getpid()
+                        if kind == "unix_abstract"
+                        else (os.path.join(d, "s"))
                     )
-                    listener, client = _listener(socket.AF_UNIX, where), socket.socket(socket.AF_UNIX)
+                    listener, client = (
+                        _listener(socket.AF_UNIX, where),
+                        socket.socket(socket.AF_UNIX),
+                    )
                     target = where
                     if kind != "unix_unnamed_peer":
                         client.bind(where + "-client")
