@@ -298,12 +298,7 @@ impl PyLoop {
         debug: bool,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let handle = Py::new(
-            py,
-            Handle {
-                cb: Callback::new(slf, callback, args, context, debug)?,
-            },
-        )?;
+        let handle = handles::new_handle(py, Callback::new(slf, callback, args, context, debug)?)?;
         handles::set_tracking(handle.bind(py).as_any(), debug);
         slf.get()
             .state
@@ -373,12 +368,7 @@ impl PyLoop {
             let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
             PyErr::warn(py, &category, c"bool is used as a file descriptor", 1)?;
         }
-        let handle = Py::new(
-            py,
-            Handle {
-                cb: Callback::new(slf, callback, args, None, debug)?,
-            },
-        )?;
+        let handle = handles::new_handle(py, Callback::new(slf, callback, args, None, debug)?)?;
         // A reader or writer stays registered until removed: the collector tracks it.
         handles::set_tracking(handle.bind(py).as_any(), true);
         this.watch(py, fd, direction, Watcher::Handle(handle))?;

@@ -192,3 +192,17 @@ pub fn gc_track(obj: &Bound<'_, PyAny>) {
         unsafe { ffi::PyObject_GC_Track(obj.as_ptr().cast()) }
     }
 }
+
+/// Whether any weak reference to `obj` exists. `false` for a type without weak reference support.
+#[inline]
+pub fn has_weakrefs(obj: &Bound<'_, PyAny>) -> bool {
+    let ptr = obj.as_ptr();
+    // SAFETY: GIL held; `obj` is live, so its type object is too.
+    let offset = unsafe { (*ffi::Py_TYPE(ptr)).tp_weaklistoffset };
+    if offset <= 0 {
+        return offset != 0;
+    }
+    // SAFETY: a positive `tp_weaklistoffset` is the offset, inside the object, of the head of its
+    // weak reference list (a `PyObject *`, NULL when there is none).
+    unsafe { !(*ptr.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>()).is_null() }
+}

@@ -16,6 +16,8 @@
 //! every full collection (`Loop._track_escaped`, called from a `gc.callbacks` hook). Until then
 //! its contents count as reachable, which may delay collecting a cycle, never break one.
 
+use std::cell::UnsafeCell;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
@@ -34,12 +36,12 @@ pub struct Callback {
     /// The callback and its positional arguments; `None` once cancelled (asyncio drops them to
     /// break reference cycles early).
     target: GilCell<Option<(Py<PyAny>, Py<PyTuple>)>>,
-    /// The `contextvars.Context` the callback runs in.
-    context: Py<PyAny>,
+    /// The `contextvars.Context` the callback runs in (dropped by `Drop`, see there).
+    context: ManuallyDrop<Py<PyAny>>,
     /// Set once by `cancel()`; never cleared.
     cancelled: AtomicBool,
-    /// The loop that scheduled this handle.
-    loop_: Py<PyLoop>,
+    /// The loop that scheduled this handle (dropped by `Drop`).
+    loop_: ManuallyDrop<Py<PyLoop>>,
     /// Debug mode only: `format_helpers.extract_stack` of the scheduling call site.
     source_traceback: Option<Py<PyAny>>,
     /// Debug mode only: the repr captured at `cancel()`, so slow-callback logs still name it.
@@ -67,9 +69,9 @@ impl Callback {
         };
         Ok(Self {
             target: GilCell::new(Some((callback.unbind(), args.unbind()))),
-            context,
+            context: ManuallyDrop::new(context),
             cancelled: AtomicBool::new(false),
-            loop_: slf.clone().unbind(),
+            loop_: ManuallyDrop::new(slf.clone().unbind()),
             source_traceback,
             repr: GilCell::new(None),
         })
@@ -108,20 +110,19 @@ impl Callback {
         if self.is_cancelled() {
             return Ok(());
         }
+        // NOTE: `Bound` clones, not `Py`: dropping a `Py` checks PyO3's thread-local GIL count.
         let (callback, args) = match &*self.target.borrow(py) {
-            Some((c, a)) => (c.clone_ref(py), a.clone_ref(py)),
+            Some((c, a)) => (c.bind(py).clone(), a.bind(py).clone()),
             None => return Ok(()),
         };
         let context = self.context.bind(py);
         let result = if ffi::is_context(context) {
-            ffi::run_in_context(context, || {
-                ffi::call_with_tuple(callback.bind(py), args.bind(py))
-            })
+            ffi::run_in_context(context, || ffi::call_with_tuple(&callback, &args))
         } else {
             // Mirrors Handle._run: `self._context.run(callback, *args)` on whatever was passed as
             // `context=` (a non-Context fails there, with asyncio's error).
-            let mut call = vec![callback.bind(py).clone()];
-            call.extend(args.bind(py).iter());
+            let mut call = vec![callback.clone()];
+            call.extend(args.iter());
             context
                 .call_method1(intern!(py, "run"), PyTuple::new(py, call)?)
                 .map(drop)
@@ -134,7 +135,7 @@ impl Callback {
             {
                 Err(err)
             }
-            Err(err) => self.report(py, owner, callback.bind(py), args.bind(py), err),
+            Err(err) => self.report(py, owner, &callback, &args, err),
         }
     }
 
@@ -208,8 +209,8 @@ impl Callback {
                 visit.call(a)?;
             }
         }
-        visit.call(&self.context)?;
-        visit.call(&self.loop_)?;
+        visit.call(&*self.context)?;
+        visit.call(&*self.loop_)?;
         if let Some(tb) = &self.source_traceback {
             visit.call(tb)?;
         }
@@ -228,6 +229,27 @@ impl Callback {
             .borrow(py)
             .as_ref()
             .map(|(_, a)| a.clone_ref(py))
+    }
+}
+
+impl Drop for Callback {
+    /// Releases the references with `Bound`s: a `Py`'s own drop checks PyO3's thread-local GIL
+    /// count (a dynamic TLS lookup in a shared library) once per field, on every handle freed.
+    fn drop(&mut self) {
+        // SAFETY: a `Callback` lives inside a `Handle` or `TimerHandle`, Python objects that are
+        // freed (or, on a failed allocation, dropped) only by a thread holding the GIL.
+        let py = unsafe { Python::assume_attached() };
+        if let Some((c, a)) = self.target.borrow_mut(py).take() {
+            drop((c.into_bound(py), a.into_bound(py)));
+        }
+        // SAFETY: each field is taken once, here, and not used after.
+        let (context, loop_) = unsafe {
+            (
+                ManuallyDrop::take(&mut self.context),
+                ManuallyDrop::take(&mut self.loop_),
+            )
+        };
+        drop((context.into_bound(py), loop_.into_bound(py)));
     }
 }
 
@@ -321,10 +343,92 @@ fn extract_stack(py: Python<'_>) -> PyResult<Py<PyAny>> {
 }
 
 /// A callback scheduled with `call_soon`, `call_soon_threadsafe`, `add_reader` or `add_writer`.
-#[pyclass(frozen, weakref, freelist = 1024, module = "oxloop._oxloop")]
+#[pyclass(frozen, weakref, module = "oxloop._oxloop")]
 pub struct Handle {
     /// What runs.
-    pub cb: Callback,
+    pub cb: Slot,
+}
+
+/// How many run handles [`recycle`] keeps for [`new_handle`].
+const POOL_SIZE: usize = 1024;
+
+/// `Handle` objects that ran while only the loop held them, emptied, for [`new_handle`] to fill
+/// again: a handle that `call_soon` returns and nobody keeps is reused without a trip through
+/// the allocator, its deallocator and PyO3's free list lock. Each is untracked by the collector,
+/// has no weak reference and holds nothing, and nothing but this pool can reach it.
+static POOL: GilCell<Vec<Py<Handle>>> = GilCell::new(Vec::new());
+
+/// A `Handle`'s callback: always set, except while the handle sits in [`POOL`].
+pub struct Slot(UnsafeCell<Option<Callback>>);
+
+// SAFETY: the cell is written only by `recycle` and `new_handle`, with the GIL held, on a handle
+// no other thread or object can reach (see their docs); every other access reads it.
+unsafe impl Sync for Slot {}
+
+impl std::ops::Deref for Slot {
+    type Target = Callback;
+
+    #[inline]
+    fn deref(&self) -> &Callback {
+        // SAFETY: the cell is only written while nothing else can reach the handle (so no shared
+        // reference from here is alive then).
+        match unsafe { &*self.0.get() } {
+            Some(cb) => cb,
+            None => unreachable!("a pooled Handle is reachable only from the pool"),
+        }
+    }
+}
+
+impl Slot {
+    /// The callback, or `None` for a pooled handle (which no `__traverse__` should meet).
+    fn get(&self) -> Option<&Callback> {
+        // SAFETY: as in `deref`.
+        unsafe { &*self.0.get() }.as_ref()
+    }
+}
+
+/// A new `Handle` running `cb`, from the pool when it has one.
+pub fn new_handle(py: Python<'_>, cb: Callback) -> PyResult<Py<Handle>> {
+    let pooled = POOL.borrow_mut(py).pop();
+    match pooled {
+        Some(handle) => {
+            // SAFETY: a pooled handle is reachable only through `handle`, just taken from the
+            // pool, so no reference into its cell exists; GIL held.
+            unsafe { *handle.get().cb.0.get() = Some(cb) };
+            Ok(handle)
+        }
+        None => Py::new(py, Handle { cb: Slot(UnsafeCell::new(Some(cb))) }),
+    }
+}
+
+/// The loop lets go of a `Handle` that ran (see [`release`]): when nobody else holds it, it is
+/// emptied and kept in [`POOL`] for [`new_handle`]. `handle` is the loop's own reference, about
+/// to be dropped.
+#[inline]
+pub fn recycle(handle: &Bound<'_, Handle>) {
+    let ptr = handle.as_ptr();
+    // SAFETY: GIL held (the Bound proves it) and `handle` is live: reading its count is sound.
+    if unsafe { pyo3::ffi::Py_REFCNT(ptr) } > 1 {
+        ffi::gc_track(handle.as_any());
+        return;
+    }
+    // A tracked handle (debug mode) or one with weak references is left to the allocator: the
+    // collector or a weak reference could still reach it.
+    if ffi::gc_is_tracked(ptr) || ffi::has_weakrefs(handle.as_any()) {
+        return;
+    }
+    let py = handle.py();
+    // SAFETY: only the loop's reference (about to be dropped) reaches the handle: no other
+    // object, no weak reference, not the collector; no reference into its cell is alive.
+    let old = unsafe { (*handle.get().cb.0.get()).take() };
+    {
+        let mut pool = POOL.borrow_mut(py);
+        if pool.len() < POOL_SIZE {
+            pool.push(handle.clone().unbind());
+        }
+    }
+    // After the pool's borrow ends: dropping the callback may run arbitrary Python code.
+    drop(old);
 }
 
 #[pymethods]
@@ -379,7 +483,10 @@ impl Handle {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.cb.traverse(&visit)
+        match self.cb.get() {
+            Some(cb) => cb.traverse(&visit),
+            None => Ok(()),
+        }
     }
 }
 

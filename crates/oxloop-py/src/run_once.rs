@@ -249,7 +249,7 @@ pub fn run_ready(slf: &Bound<'_, PyLoop>, item: &Ready, debug: bool) -> PyResult
         return match item {
             Ready::Handle(h) => {
                 let ran = h.get().cb.run(py, h.bind(py).as_any());
-                crate::handles::release(h.bind(py).as_any());
+                crate::handles::recycle(h.bind(py));
                 ran
             }
             Ready::Timer(t) => {
