@@ -24,7 +24,7 @@ use pyo3::{intern, PyTraverseError};
 use crate::errors;
 use crate::ffi;
 use crate::gil::GilCell;
-use crate::handles::{self, Callback, Handle, TimerHandle};
+use crate::handles::{self, Callback, Handle, TimerData, TimerHandle};
 
 /// An entry of the ready queue.
 pub enum Ready {
@@ -326,9 +326,9 @@ impl PyLoop {
             Ok(f) => (f.value(), None),
             Err(_) => (when.extract::<f64>()?, Some(when.clone().unbind())),
         };
-        let timer = Py::new(
+        let timer = handles::new_timer(
             py,
-            TimerHandle {
+            TimerData {
                 cb: Callback::new(slf, callback, args, context, debug)?,
                 when,
                 when_obj,

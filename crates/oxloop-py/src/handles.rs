@@ -346,10 +346,10 @@ fn extract_stack(py: Python<'_>) -> PyResult<Py<PyAny>> {
 #[pyclass(frozen, weakref, module = "oxloop._oxloop")]
 pub struct Handle {
     /// What runs.
-    pub cb: Slot,
+    pub cb: Slot<Callback>,
 }
 
-/// How many run handles [`recycle`] keeps for [`new_handle`].
+/// How many run handles of each class [`recycle`] keeps for reuse.
 const POOL_SIZE: usize = 1024;
 
 /// `Handle` objects that ran while only the loop held them, emptied, for [`new_handle`] to fill
@@ -358,32 +358,58 @@ const POOL_SIZE: usize = 1024;
 /// has no weak reference and holds nothing, and nothing but this pool can reach it.
 static POOL: GilCell<Vec<Py<Handle>>> = GilCell::new(Vec::new());
 
-/// A `Handle`'s callback: always set, except while the handle sits in [`POOL`].
-pub struct Slot(UnsafeCell<Option<Callback>>);
+/// The same for `TimerHandle` ([`new_timer`]).
+static TIMER_POOL: GilCell<Vec<Py<TimerHandle>>> = GilCell::new(Vec::new());
 
-// SAFETY: the cell is written only by `recycle` and `new_handle`, with the GIL held, on a handle
-// no other thread or object can reach (see their docs); every other access reads it.
-unsafe impl Sync for Slot {}
+/// A handle's contents: always set, except while the handle sits in its pool.
+pub struct Slot<T>(UnsafeCell<Option<T>>);
 
-impl std::ops::Deref for Slot {
-    type Target = Callback;
+// SAFETY: the cell is written only by `recycle` and `new_handle`/`new_timer`, with the GIL
+// held, on a handle no other thread or object can reach (see their docs); every other access
+// reads it, with the GIL held. `T: Send` as the handle may be used by whichever thread holds it.
+unsafe impl<T: Send> Sync for Slot<T> {}
+
+impl<T> std::ops::Deref for Slot<T> {
+    type Target = T;
 
     #[inline]
-    fn deref(&self) -> &Callback {
+    fn deref(&self) -> &T {
         // SAFETY: the cell is only written while nothing else can reach the handle (so no shared
         // reference from here is alive then).
         match unsafe { &*self.0.get() } {
-            Some(cb) => cb,
-            None => unreachable!("a pooled Handle is reachable only from the pool"),
+            Some(data) => data,
+            None => unreachable!("a pooled handle is reachable only from its pool"),
         }
     }
 }
 
-impl Slot {
-    /// The callback, or `None` for a pooled handle (which no `__traverse__` should meet).
-    fn get(&self) -> Option<&Callback> {
+impl<T> Slot<T> {
+    fn new(data: T) -> Self {
+        Self(UnsafeCell::new(Some(data)))
+    }
+
+    /// The contents, or `None` for a pooled handle (which no `__traverse__` should meet).
+    fn get(&self) -> Option<&T> {
         // SAFETY: as in `deref`.
         unsafe { &*self.0.get() }.as_ref()
+    }
+
+    /// Fills a handle just taken from its pool.
+    ///
+    /// # Safety
+    /// GIL held, and nothing but the caller can reach the handle: no reference into the cell.
+    unsafe fn fill(&self, data: T) {
+        // SAFETY: the caller's guarantee.
+        unsafe { *self.0.get() = Some(data) };
+    }
+
+    /// Empties a handle about to go to its pool; the caller drops what it returns.
+    ///
+    /// # Safety
+    /// As for [`Slot::fill`].
+    unsafe fn take(&self) -> Option<T> {
+        // SAFETY: the caller's guarantee.
+        unsafe { (*self.0.get()).take() }
     }
 }
 
@@ -393,19 +419,64 @@ pub fn new_handle(py: Python<'_>, cb: Callback) -> PyResult<Py<Handle>> {
     match pooled {
         Some(handle) => {
             // SAFETY: a pooled handle is reachable only through `handle`, just taken from the
-            // pool, so no reference into its cell exists; GIL held.
-            unsafe { *handle.get().cb.0.get() = Some(cb) };
+            // pool; GIL held.
+            unsafe { handle.get().cb.fill(cb) };
             Ok(handle)
         }
-        None => Py::new(py, Handle { cb: Slot(UnsafeCell::new(Some(cb))) }),
+        None => Py::new(py, Handle { cb: Slot::new(cb) }),
     }
 }
 
-/// The loop lets go of a `Handle` that ran (see [`release`]): when nobody else holds it, it is
-/// emptied and kept in [`POOL`] for [`new_handle`]. `handle` is the loop's own reference, about
+/// A new `TimerHandle` holding `data`, from the pool when it has one.
+pub fn new_timer(py: Python<'_>, data: TimerData) -> PyResult<Py<TimerHandle>> {
+    let pooled = TIMER_POOL.borrow_mut(py).pop();
+    match pooled {
+        Some(timer) => {
+            // SAFETY: as in `new_handle`.
+            unsafe { timer.get().data.fill(data) };
+            Ok(timer)
+        }
+        None => Py::new(py, TimerHandle { data: Slot::new(data) }),
+    }
+}
+
+/// A handle class with a pool (see [`recycle`]).
+pub trait Pooled: pyo3::PyClass + Sized {
+    /// What the handle holds.
+    type Data;
+    /// Its contents.
+    fn slot(&self) -> &Slot<Self::Data>;
+    /// Its class's pool.
+    fn pool() -> &'static GilCell<Vec<Py<Self>>>;
+}
+
+impl Pooled for Handle {
+    type Data = Callback;
+    fn slot(&self) -> &Slot<Callback> {
+        &self.cb
+    }
+    fn pool() -> &'static GilCell<Vec<Py<Self>>> {
+        &POOL
+    }
+}
+
+impl Pooled for TimerHandle {
+    type Data = TimerData;
+    fn slot(&self) -> &Slot<TimerData> {
+        &self.data
+    }
+    fn pool() -> &'static GilCell<Vec<Py<Self>>> {
+        &TIMER_POOL
+    }
+}
+
+/// The loop lets go of a handle that ran (see [`release`]): when nobody else holds it, it is
+/// emptied and kept in its class's pool for reuse. `handle` is the loop's own reference, about
 /// to be dropped.
 #[inline]
-pub fn recycle(handle: &Bound<'_, Handle>) {
+pub fn recycle<T: Pooled + pyo3::PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync>(
+    handle: &Bound<'_, T>,
+) {
     let ptr = handle.as_ptr();
     // SAFETY: GIL held (the Bound proves it) and `handle` is live: reading its count is sound.
     if unsafe { pyo3::ffi::Py_REFCNT(ptr) } > 1 {
@@ -420,14 +491,14 @@ pub fn recycle(handle: &Bound<'_, Handle>) {
     let py = handle.py();
     // SAFETY: only the loop's reference (about to be dropped) reaches the handle: no other
     // object, no weak reference, not the collector; no reference into its cell is alive.
-    let old = unsafe { (*handle.get().cb.0.get()).take() };
+    let old = unsafe { handle.get().slot().take() };
     {
-        let mut pool = POOL.borrow_mut(py);
+        let mut pool = T::pool().borrow_mut(py);
         if pool.len() < POOL_SIZE {
             pool.push(handle.clone().unbind());
         }
     }
-    // After the pool's borrow ends: dropping the callback may run arbitrary Python code.
+    // After the pool's borrow ends: dropping the contents may run arbitrary Python code.
     drop(old);
 }
 
@@ -491,8 +562,14 @@ impl Handle {
 }
 
 /// A callback scheduled with `call_later` or `call_at`.
-#[pyclass(frozen, weakref, freelist = 1024, module = "oxloop._oxloop")]
+#[pyclass(frozen, weakref, module = "oxloop._oxloop")]
 pub struct TimerHandle {
+    /// Everything but the object itself, emptied while the handle sits in [`TIMER_POOL`].
+    data: Slot<TimerData>,
+}
+
+/// What a `TimerHandle` holds.
+pub struct TimerData {
     /// What runs.
     pub cb: Callback,
     /// The deadline on the loop's clock (`loop.time()`).
@@ -503,6 +580,15 @@ pub struct TimerHandle {
     /// True while the timer sits in the loop's timer queue (mirrors `TimerHandle._scheduled`);
     /// cancelling a scheduled timer is counted for lazy cancellation.
     pub scheduled: AtomicBool,
+}
+
+impl std::ops::Deref for TimerHandle {
+    type Target = TimerData;
+
+    #[inline]
+    fn deref(&self) -> &TimerData {
+        &self.data
+    }
 }
 
 impl TimerHandle {
@@ -632,8 +718,11 @@ impl TimerHandle {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.when_obj)?;
-        self.cb.traverse(&visit)
+        let Some(data) = self.data.get() else {
+            return Ok(());
+        };
+        visit.call(&data.when_obj)?;
+        data.cb.traverse(&visit)
     }
 }
 

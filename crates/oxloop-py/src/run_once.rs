@@ -254,7 +254,7 @@ pub fn run_ready(slf: &Bound<'_, PyLoop>, item: &Ready, debug: bool) -> PyResult
             }
             Ready::Timer(t) => {
                 let ran = t.get().cb.run(py, t.bind(py).as_any());
-                crate::handles::release(t.bind(py).as_any());
+                crate::handles::recycle(t.bind(py));
                 ran
             }
             Ready::Native(n, direction) => n.ready(py, *direction),
