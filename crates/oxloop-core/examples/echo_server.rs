@@ -14,6 +14,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 
 use oxloop_core::reactor::{Interest, Reactor};
+use oxloop_core::registry::Poller;
 
 const READ_SIZE: usize = 102_400;
 
@@ -23,6 +24,8 @@ struct Conn {
     stream: Box<dyn Stream>,
     /// Bytes read but not yet written back.
     pending: Vec<u8>,
+    /// The interest registered with the reactor.
+    interest: Interest,
 }
 
 trait Stream: Read + Write {}
@@ -110,13 +113,10 @@ fn main() -> io::Result<()> {
     }
 
     let mut reactor = Reactor::new()?;
-    let readable = Interest {
-        readable: true,
-        writable: false,
-    };
-    reactor.set_interest(listener.fd(), readable)?;
+    let readable = Interest::READ;
+    reactor.update(listener.fd(), Interest::NONE, readable)?;
     let stdin_fd = io::stdin().as_raw_fd();
-    reactor.set_interest(stdin_fd, readable)?;
+    reactor.update(stdin_fd, Interest::NONE, readable)?;
     let mut conns: HashMap<RawFd, Conn> = HashMap::new();
     let mut buf = vec![0u8; READ_SIZE];
     let mut stdin = io::stdin().lock();
@@ -141,12 +141,13 @@ fn main() -> io::Result<()> {
                 }
             } else if ev.fd == listener.fd() {
                 while let Ok((fd, stream)) = listener.accept() {
-                    reactor.set_interest(fd, readable)?;
+                    reactor.update(fd, Interest::NONE, readable)?;
                     conns.insert(
                         fd,
                         Conn {
                             stream,
                             pending: Vec::new(),
+                            interest: readable,
                         },
                     );
                 }
@@ -177,14 +178,15 @@ fn main() -> io::Result<()> {
                     }
                 }
                 if close {
-                    reactor.remove(ev.fd);
+                    reactor.update(ev.fd, conn.interest, Interest::NONE)?;
                     conns.remove(&ev.fd);
                 } else {
                     let want = Interest {
                         readable: true,
                         writable: !conn.pending.is_empty(),
                     };
-                    reactor.set_interest(ev.fd, want)?;
+                    reactor.update(ev.fd, conn.interest, want)?;
+                    conn.interest = want;
                 }
             }
         }

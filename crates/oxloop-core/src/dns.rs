@@ -204,6 +204,7 @@ fn worker(shared: &Shared) {
 mod tests {
     use super::*;
     use crate::reactor::{Interest, Reactor};
+    use crate::registry::Poller;
     use std::time::Duration;
 
     #[test]
@@ -211,13 +212,7 @@ mod tests {
         let mut r = Resolver::new().unwrap();
         let mut reactor = Reactor::new().unwrap();
         reactor
-            .set_interest(
-                r.fd(),
-                Interest {
-                    readable: true,
-                    writable: false,
-                },
-            )
+            .update(r.fd(), Interest::NONE, Interest::READ)
             .unwrap();
         let q = |id, host: &str| Query {
             id,

@@ -16,7 +16,9 @@
 pub mod dns;
 pub mod reactor;
 pub mod ready;
+pub mod registry;
 pub mod stats;
 pub mod sys;
+pub mod tick;
 pub mod time;
 pub mod transport;

@@ -5,13 +5,14 @@
 //! with `asyncio.AbstractEventLoop` and adds the cold glue (`run_until_complete`, exception
 //! handlers, executors, async generator hooks); `run_forever` there drives [`PyLoop::_run`].
 
-use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use oxloop_core::reactor::{Event, Interest, Reactor, Waker};
+use oxloop_core::reactor::{Event, Reactor, Waker};
 use oxloop_core::ready::ReadyQueue;
+pub use oxloop_core::registry::Direction;
+use oxloop_core::registry::{Registry, Slot};
 use oxloop_core::sys;
 use oxloop_core::time::{Timer, TimerQueue};
 use pyo3::exceptions::PyTypeError;
@@ -35,15 +36,6 @@ pub enum Ready {
     /// A Rust-side watcher (a transport, a pending `sock_*` call) whose fd is ready: dispatched
     /// in queue order like asyncio's reader/writer handles, without a Python `Handle`.
     Native(Arc<dyn NativeWatcher>, Direction),
-}
-
-/// Which readiness a watcher waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// The fd is readable.
-    Read,
-    /// The fd is writable.
-    Write,
 }
 
 /// A Rust object watching an fd, called from the tick when the fd is ready.
@@ -79,13 +71,20 @@ pub enum Watcher {
     Native(Arc<dyn NativeWatcher>),
 }
 
-impl Watch {
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        for watcher in [&self.reader, &self.writer].into_iter().flatten() {
-            watcher.traverse(visit)?;
-        }
-        visit.call(&self.fileobj)
+/// The loop's fd registry: readers and writers, the transport owning each fd (asyncio's
+/// `loop._transports`), and the file object an fd was watched under.
+pub type Fds = Registry<Watcher, Py<PyAny>, Py<PyAny>>;
+
+/// Reports one registry slot's Python objects to the garbage collector.
+fn traverse_slot(
+    slot: &Slot<Watcher, Py<PyAny>, Py<PyAny>>,
+    visit: &PyVisit<'_>,
+) -> Result<(), PyTraverseError> {
+    for watcher in [&slot.reader, &slot.writer].into_iter().flatten() {
+        watcher.traverse(visit)?;
     }
+    visit.call(&slot.owner)?;
+    visit.call(&slot.fileobj)
 }
 
 impl Watcher {
@@ -107,43 +106,14 @@ impl Timer for Scheduled {
     }
 }
 
-/// The reader and writer watching one fd.
-#[derive(Default)]
-pub struct Watch {
-    /// Runs when the fd is readable.
-    pub reader: Option<Watcher>,
-    /// Runs when the fd is writable.
-    pub writer: Option<Watcher>,
-    /// The object last passed to `add_reader`/`add_writer` for this fd when it was not an int
-    /// (a socket, say): `remove_reader(sock)` finds the fd through it once `sock.fileno()` is
-    /// -1, as asyncio's selector maps file objects to keys.
-    pub fileobj: Option<Py<PyAny>>,
-}
-
-impl Watch {
-    fn interest(&self) -> Interest {
-        Interest {
-            readable: self.reader.is_some(),
-            writable: self.writer.is_some(),
-        }
-    }
-
-    fn slot(&mut self, direction: Direction) -> &mut Option<Watcher> {
-        match direction {
-            Direction::Read => &mut self.reader,
-            Direction::Write => &mut self.writer,
-        }
-    }
-}
-
 /// Loop state; touched only with the GIL held.
 pub struct State {
     /// Callbacks to run; a tick runs what was queued when it began.
     pub ready: ReadyQueue<Ready>,
     /// `call_later` / `call_at` timers by deadline.
     pub timers: TimerQueue<Scheduled>,
-    /// Readers and writers by fd; an fd is present iff it has a reader or a writer.
-    pub watches: HashMap<RawFd, Watch>,
+    /// Every fd the loop watches or a transport owns; the reactor's interest is derived from it.
+    pub fds: Fds,
     /// Events of the last poll; kept to reuse its allocation.
     pub events: Vec<Event>,
     /// `stop()` was called; `_run` returns after the current tick.
@@ -154,19 +124,12 @@ pub struct State {
     pub thread_id: Option<u64>,
     /// asyncio debug mode.
     pub debug: bool,
-    /// Nothing since the last poll can have made a watched fd ready, except from outside the
-    /// loop: every callback run since was a [`NativeWatcher::quiet`] one and no [`note_io`]
-    /// happened. A zero-timeout poll is then skipped (see `run_once`).
-    ///
-    /// [`note_io`]: crate::run_once::note_io
-    pub may_skip_poll: bool,
+    /// Whether the next zero-timeout poll may be skipped: the core's rule, fed by
+    /// [`NativeWatcher::quiet`] and `note_io` (see [`oxloop_core::tick::PollSkip`]).
+    pub poll_skip: oxloop_core::tick::PollSkip,
     /// `time` is overridden (an instance attribute or a subclass method): the scheduler then
     /// calls `self.time()` as asyncio's does, instead of reading the clock itself.
     pub time_override: bool,
-    /// Transports by the fd they own (asyncio's `_transports`): `add_reader` and friends refuse
-    /// an fd whose transport is not closing. A transport leaves the map when its connection is
-    /// lost.
-    pub transports: HashMap<RawFd, Py<PyAny>>,
     /// Counters, and the monitoring state when monitoring is on (`oxloop.stats`).
     pub stats: crate::monitor::Stats,
 }
@@ -376,9 +339,8 @@ impl PyLoop {
             let old = this
                 .state
                 .borrow_mut(py)
-                .watches
-                .get_mut(&fd)
-                .and_then(|w| w.fileobj.replace(fileobj.clone().unbind()));
+                .fds
+                .set_fileobj(fd, fileobj.clone().unbind());
             drop(old);
         }
         Ok(())
@@ -395,11 +357,7 @@ impl PyLoop {
             Ok(fd) => Ok(Some(fd)),
             Err(e) if e.is_instance_of::<pyo3::exceptions::PyValueError>(py) => {
                 let st = self.state.borrow(py);
-                st.watches
-                    .iter()
-                    .find(|(_, w)| w.fileobj.as_ref().is_some_and(|o| o.is(fileobj)))
-                    .map(|(fd, _)| Some(*fd))
-                    .ok_or(e)
+                st.fds.find_fileobj(|o| o.is(fileobj)).map(Some).ok_or(e)
             }
             Err(e) => Err(e),
         }
@@ -419,29 +377,24 @@ impl PyLoop {
             if st.closed {
                 return Err(errors::loop_closed());
             }
-            let watch = st.watches.entry(fd).or_default();
-            let mut wanted = watch.interest();
-            match direction {
-                Direction::Read => wanted.readable = true,
-                Direction::Write => wanted.writable = true,
-            }
-            let set = match self.lock_reactor().as_mut() {
-                Some(reactor) => reactor.set_interest(fd, wanted),
-                None => return Err(errors::loop_closed()),
+            let mut reactor = self.lock_reactor();
+            let Some(reactor) = reactor.as_mut() else {
+                return Err(errors::loop_closed());
             };
-            if let Err(e) = set {
-                if watch.interest().is_empty() {
-                    st.watches.remove(&fd);
+            match st.fds.watch(reactor, fd, direction, watcher) {
+                Ok(old) => {
+                    if old.is_none() {
+                        // A new interest may be satisfied at once (a writable socket, say).
+                        crate::run_once::note_io();
+                    }
+                    old
                 }
-                drop(st);
-                return Err(errors::os_error(py, &e));
+                Err((e, watcher)) => {
+                    drop(st);
+                    drop(watcher);
+                    return Err(errors::os_error(py, &e));
+                }
             }
-            let old = watch.slot(direction).replace(watcher);
-            if old.is_none() {
-                // A new interest may be satisfied at once (a writable socket, say).
-                crate::run_once::note_io();
-            }
-            old
         };
         if let Some(Watcher::Handle(old)) = old {
             Handle::cancel(old.bind(py))?;
@@ -452,35 +405,23 @@ impl PyLoop {
     /// Removes `fd`'s watcher for `direction`; `true` if there was one (the core of
     /// `remove_reader` / `remove_writer`). A Python handle removed this way is cancelled.
     pub fn unwatch(&self, py: Python<'_>, fd: RawFd, direction: Direction) -> PyResult<bool> {
-        let old = {
+        let gone = {
             let mut st = self.state.borrow_mut(py);
             if st.closed {
                 return Ok(false);
             }
-            let Some(watch) = st.watches.get_mut(&fd) else {
+            if st.fds.watcher(fd, direction).is_none() {
+                return Ok(false);
+            }
+            let mut reactor = self.lock_reactor();
+            let Some(reactor) = reactor.as_mut() else {
                 return Ok(false);
             };
-            let old = watch.slot(direction).take();
-            let interest = watch.interest();
-            // The file object is dropped after the borrow ends, with the old watcher.
-            let fileobj = if interest.is_empty() {
-                st.watches.remove(&fd).and_then(|w| w.fileobj)
-            } else {
-                None
-            };
-            if old.is_some() {
-                // NOTE: lowering interest cannot fail in a way the caller can act on (a closed
-                // fd is already gone from epoll); the registration is forgotten either way.
-                if let Some(reactor) = self.lock_reactor().as_mut() {
-                    if reactor.set_interest(fd, interest).is_err() {
-                        reactor.remove(fd);
-                    }
-                }
-            }
-            (old, fileobj)
+            st.fds.unwatch(reactor, fd, direction)
         };
-        let (old, fileobj) = old;
-        drop(fileobj);
+        // The file object and the watcher are dropped after the borrow ends.
+        drop(gone.fileobj);
+        let old = gone.watcher;
         match old {
             Some(Watcher::Handle(h)) => {
                 Handle::cancel(h.bind(py))?;
@@ -498,19 +439,17 @@ impl PyLoop {
 impl PyLoop {
     /// Records `transport` as the owner of `fd` (asyncio's `loop._transports[fd] = transport`).
     pub fn register_transport(&self, py: Python<'_>, fd: RawFd, transport: Py<PyAny>) {
-        let old = self.state.borrow_mut(py).transports.insert(fd, transport);
+        let old = self.state.borrow_mut(py).fds.set_owner(fd, transport);
         drop(old);
     }
 
     /// Forgets `transport` as the owner of `fd`, if it still is.
     pub fn unregister_transport(&self, py: Python<'_>, fd: RawFd, transport: &Bound<'_, PyAny>) {
-        let old = {
-            let mut st = self.state.borrow_mut(py);
-            match st.transports.get(&fd) {
-                Some(t) if t.is(transport) => st.transports.remove(&fd),
-                _ => None,
-            }
-        };
+        let old = self
+            .state
+            .borrow_mut(py)
+            .fds
+            .release_owner(fd, |t| t.is(transport));
         drop(old);
     }
 
@@ -544,8 +483,8 @@ impl PyLoop {
         let transport = self
             .state
             .borrow(py)
-            .transports
-            .get(&fileno)
+            .fds
+            .owner(fileno)
             .map(|t| t.clone_ref(py));
         let Some(transport) = transport else {
             return Ok(());
@@ -621,15 +560,14 @@ impl PyLoop {
             state: GilCell::new(State {
                 ready: ReadyQueue::new(),
                 timers: TimerQueue::new(),
-                watches: HashMap::new(),
+                fds: Registry::new(),
                 events: Vec::new(),
                 stopping: false,
                 closed: false,
                 thread_id: None,
                 debug: false,
-                may_skip_poll: false,
+                poll_skip: oxloop_core::tick::PollSkip::new(),
                 time_override: false,
-                transports: HashMap::new(),
                 stats: crate::monitor::Stats::default(),
             }),
             reactor: Mutex::new(Some(reactor)),
@@ -862,7 +800,7 @@ impl PyLoop {
             let mut st = this.state.borrow_mut(py);
             st.thread_id = Some(ffi::thread_ident());
             // Anything may have happened since the last run.
-            st.may_skip_poll = false;
+            st.poll_skip.reset();
             st.stats.run_begin();
         }
         let result = loop {
@@ -892,14 +830,12 @@ impl PyLoop {
     /// Marks the loop closed and drops every pending callback, timer and watch; the Python
     /// `close()` wraps it with asyncio's checks and executor shutdown.
     fn _close(&self, py: Python<'_>) {
-        let (ready, timers, watches, transports) = {
+        let (ready, timers, fds) = {
             let mut st = self.state.borrow_mut(py);
             st.closed = true;
-            let transports: Vec<Py<PyAny>> = st.transports.drain().map(|(_, t)| t).collect();
             let ready: Vec<Ready> = st.ready.drain().collect();
             let timers: Vec<Scheduled> = st.timers.drain().collect();
-            let watches: Vec<(RawFd, Watch)> = st.watches.drain().collect();
-            (ready, timers, watches, transports)
+            (ready, timers, st.fds.drain())
         };
         // Mirrors BaseSelectorEventLoop.close closing its selector: the epoll fd and the
         // waker's eventfd are released now, not when the loop object is collected.
@@ -910,7 +846,7 @@ impl PyLoop {
             t.0.get().scheduled.store(false, Ordering::Relaxed);
         }
         release_all(py, &ready, &timers);
-        drop((ready, timers, watches, transports));
+        drop((ready, timers, fds));
     }
 
     /// Gives every pending handle that someone besides the loop holds back to the garbage
@@ -1015,11 +951,8 @@ impl PyLoop {
         for t in st.timers.iter() {
             handles::traverse_pending(&t.0, &t.0.get().cb, &visit)?;
         }
-        for w in st.watches.values() {
-            w.traverse(&visit)?;
-        }
-        for t in st.transports.values() {
-            visit.call(t)?;
+        for slot in st.fds.slots() {
+            traverse_slot(slot, &visit)?;
         }
         if let Some(a) = &st.stats.active {
             visit.call(a.sink())?;
@@ -1029,18 +962,16 @@ impl PyLoop {
 
     fn __clear__(&self) {
         Python::attach(|py| {
-            let (ready, timers, watches, transports) = {
+            let (ready, timers, fds) = {
                 let Some(mut st) = self.state.try_borrow_mut_in_gc(py) else {
                     return;
                 };
                 let ready: Vec<Ready> = st.ready.drain().collect();
                 let timers: Vec<Scheduled> = st.timers.drain().collect();
-                let watches: Vec<(RawFd, Watch)> = st.watches.drain().collect();
-                let transports: Vec<Py<PyAny>> = st.transports.drain().map(|(_, t)| t).collect();
-                (ready, timers, watches, transports)
+                (ready, timers, st.fds.drain())
             };
             release_all(py, &ready, &timers);
-            drop((ready, timers, watches, transports));
+            drop((ready, timers, fds));
         });
     }
 }

@@ -463,5 +463,5 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 pub fn loop_transports(loop_: &Bound<'_, PyLoop>) -> Vec<Py<PyAny>> {
     let py = loop_.py();
     let st = loop_.get().state.borrow(py);
-    st.transports.values().map(|t| t.clone_ref(py)).collect()
+    st.fds.owners().map(|t| t.clone_ref(py)).collect()
 }

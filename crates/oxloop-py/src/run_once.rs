@@ -1,9 +1,11 @@
-//! One loop tick. Mirrors `BaseEventLoop._run_once`:
+//! One loop tick. Mirrors `BaseEventLoop._run_once`; every decision is the core's
+//! ([`oxloop_core::tick`]: the timeout, pruning, which timers are due, the batch boundary, the
+//! poll-skip rule). This file maps them to Python:
 //!
-//! 1. drop cancelled timers (lazily) and compute the poll timeout: zero if callbacks are ready or
-//!    the loop is stopping, else until the earliest timer (at most a day), else forever;
-//! 2. poll the reactor, releasing the GIL if the poll may block;
-//! 3. queue the handles of ready readers and writers (dropping cancelled ones), then due timers;
+//! 1. [`tick::prepare`]; the pruned timers are released once the state borrow ends;
+//! 2. poll the reactor, releasing the GIL if the poll may block, then let a signal handler run;
+//! 3. queue the handles of ready readers and writers ([`oxloop_core::registry::Registry::ready`];
+//!    cancelled `add_reader` handles are removed instead), then [`tick::queue_due`];
 //! 4. run exactly the callbacks queued when step 3 ended, with the GIL held for the whole batch.
 //!
 //! Loop statistics hook in at three points ([`crate::monitor::Stats`]): before the poll, after
@@ -13,19 +15,17 @@
 //! The per-callback hook point is [`run_ready`]: in debug mode each callback is timed and slow ones
 //! are logged (`slow_callback_duration`) naming the handle or its task.
 
-use std::time::Duration;
-
 use oxloop_core::sys;
+use oxloop_core::tick;
 use pyo3::intern;
 use pyo3::prelude::*;
 
 use crate::errors;
 use std::sync::Arc;
 
-use crate::event_loop::{Direction, PyLoop, Ready, Watcher};
+use crate::event_loop::{PyLoop, Ready, Watcher};
 
-/// Mirrors `MAXIMUM_SELECT_TIMEOUT` in `asyncio/base_events.py`.
-const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
+pub use oxloop_core::tick::note_io;
 
 /// Runs one tick of `slf`.
 pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
@@ -40,31 +40,23 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     } else {
         0.0
     };
-    let (timeout, poll, mut events) = {
+    let (plan, mut events) = {
         let mut st = this.state.borrow_mut(py);
-        st.timers.prune(&mut pruned);
-        let timeout = if !st.ready.is_empty() || st.stopping {
-            Some(Duration::ZERO)
-        } else {
-            st.timers.next_deadline().map(|when| {
-                let now = if time_override { now } else { sys::monotonic() };
-                let t = (when - now).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
-                Duration::from_secs_f64(t)
-            })
-        };
-        // A zero-timeout poll is skipped when no fd is watched, and when nothing this loop did
-        // since its last poll can have made an fd ready (see `State::may_skip_poll`): it would
-        // find only what arrived from outside in the meantime, which the next poll sees. asyncio
-        // would poll here; skipping changes no order a program can observe, and saves the empty
-        // poll of the tick after an I/O event in request/response traffic.
-        let poll = timeout != Some(Duration::ZERO) || (!st.watches.is_empty() && !st.may_skip_poll);
-        if poll {
-            // What was done before this poll is seen by it.
-            take_io_noted();
-        }
-        st.stats.before_poll(timeout != Some(Duration::ZERO));
-        (timeout, poll, std::mem::take(&mut st.events))
+        let st = &mut *st;
+        let watched = st.fds.watched() > 0;
+        let plan = tick::prepare(
+            &st.ready,
+            &mut st.timers,
+            &mut pruned,
+            st.stopping,
+            watched,
+            &mut st.poll_skip,
+            || if time_override { now } else { sys::monotonic() },
+        );
+        st.stats.before_poll(plan.may_block());
+        (plan, std::mem::take(&mut st.events))
     };
+    let timeout = plan.timeout;
     for t in &pruned {
         crate::handles::release(t.0.bind(py).as_any());
     }
@@ -73,8 +65,8 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     // 2. Poll. A zero-timeout poll cannot block: keep the GIL (a pending wake-up stays in the
     // eventfd and is consumed by the next blocking poll).
     events.clear();
-    let polled = if timeout == Some(Duration::ZERO) {
-        if poll {
+    let polled = if !plan.may_block() {
+        if plan.poll {
             match this.lock_reactor().as_mut() {
                 None => Err(None),
                 Some(reactor) => reactor
@@ -113,7 +105,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     // Mirrors PEP 475 in `select.epoll.poll`: a signal that interrupted the wait runs its Python
     // handler now (Ctrl-C under asyncio.Runner, SIGINT's KeyboardInterrupt), not at the next
     // callback, which may be a day away. Outside the main thread this is a cheap no-op.
-    if timeout != Some(Duration::ZERO) {
+    if plan.may_block() {
         if let Err(e) = py.check_signals() {
             this.state.borrow_mut(py).events = events;
             return Err(e);
@@ -130,50 +122,34 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     let mut first_timer = None;
     let (mut batch, mut probe) = {
         let mut st = this.state.borrow_mut(py);
-        for ev in &events {
-            for (ready, direction) in [
-                (ev.readable, Direction::Read),
-                (ev.writable, Direction::Write),
-            ] {
-                if !ready {
-                    continue;
+        let st = &mut *st;
+        let ready = &mut st.ready;
+        st.fds.ready(&events, |fd, direction, watcher| {
+            let entry = match watcher {
+                // Mirrors _process_events: a cancelled reader/writer is removed, not run.
+                Watcher::Handle(h) if h.get().cb.is_cancelled() => {
+                    cancelled_io.push((fd, direction));
+                    return;
                 }
-                let Some(watch) = st.watches.get(&ev.fd) else {
-                    continue;
-                };
-                let slot = match direction {
-                    Direction::Read => &watch.reader,
-                    Direction::Write => &watch.writer,
-                };
-                let entry = match slot {
-                    None => continue,
-                    // Mirrors _process_events: a cancelled reader/writer is removed, not run.
-                    Some(Watcher::Handle(h)) if h.get().cb.is_cancelled() => {
-                        cancelled_io.push((ev.fd, direction));
-                        continue;
-                    }
-                    Some(Watcher::Handle(h)) => Ready::Handle(h.clone_ref(py)),
-                    Some(Watcher::Native(n)) => Ready::Native(Arc::clone(n), direction),
-                };
-                st.ready.push(entry);
-            }
-        }
+                Watcher::Handle(h) => Ready::Handle(h.clone_ref(py)),
+                Watcher::Native(n) => Ready::Native(Arc::clone(n), direction),
+            };
+            ready.push(entry);
+        });
         let nevents = events.len();
         st.events = events;
-        let now = if st.timers.is_empty() {
-            0.0
-        } else {
-            now_overridden.unwrap_or_else(sys::monotonic)
-        };
-        while let Some(timer) = st.timers.pop_due(now) {
-            timer
-                .0
-                .get()
-                .scheduled
-                .store(false, std::sync::atomic::Ordering::Relaxed);
-            first_timer.get_or_insert(timer.0.get().when);
-            st.ready.push(Ready::Timer(timer.0));
-        }
+        tick::queue_due(
+            &mut st.timers,
+            &mut st.ready,
+            || now_overridden.unwrap_or_else(sys::monotonic),
+            |timer| {
+                let t = timer.0.get();
+                t.scheduled
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                first_timer.get_or_insert(t.when);
+                Ready::Timer(timer.0)
+            },
+        );
         let ntodo = st.ready.len();
         let probe = st.stats.queued(nevents, first_timer, ntodo);
         (st.ready.begin_tick(), probe)
@@ -207,11 +183,9 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         Ok(())
     })();
     drop(probe);
-    let io = take_io_noted();
     let mut st = this.state.borrow_mut(py);
     st.stats.batch_done(ran);
-    // After an error the next tick polls: anything may have happened.
-    st.may_skip_poll = result.is_ok() && quiet && !io;
+    st.poll_skip.batch_done(result.is_ok(), quiet);
     drop(st);
     result
 }
@@ -219,25 +193,6 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
 /// `self.time()` of a loop whose `time` is overridden (mirrors `_run_once` calling `self.time()`).
 fn now_overridden(slf: &Bound<'_, PyLoop>) -> PyResult<f64> {
     slf.call_method0(intern!(slf.py(), "time"))?.extract()
-}
-
-thread_local! {
-    /// Set by [`note_io`] since the last poll of this thread's loop.
-    static IO_NOTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Records that the running loop did something that may make one of its own fds ready (a send
-/// or write on a socket or pipe, a shutdown, a new watch): its next tick must poll, as asyncio's
-/// does, so a peer watched by the same loop gets the data in asyncio's number of iterations.
-#[inline]
-pub fn note_io() {
-    IO_NOTED.with(|f| f.set(true));
-}
-
-/// Returns and clears the [`note_io`] flag.
-#[inline]
-fn take_io_noted() -> bool {
-    IO_NOTED.with(|f| f.replace(false))
 }
 
 /// Runs one ready entry; in debug mode, times it and reports a slow callback.

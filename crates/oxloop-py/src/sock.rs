@@ -348,10 +348,7 @@ impl SockWait {
         let direction = self.kind.direction();
         let current = {
             let st = lp.state.borrow(py);
-            let slot = st.watches.get(&self.fd).and_then(|w| match direction {
-                Direction::Read => w.reader.as_ref(),
-                Direction::Write => w.writer.as_ref(),
-            });
+            let slot = st.fds.watcher(self.fd, direction);
             matches!(slot, Some(Watcher::Native(n)) if Arc::as_ptr(n) as *const () as usize == token)
         };
         if current {

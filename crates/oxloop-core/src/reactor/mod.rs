@@ -1,8 +1,9 @@
 //! The reactor: waits for I/O readiness on many file descriptors at once.
 //!
 //! In a loop tick this is step 2: the binding crate computes a timeout, releases the GIL and calls
-//! [`Reactor::poll`], which returns the ready descriptors. Interest is per fd number, as asyncio's
-//! selector keys readers and writers by fd.
+//! [`Reactor::poll`], which returns the ready descriptors. The reactor keeps no table of its own:
+//! [`crate::registry::Registry`] owns each fd's interest and tells the reactor what changed
+//! ([`Poller::update`]); it also drops events for interest removed since.
 //!
 //! # Implementation
 //! Linux epoll in level-triggered mode, like Python's `selectors.EpollSelector`: a reader whose
@@ -15,7 +16,6 @@ mod waker;
 
 pub use waker::Waker;
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use rustix::event::epoll;
 
+use crate::registry::Poller;
 use crate::sys;
 
 /// The token reserved for the waker's eventfd.
@@ -44,30 +45,37 @@ impl Interest {
         writable: false,
     };
 
+    /// Interest in reading only.
+    pub const READ: Interest = Interest {
+        readable: true,
+        writable: false,
+    };
+
     /// Whether this interest asks for nothing.
     pub fn is_empty(self) -> bool {
         !self.readable && !self.writable
     }
 }
 
-/// One ready file descriptor, as returned by [`Reactor::poll`].
+/// One ready file descriptor, as returned by [`Reactor::poll`]. The registry keeps only the
+/// directions that are still watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Event {
     /// The descriptor.
     pub fd: RawFd,
-    /// Readable (or in error / hung up) and registered for reading.
+    /// Readable, in error or hung up.
     pub readable: bool,
-    /// Writable (or in error) and registered for writing.
+    /// Writable or in error.
     pub writable: bool,
 }
 
-/// An epoll instance, its registrations and its waker.
+/// An epoll instance and its waker.
 pub struct Reactor {
     /// The epoll descriptor; `None` once [`Reactor::close`] ran (closed when the reactor drops
     /// otherwise).
     epoll: Option<OwnedFd>,
-    /// Current interest of every registered fd; an fd is absent when its interest is empty.
-    interests: HashMap<RawFd, Interest>,
+    /// How many fds are registered (sizes the event buffer).
+    registered: usize,
     /// Kernel event buffer, reused across polls (capacity grows with the number of fds).
     raw: Vec<epoll::Event>,
     /// Decoded events of the last poll, reused across polls.
@@ -93,7 +101,7 @@ impl Reactor {
         )?;
         Ok(Self {
             epoll: Some(epoll),
-            interests: HashMap::new(),
+            registered: 0,
             raw: Vec::with_capacity(256),
             events: Vec::with_capacity(256),
             waker,
@@ -110,7 +118,7 @@ impl Reactor {
     /// Closes the epoll fd and the waker's eventfd now, as asyncio's `loop.close()` closes its
     /// selector; every registration is forgotten and later polls fail with `EBADF`.
     pub fn close(&mut self) {
-        self.interests.clear();
+        self.registered = 0;
         self.epoll = None;
         self.waker.close();
     }
@@ -120,78 +128,11 @@ impl Reactor {
         Arc::clone(&self.waker)
     }
 
-    /// The current interest registered for `fd`.
-    pub fn interest(&self, fd: RawFd) -> Interest {
-        self.interests.get(&fd).copied().unwrap_or_default()
-    }
-
-    /// The number of registered descriptors.
-    pub fn len(&self) -> usize {
-        self.interests.len()
-    }
-
-    /// Whether no descriptor is registered.
-    pub fn is_empty(&self) -> bool {
-        self.interests.is_empty()
-    }
-
-    /// Sets `fd`'s interest, adding, modifying or removing its epoll registration as needed.
-    pub fn set_interest(&mut self, fd: RawFd, interest: Interest) -> io::Result<()> {
-        let old = self.interest(fd);
-        if old == interest {
-            return Ok(());
-        }
-        let flags = sys::epoll_flags(interest.readable, interest.writable);
-        let data = fd as u64;
-        if interest.is_empty() {
-            self.interests.remove(&fd);
-            // NOTE: the fd may already be closed (epoll forgets closed files): nothing to undo.
-            if let Ok(ep) = self.epoll() {
-                let _ = sys::epoll_delete(ep, fd);
-            }
-            return Ok(());
-        }
-        let ep = self.epoll()?;
-        let result = if old.is_empty() {
-            match sys::epoll_add(ep, fd, flags, data) {
-                // Registered earlier under a number that was closed and reused: update it.
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {
-                    sys::epoll_modify(ep, fd, flags, data)
-                }
-                r => r,
-            }
-        } else {
-            match sys::epoll_modify(ep, fd, flags, data) {
-                // Closed behind our back (epoll dropped it), maybe reopened: register afresh.
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => {
-                    sys::epoll_add(ep, fd, flags, data)
-                }
-                r => r,
-            }
-        };
-        match result {
-            Ok(()) => {
-                self.interests.insert(fd, interest);
-                Ok(())
-            }
-            Err(e) => {
-                self.interests.remove(&fd);
-                Err(e)
-            }
-        }
-    }
-
-    /// Forgets `fd` entirely.
-    pub fn remove(&mut self, fd: RawFd) {
-        // Setting empty interest cannot fail.
-        let _ = self.set_interest(fd, Interest::NONE);
-    }
-
     /// Waits up to `timeout` (`None`: forever) and returns the ready descriptors. A wake-up from
     /// [`Waker::wake`] ends the wait and is consumed here; it is not among the returned events.
     /// A signal ends the wait with `ErrorKind::Interrupted`.
     pub fn poll(&mut self, timeout: Option<Duration>) -> io::Result<&[Event]> {
-        let want = self.interests.len() + 1;
+        let want = self.registered + 1;
         if self.raw.capacity() < want {
             self.raw.reserve(want - self.raw.len());
         }
@@ -207,24 +148,54 @@ impl Reactor {
                 self.waker.reset();
                 continue;
             }
-            let fd = token as RawFd;
-            let Some(interest) = self.interests.get(&fd) else {
-                continue;
-            };
             let flags = ev.flags;
             // Mirrors selectors.EpollSelector.select: anything but OUT counts as readable,
             // anything but IN counts as writable (so ERR/HUP wake both sides).
-            let readable = interest.readable && !(flags - epoll::EventFlags::OUT).is_empty();
-            let writable = interest.writable && !(flags - epoll::EventFlags::IN).is_empty();
-            if readable || writable {
-                self.events.push(Event {
-                    fd,
-                    readable,
-                    writable,
-                });
-            }
+            self.events.push(Event {
+                fd: token as RawFd,
+                readable: !(flags - epoll::EventFlags::OUT).is_empty(),
+                writable: !(flags - epoll::EventFlags::IN).is_empty(),
+            });
         }
         Ok(&self.events)
+    }
+}
+
+impl Poller for Reactor {
+    fn update(&mut self, fd: RawFd, old: Interest, new: Interest) -> io::Result<()> {
+        if old == new {
+            return Ok(());
+        }
+        let flags = sys::epoll_flags(new.readable, new.writable);
+        let data = fd as u64;
+        if new.is_empty() {
+            self.registered = self.registered.saturating_sub(1);
+            // NOTE: the fd may already be closed (epoll forgets closed files): nothing to undo.
+            if let Ok(ep) = self.epoll() {
+                let _ = sys::epoll_delete(ep, fd);
+            }
+            return Ok(());
+        }
+        let ep = self.epoll()?;
+        if old.is_empty() {
+            match sys::epoll_add(ep, fd, flags, data) {
+                // Registered earlier under a number that was closed and reused: update it.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {
+                    sys::epoll_modify(ep, fd, flags, data)
+                }
+                r => r,
+            }?;
+            self.registered += 1;
+            Ok(())
+        } else {
+            match sys::epoll_modify(ep, fd, flags, data) {
+                // Closed behind our back (epoll dropped it), maybe reopened: register afresh.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => {
+                    sys::epoll_add(ep, fd, flags, data)
+                }
+                r => r,
+            }
+        }
     }
 }
 
@@ -235,18 +206,21 @@ mod tests {
     use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
 
+    const W: Interest = Interest {
+        readable: false,
+        writable: true,
+    };
+    const RW: Interest = Interest {
+        readable: true,
+        writable: true,
+    };
+
     #[test]
     fn readable_is_level_triggered() {
         let mut r = Reactor::new().unwrap();
         let (mut a, b) = UnixStream::pair().unwrap();
-        r.set_interest(
-            b.as_raw_fd(),
-            Interest {
-                readable: true,
-                writable: false,
-            },
-        )
-        .unwrap();
+        r.update(b.as_raw_fd(), Interest::NONE, Interest::READ)
+            .unwrap();
         assert!(r.poll(Some(Duration::ZERO)).unwrap().is_empty());
         a.write_all(b"x").unwrap();
         let ev = r.poll(Some(Duration::from_secs(1))).unwrap().to_vec();
@@ -267,17 +241,10 @@ mod tests {
         let mut r = Reactor::new().unwrap();
         let (a, _b) = UnixStream::pair().unwrap();
         let fd = a.as_raw_fd();
-        r.set_interest(
-            fd,
-            Interest {
-                readable: false,
-                writable: true,
-            },
-        )
-        .unwrap();
+        r.update(fd, Interest::NONE, W).unwrap();
         assert_eq!(r.poll(Some(Duration::ZERO)).unwrap().len(), 1);
-        r.remove(fd);
-        assert!(r.is_empty());
+        r.update(fd, W, Interest::NONE).unwrap();
+        assert_eq!(r.registered, 0);
         assert!(r.poll(Some(Duration::ZERO)).unwrap().is_empty());
     }
 
@@ -288,24 +255,10 @@ mod tests {
         let (c, _d) = UnixStream::pair().unwrap();
         let mut a: OwnedFd = a.into();
         let fd = a.as_raw_fd();
-        r.set_interest(
-            fd,
-            Interest {
-                readable: true,
-                writable: false,
-            },
-        )
-        .unwrap();
+        r.update(fd, Interest::NONE, Interest::READ).unwrap();
         // The number now names another file: the old one was closed behind the reactor's back.
         rustix::io::dup2(&c, &mut a).unwrap();
-        r.set_interest(
-            fd,
-            Interest {
-                readable: true,
-                writable: true,
-            },
-        )
-        .unwrap();
+        r.update(fd, Interest::READ, RW).unwrap();
         assert_eq!(r.poll(Some(Duration::ZERO)).unwrap().len(), 1);
     }
 
@@ -314,25 +267,13 @@ mod tests {
         let mut r = Reactor::new().unwrap();
         let w = r.waker();
         let (a, _b) = UnixStream::pair().unwrap();
-        r.set_interest(
-            a.as_raw_fd(),
-            Interest {
-                readable: true,
-                writable: false,
-            },
-        )
-        .unwrap();
+        r.update(a.as_raw_fd(), Interest::NONE, Interest::READ)
+            .unwrap();
         r.close();
-        assert!(r.is_empty());
+        assert_eq!(r.registered, 0);
         assert!(r.poll(Some(Duration::ZERO)).is_err());
         assert!(r
-            .set_interest(
-                a.as_raw_fd(),
-                Interest {
-                    readable: true,
-                    writable: false
-                }
-            )
+            .update(a.as_raw_fd(), Interest::NONE, Interest::READ)
             .is_err());
         w.wake().unwrap(); // a no-op now
         assert_eq!(w.raw_fd(), -1);

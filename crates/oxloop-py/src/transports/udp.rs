@@ -384,10 +384,7 @@ impl DatagramCore {
 
     fn is_watching(&self, py: Python<'_>, direction: Direction) -> bool {
         let st = self.loop_.get().state.borrow(py);
-        st.watches.get(&self.fd).is_some_and(|w| match direction {
-            Direction::Read => w.reader.is_some(),
-            Direction::Write => w.writer.is_some(),
-        })
+        st.fds.watcher(self.fd, direction).is_some()
     }
 
     /// A protocol callback raised: report it as asyncio's `Handle._run` would.
