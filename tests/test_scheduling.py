@@ -439,3 +439,31 @@ def test_call_soon_and_threadsafe_interleave_in_call_order(on_both):
 
     a, o = on_both(scenario)
     assert a == o
+
+
+def test_close_while_a_thread_schedules(on_both):
+    # A thread keeps calling call_soon_threadsafe while the loop closes: it gets asyncio's
+    # RuntimeError once the loop is closed, and nothing crashes or hangs.
+    def scenario(loop):
+        started = threading.Event()
+        outcome = []
+
+        def producer():
+            try:
+                while True:
+                    loop.call_soon_threadsafe(lambda: None)
+                    started.set()
+            except RuntimeError as e:
+                outcome.append(str(e))
+
+        t = threading.Thread(target=producer)
+        t.start()
+        started.wait(10)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        loop.close()
+        t.join(10)
+        return outcome, t.is_alive()
+
+    a, o = on_both(scenario)
+    assert a == o == (["Event loop is closed"], False)
