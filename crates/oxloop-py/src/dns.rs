@@ -61,11 +61,6 @@ impl NativeWatcher for Watch {
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.0)
     }
-
-    /// Delivering results only resolves futures: the next tick may skip its zero-timeout poll.
-    fn quiet(&self, _direction: Direction) -> bool {
-        true
-    }
 }
 
 impl Resolver {

@@ -25,7 +25,7 @@ use pyo3::{intern, PyTraverseError};
 use crate::errors;
 use crate::ffi;
 use crate::gil::GilCell;
-use crate::handles::{self, Callback, Handle, TimerHandle};
+use crate::handles::{self, Callback, Handle, TimerData, TimerHandle};
 
 /// An entry of the ready queue.
 pub enum Ready {
@@ -250,12 +250,7 @@ impl PyLoop {
         debug: bool,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let handle = Py::new(
-            py,
-            Handle {
-                cb: Callback::new(slf, callback, args, context, debug)?,
-            },
-        )?;
+        let handle = handles::new_handle(py, Callback::new(slf, callback, args, context, debug)?)?;
         handles::set_tracking(handle.bind(py).as_any(), debug);
         slf.get()
             .state
@@ -283,9 +278,9 @@ impl PyLoop {
             Ok(f) => (f.value(), None),
             Err(_) => (when.extract::<f64>()?, Some(when.clone().unbind())),
         };
-        let timer = Py::new(
+        let timer = handles::new_timer(
             py,
-            TimerHandle {
+            TimerData {
                 cb: Callback::new(slf, callback, args, context, debug)?,
                 when,
                 when_obj,
@@ -325,12 +320,7 @@ impl PyLoop {
             let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
             PyErr::warn(py, &category, c"bool is used as a file descriptor", 1)?;
         }
-        let handle = Py::new(
-            py,
-            Handle {
-                cb: Callback::new(slf, callback, args, None, debug)?,
-            },
-        )?;
+        let handle = handles::new_handle(py, Callback::new(slf, callback, args, None, debug)?)?;
         // A reader or writer stays registered until removed: the collector tracks it.
         handles::set_tracking(handle.bind(py).as_any(), true);
         this.watch(py, fd, direction, Watcher::Handle(handle))?;

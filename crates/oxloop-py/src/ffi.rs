@@ -243,3 +243,18 @@ extern "C" {
         newsize: ffi::Py_ssize_t,
     ) -> std::os::raw::c_int;
 }
+
+/// Whether any weak reference to `obj` may exist: `false` for a type without weak reference
+/// support, `true` (not looked up) for a type that manages its weak references itself (3.12+).
+#[inline]
+pub fn has_weakrefs(obj: &Bound<'_, PyAny>) -> bool {
+    let ptr = obj.as_ptr();
+    // SAFETY: GIL held; `obj` is live, so its type object is too.
+    let offset = unsafe { (*ffi::Py_TYPE(ptr)).tp_weaklistoffset };
+    if offset <= 0 {
+        return offset != 0;
+    }
+    // SAFETY: a positive `tp_weaklistoffset` is the offset, inside the object, of the head of its
+    // weak reference list (a `PyObject *`, NULL when there is none).
+    unsafe { !(*ptr.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>()).is_null() }
+}

@@ -30,6 +30,7 @@ use pyo3::prelude::*;
 fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::PyLoop>()?;
     fastcall::install(m.py())?;
+    m.add_function(wrap_pyfunction!(fastcall::fast_create_task, m)?)?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<dns::Resolver>()?;

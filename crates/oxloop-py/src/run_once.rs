@@ -198,12 +198,12 @@ pub fn run_ready(slf: &Bound<'_, PyLoop>, item: &Ready, debug: bool) -> PyResult
         return match item {
             Ready::Handle(h) => {
                 let ran = h.get().cb.run(py, h.bind(py).as_any());
-                crate::handles::release(h.bind(py).as_any());
+                crate::handles::recycle(h.bind(py));
                 ran
             }
             Ready::Timer(t) => {
                 let ran = t.get().cb.run(py, t.bind(py).as_any());
-                crate::handles::release(t.bind(py).as_any());
+                crate::handles::recycle(t.bind(py));
                 ran
             }
             Ready::Native(n, direction) => n.ready(py, *direction),
