@@ -47,8 +47,6 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
         self._protocol = protocol
         self._protocol_connected = True
         self._address = address
-        self._closing = False
-        self._paused = False
         self._core = _oxloop.DatagramCore(
             loop, self, sock, protocol, address, bool(self._extra["peername"])
         )
@@ -96,9 +94,9 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
     def _conn_lost(self):
         return self._core.conn_lost
 
-    @_conn_lost.setter
-    def _conn_lost(self, value):
-        self._core.conn_lost = value
+    @property
+    def _closing(self):
+        return self._core.is_closing()
 
     def sendto(self, data, addr=None):
         """Send ``data`` to ``addr`` (or to the connected peer); never blocks."""
@@ -117,30 +115,20 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
         return self._protocol
 
     def is_closing(self):
-        return self._closing
+        return self._core.is_closing()
 
     def is_reading(self):
-        return not self.is_closing() and not self._paused
+        return self._core.is_reading()
 
     def pause_reading(self):
-        if not self.is_reading():
-            return
-        self._paused = True
-        self._core.stop_reading()
-        if self._loop.get_debug():
+        if self._core.pause_reading() and self._loop.get_debug():
             logger.debug("%r pauses reading", self)
 
     def resume_reading(self):
-        if self._closing or not self._paused:
-            return
-        self._paused = False
-        self._add_reader()
-        if self._loop.get_debug():
+        if self._core.resume_reading() and self._loop.get_debug():
             logger.debug("%r resumes reading", self)
 
     def _add_reader(self):
-        if not self.is_reading():
-            return
         self._core.start_reading()
 
     def abort(self):
@@ -149,14 +137,7 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
 
     def close(self):
         """Close once the send buffer is flushed; connection_lost(None) follows."""
-        if self._closing:
-            return
-        self._closing = True
-        self._core.stop_reading()
-        if not self._core.has_buffer():
-            self._conn_lost += 1
-            self._core.stop_writing()
-            self._loop.call_soon(self._call_connection_lost, None, context=self._context)
+        self._core.close()
 
     def _fatal_error(self, exc, message="Fatal error on transport"):
         # Called by the core for errors that are not OSError of a single send or receive.
@@ -175,15 +156,7 @@ class DatagramTransport(transports._FlowControlMixin, transports.DatagramTranspo
         self._force_close(exc)
 
     def _force_close(self, exc):
-        if self._conn_lost:
-            return
-        if self._core.has_buffer():
-            self._core.clear_buffer()
-        if not self._closing:
-            self._closing = True
-            self._core.stop_reading()
-        self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc, context=self._context)
+        self._core.abort(exc)
 
     def _call_connection_lost(self, exc):
         try:

@@ -6,8 +6,10 @@
 //! socket's fd as a [`NativeWatcher`]: when readable, the tick calls [`DatagramCore::read_ready`],
 //! which receives one datagram and calls the protocol's `datagram_received` straight from Rust (no
 //! Python `Handle`); when writable (only while the send buffer holds data), it flushes the buffer.
-//! The cold paths (close, abort, connection_lost, flow control) stay in the Python class, which
-//! the core calls back for `_fatal_error`, `_maybe_pause_protocol` and `_maybe_resume_protocol`.
+//! Close, abort and pause/resume of reading go through the [`Lifecycle`] shared with the socket
+//! and pipe transports, carried out by [`super::apply`]; `connection_lost`, extra info and flow
+//! control stay in the Python class, which the core calls back for `_call_connection_lost`,
+//! `_fatal_error`, `_maybe_pause_protocol` and `_maybe_resume_protocol`.
 //!
 //! Mirrors `_SelectorDatagramTransport` in `asyncio/selector_events.py`.
 //!
@@ -25,22 +27,21 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
-use std::sync::Arc;
 
+use oxloop_core::transport::{Lifecycle, Side};
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
 use pyo3::{intern, PyTraverseError};
 
-use crate::event_loop::{Direction, NativeWatcher, PyLoop, Watcher};
+use super::{apply, Reactive, Transport};
+use crate::event_loop::{Direction, PyLoop};
 use crate::gil::GilCell;
 use crate::sock::{is_fatal, is_retry};
 
 /// Mirrors `_SelectorTransport.max_size`: the buffer size passed to `recvfrom`.
 const MAX_SIZE: usize = 256 * 1024;
-/// Mirrors `asyncio.constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
 thread_local! {
     /// The receive buffer of inet reads, shared by every transport of this thread (a tick reads
@@ -124,8 +125,8 @@ struct UdpState {
     buffer: VecDeque<(Py<PyAny>, Py<PyAny>)>,
     /// Sum of `len(data)` plus the header size over `buffer` (asyncio's `_buffer_size`).
     buffer_size: usize,
-    /// Non-zero once `connection_lost` is scheduled; counts writes attempted after that.
-    conn_lost: u32,
+    /// Open, closing or lost, and the reactor registrations (shared with sockets and pipes).
+    lc: Lifecycle,
 }
 
 impl UdpState {
@@ -161,43 +162,73 @@ pub struct DatagramCore {
     state: GilCell<UdpState>,
 }
 
-/// The `Arc` the loop holds for a [`DatagramCore`].
-struct Registration(
-    /// The transport core; the loop's watch keeps it alive while reading or flushing.
-    Py<DatagramCore>,
-);
-
-impl NativeWatcher for Registration {
-    fn ready(&self, py: Python<'_>, direction: Direction) -> PyResult<()> {
-        let core = self.0.bind(py);
-        let result = crate::ffi::run_in_context(core.get().context.bind(py), || match direction {
-            Direction::Read => DatagramCore::read_ready(core),
-            Direction::Write => DatagramCore::write_ready(core),
-        });
+impl Reactive for DatagramCore {
+    fn on_ready(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()> {
+        let py = slf.py();
+        let result = match direction {
+            Direction::Read => Self::read_ready(slf),
+            Direction::Write => Self::write_ready(slf),
+        };
         match result {
             Ok(()) => Ok(()),
             Err(err) if is_fatal(py, &err) => Err(err),
-            Err(err) => core.get().report(py, direction, err),
+            Err(err) => slf.get().report(py, direction, err),
         }
     }
+}
 
-    fn describe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let transport = self
-            .0
+impl Transport for DatagramCore {
+    fn fd(slf: &Bound<'_, Self>) -> RawFd {
+        slf.get().fd
+    }
+
+    fn loop_of(slf: &Bound<'_, Self>) -> Option<Py<PyLoop>> {
+        let py = slf.py();
+        let released = slf.get().state.borrow(py).sock.is_none();
+        (!released).then(|| slf.get().loop_.clone_ref(py))
+    }
+
+    fn protocol_of(slf: &Bound<'_, Self>) -> Option<Py<PyAny>> {
+        let py = slf.py();
+        let st = slf.get().state.borrow(py);
+        st.protocol.as_ref().map(|p| p.clone_ref(py))
+    }
+
+    fn context_of<'a>(slf: &'a Bound<'_, Self>) -> Option<&'a Py<PyAny>> {
+        Some(&slf.get().context)
+    }
+
+    fn lifecycle<R>(slf: &Bound<'_, Self>, f: impl FnOnce(&mut Lifecycle) -> R) -> R {
+        f(&mut slf.get().state.borrow_mut(slf.py()).lc)
+    }
+
+    fn drop_buffer(slf: &Bound<'_, Self>) {
+        let buffer = {
+            let mut st = slf.get().state.borrow_mut(slf.py());
+            st.buffer_size = 0;
+            std::mem::take(&mut st.buffer)
+        };
+        drop(buffer);
+    }
+
+    /// The Python transport's `_call_connection_lost`, which closes the socket and releases
+    /// this core.
+    fn call_connection_lost(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let transport = slf
             .get()
             .state
             .borrow(py)
             .transport
             .as_ref()
             .map(|t| t.clone_ref(py));
-        Ok(match transport {
-            Some(t) => t.into_bound(py),
-            None => self.0.bind(py).clone().into_any(),
-        })
-    }
-
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.0)
+        match transport {
+            Some(t) => t
+                .bind(py)
+                .call_method1(intern!(py, "_call_connection_lost"), (exc,))
+                .map(drop),
+            None => Ok(()),
+        }
     }
 }
 
@@ -224,8 +255,11 @@ impl DatagramCore {
     fn read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if this.state.borrow(py).conn_lost != 0 {
-            return Ok(());
+        {
+            let st = this.state.borrow(py);
+            if st.lc.is_lost() || !st.lc.is_registered(Side::Read) {
+                return Ok(());
+            }
         }
         let Some((sock, protocol, transport)) = this.objects(py) else {
             return Ok(());
@@ -331,6 +365,9 @@ impl DatagramCore {
     fn write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        if !this.state.borrow(py).lc.is_registered(Side::Write) {
+            return Ok(());
+        }
         let Some(objects) = this.objects(py) else {
             return Ok(());
         };
@@ -358,23 +395,14 @@ impl DatagramCore {
         }
         let transport = objects.2.bind(py);
         transport.call_method0(intern!(py, "_maybe_resume_protocol"))?; // may append to buffer
-        if this.state.borrow(py).buffer.is_empty() {
-            this.loop_.get().unwatch(py, this.fd, Direction::Write)?;
-            if transport.getattr(intern!(py, "_closing"))?.is_truthy()? {
-                transport.call_method1(intern!(py, "_call_connection_lost"), (py.None(),))?;
+        let steps = {
+            let mut st = this.state.borrow_mut(py);
+            match st.buffer.is_empty() {
+                true => st.lc.flushed(),
+                false => return Ok(()),
             }
-        }
-        Ok(())
-    }
-
-    fn watch(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()> {
-        let registration: Arc<dyn NativeWatcher> = Arc::new(Registration(slf.clone().unbind()));
-        slf.get().loop_.get().watch(
-            slf.py(),
-            slf.get().fd,
-            direction,
-            Watcher::Native(registration),
-        )
+        };
+        apply(slf, steps, None)
     }
 
     fn is_watching(&self, py: Python<'_>, direction: Direction) -> bool {
@@ -444,7 +472,7 @@ impl DatagramCore {
                     .is_ok(),
                 buffer: VecDeque::new(),
                 buffer_size: 0,
-                conn_lost: 0,
+                lc: Lifecycle::new(),
             }),
         })
     }
@@ -498,18 +526,22 @@ impl DatagramCore {
             }
             addr = address.clone();
         }
-        let (conn_lost, buffered) = {
+        let (lost, buffered) = {
             let st = this.state.borrow(py);
-            (st.conn_lost, !st.buffer.is_empty())
+            (st.lc.is_lost(), !st.buffer.is_empty())
         };
-        if conn_lost != 0 && address.is_some() {
-            if conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
+        if lost && address.is_some() {
+            let log = this
+                .state
+                .borrow_mut(py)
+                .lc
+                .write_after_lost(super::LOG_THRESHOLD_FOR_CONNLOST_WRITES);
+            if log {
                 super::names(py)?
                     .logger
                     .bind(py)
                     .call_method1(intern!(py, "warning"), ("socket.send() raised exception.",))?;
             }
-            this.state.borrow_mut(py).conn_lost += 1;
             return Ok(());
         }
         let Some(objects) = this.objects(py) else {
@@ -520,7 +552,7 @@ impl DatagramCore {
             // Attempt to send it right away first.
             match this.send_one(py, data, &addr, &objects)? {
                 Ok(()) | Err(Failure::Handled) => return Ok(()),
-                Err(Failure::Retry) => Self::watch(slf, Direction::Write)?,
+                Err(Failure::Retry) => super::watch(slf, Direction::Write)?,
             }
         }
         // Ensure that what we buffer is immutable.
@@ -543,34 +575,46 @@ impl DatagramCore {
         self.state.borrow(py).buffer_size
     }
 
-    /// Whether datagrams wait in the send buffer (asyncio's `bool(self._buffer)`).
-    fn has_buffer(&self, py: Python<'_>) -> bool {
-        !self.state.borrow(py).buffer.is_empty()
-    }
-
-    /// Drops the send buffer and stops waiting for writability (`_force_close`).
-    fn clear_buffer(&self, py: Python<'_>) -> PyResult<()> {
-        let buffer = {
-            let mut st = self.state.borrow_mut(py);
-            st.buffer_size = 0;
-            std::mem::take(&mut st.buffer)
-        };
-        drop(buffer);
-        self.loop_
-            .get()
-            .unwatch(py, self.fd, Direction::Write)
-            .map(drop)
-    }
-
-    /// asyncio's `_conn_lost` counter.
+    /// 1 once `connection_lost` is scheduled, else 0 (asyncio's `_conn_lost`, as a flag).
     #[getter]
     fn conn_lost(&self, py: Python<'_>) -> u32 {
-        self.state.borrow(py).conn_lost
+        u32::from(self.state.borrow(py).lc.is_lost())
     }
 
-    #[setter]
-    fn set_conn_lost(&self, py: Python<'_>, value: u32) {
-        self.state.borrow_mut(py).conn_lost = value;
+    /// Mirrors `_SelectorTransport.close`: `connection_lost(None)` once the buffer is flushed.
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let steps = {
+            let mut st = slf.get().state.borrow_mut(slf.py());
+            let buffered = !st.buffer.is_empty();
+            st.lc.close(buffered)
+        };
+        apply(slf, steps, None)
+    }
+
+    /// Mirrors `_SelectorTransport._force_close`: drop the buffer, `connection_lost(exc)` soon.
+    #[pyo3(signature = (exc=None))]
+    fn abort(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let steps = slf.get().state.borrow_mut(slf.py()).lc.abort();
+        apply(slf, steps, exc)
+    }
+
+    /// `transport._call_connection_lost(exc)` (what a scheduled connection loss runs).
+    #[pyo3(signature = (exc=None))]
+    fn _call_connection_lost(
+        slf: &Bound<'_, Self>,
+        exc: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        <Self as Transport>::call_connection_lost(slf, exc)
+    }
+
+    /// `is_closing()`.
+    fn is_closing(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).lc.is_closing()
+    }
+
+    /// `is_reading()`.
+    fn is_reading(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).lc.wants_reading()
     }
 
     /// Replaces the protocol that receives datagrams.
@@ -579,28 +623,27 @@ impl DatagramCore {
         drop(old);
     }
 
-    /// Starts watching the socket for datagrams.
+    /// Starts watching the socket for datagrams (asyncio's `_add_reader`), if reading is wanted.
     fn start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        if slf.get().state.borrow(slf.py()).sock.is_none() {
-            return Ok(());
-        }
-        Self::watch(slf, Direction::Read)
+        let steps = slf.get().state.borrow_mut(slf.py()).lc.start_reading();
+        apply(slf, steps, None)
     }
 
-    /// Stops watching the socket for datagrams.
-    fn stop_reading(&self, py: Python<'_>) -> PyResult<()> {
-        self.loop_
-            .get()
-            .unwatch(py, self.fd, Direction::Read)
-            .map(drop)
+    /// `pause_reading()`; whether it paused.
+    fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        let (was, steps) = {
+            let mut st = slf.get().state.borrow_mut(slf.py());
+            (st.lc.wants_reading(), st.lc.pause_reading())
+        };
+        apply(slf, steps, None)?;
+        Ok(was)
     }
 
-    /// Stops waiting for writability.
-    fn stop_writing(&self, py: Python<'_>) -> PyResult<()> {
-        self.loop_
-            .get()
-            .unwatch(py, self.fd, Direction::Write)
-            .map(drop)
+    /// `resume_reading()`; whether it resumed.
+    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<bool> {
+        let steps = slf.get().state.borrow_mut(slf.py()).lc.resume_reading();
+        apply(slf, steps, None)?;
+        Ok(!steps.is_empty())
     }
 
     /// Whether the socket is watched for reading (`True`) / writing, for `repr()`.
@@ -616,11 +659,11 @@ impl DatagramCore {
     }
 
     /// Drops every Python object held (after `connection_lost`); the fd is no longer watched.
-    fn release(&self, py: Python<'_>) -> PyResult<()> {
-        let lp = self.loop_.get();
-        lp.unwatch(py, self.fd, Direction::Read)?;
-        lp.unwatch(py, self.fd, Direction::Write)?;
-        let dropped = self.state.borrow_mut(py).take_objects();
+    fn release(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        super::unwatch(slf, Direction::Read)?;
+        super::unwatch(slf, Direction::Write)?;
+        let dropped = slf.get().state.borrow_mut(py).take_objects();
         drop(dropped);
         Ok(())
     }
