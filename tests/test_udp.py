@@ -416,3 +416,86 @@ def test_sender_address_as_python_builds_it(on_both, kind):
     aio, ox = on_both(scenario)
     assert aio == ox
     assert ox[1] is True
+
+
+def test_close_flushes_then_loses(on_both):
+    """close() with a full send buffer: reading stops at once, every buffered datagram still
+    reaches the peer, then connection_lost(None)."""
+
+    def scenario(loop):
+        async def main():
+            with tempfile.TemporaryDirectory() as d:
+                path = os.path.join(d, "peer.sock")
+                with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as peer:
+                    peer.bind(path)
+                    peer.setblocking(False)
+                    t, p = await loop.create_datagram_endpoint(
+                        Recorder, remote_addr=path, family=socket.AF_UNIX
+                    )
+                    t.pause_reading()
+                    seen = [t.is_reading()]
+                    t.resume_reading()
+                    seen.append(t.is_reading())
+                    n = 0
+                    while t.get_write_buffer_size() == 0:
+                        t.sendto(b"%06d" % n)
+                        n += 1
+                    for _ in range(20):
+                        t.sendto(b"%06d" % n)
+                        n += 1
+                    t.close()
+                    seen += [t.is_closing(), t.is_reading(), t.get_write_buffer_size() > 0]
+                    got = []
+
+                    def drain():
+                        while True:
+                            try:
+                                got.append(peer.recv(100))
+                            except BlockingIOError:
+                                return
+
+                    loop.add_reader(peer.fileno(), drain)
+                    await p.lost
+                    loop.remove_reader(peer.fileno())
+                    drain()
+                    return seen, got == [b"%06d" % i for i in range(n)], p.events[-1]
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
+    assert ox == ([False, True, True, False, True], True, ("lost", None))
+
+
+def test_sends_after_close_are_dropped_and_logged(on_both):
+    """Sends on a connected endpoint after close() are dropped, logged from the fifth on
+    (asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES)."""
+    import logging
+
+    def scenario(loop):
+        async def main():
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+                peer.bind(("127.0.0.1", 0))
+                t, p = await loop.create_datagram_endpoint(
+                    Recorder, remote_addr=peer.getsockname()
+                )
+                t.close()
+                records = []
+                handler = logging.Handler()
+                handler.emit = records.append
+                log = logging.getLogger("asyncio")
+                log.addHandler(handler)
+                try:
+                    for _ in range(6):
+                        t.sendto(b"late")
+                    await p.lost
+                    t.sendto(b"later")
+                finally:
+                    log.removeHandler(handler)
+                return [r.getMessage() for r in records], p.events[-1]
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
+    assert ox == (["socket.send() raised exception."] * 3, ("lost", None))

@@ -113,7 +113,8 @@ struct UdpState {
     protocol: Option<Py<PyAny>>,
     /// The Python transport object this core belongs to.
     transport: Option<Py<PyAny>>,
-    /// The remote address of a connected endpoint (`remote_addr`), else `None`.
+    /// The remote address of a connected endpoint (`remote_addr`), else `None`; kept after
+    /// [`DatagramCore::release`], as sends after the connection is lost check it.
     address: Option<Py<PyAny>>,
     /// The socket has a peer (`get_extra_info('peername')` is truthy): send with `send()`.
     connected: bool,
@@ -137,7 +138,6 @@ impl UdpState {
             self.sock.take(),
             self.protocol.take(),
             self.transport.take(),
-            self.address.take(),
         ];
         (
             objects.into_iter().flatten().collect(),
@@ -692,7 +692,7 @@ impl DatagramCore {
             let dropped = self
                 .state
                 .try_borrow_mut_in_gc(py)
-                .map(|mut st| st.take_objects());
+                .map(|mut st| (st.take_objects(), st.address.take()));
             drop(dropped);
         });
     }
