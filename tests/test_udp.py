@@ -476,9 +476,7 @@ def test_sends_after_close_are_dropped_and_logged(on_both):
         async def main():
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
                 peer.bind(("127.0.0.1", 0))
-                t, p = await loop.create_datagram_endpoint(
-                    Recorder, remote_addr=peer.getsockname()
-                )
+                t, p = await loop.create_datagram_endpoint(Recorder, remote_addr=peer.getsockname())
                 t.close()
                 records = []
                 handler = logging.Handler()
