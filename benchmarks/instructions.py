@@ -7,9 +7,14 @@ Wall-clock rows move with whatever else the machine runs; instruction counts do 
 ``n2`` operations (warm-up included in both) and prints ``(I(n2) - I(n1)) / (n2 - n1)``, the
 instructions per operation with start-up and warm-up cancelled out. Rows are those of
 ``micro.py`` plus ``sock_echo_1KiB`` (a 1 KiB ``sock_sendall`` / ``sock_recv`` round trip over a
-socketpair, both ends on the loop) and ``protocol_echo_1KiB`` (the same client against an
-``asyncio.Protocol`` echo on the other end, through ``connect_accepted_socket``). Instructions are not time (syscalls and cache misses are not
-counted, nor waiting for the GIL), so timer and cross-thread rows vary by a few percent.
+socketpair, both ends on the loop), ``protocol_echo_1KiB`` (the same client against an
+``asyncio.Protocol`` echo on the other end, through ``connect_accepted_socket``),
+``sock_accept_connect`` (one TCP connection per op made with ``sock_connect`` and taken with
+``sock_accept``, then both ends closed) and ``server_accept`` (one TCP connection per op to a
+``create_server`` server whose protocol closes it at once; the client connects with
+``sock_connect`` and waits for EOF with ``sock_recv``). Instructions are not time (syscalls and
+cache misses are not counted, nor waiting for the GIL), so timer and cross-thread rows vary by a
+few percent.
 A loop named ``NAME=PATH`` runs oxloop from PATH (a copy of ``python/`` built at another commit).
 
 ``oxloop+monitor`` (monitoring mode on) is a loop like the others. Its watchdog samples on
@@ -85,6 +90,55 @@ async def sock_echo(loop, n):
     return n
 
 
+def _client():
+    c = socket.socket()
+    c.setblocking(False)
+    # Closed with a reset: no TIME_WAIT, so thousands of connections do not run out of ports.
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+    return c
+
+
+async def sock_accept_connect(loop, n):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        listener.setblocking(False)
+        address = listener.getsockname()
+        for _ in range(n):
+            with _client() as c:
+                accept = asyncio.ensure_future(loop.sock_accept(listener))
+                await loop.sock_connect(c, address)
+                conn, _ = await accept
+                conn.close()
+    return n
+
+
+class _CloseAtOnce(asyncio.Protocol):
+    def connection_made(self, transport):
+        transport.close()
+
+
+async def server_accept(loop, n):
+    server = await loop.create_server(_CloseAtOnce, "127.0.0.1", 0, backlog=128)
+    address = server.sockets[0].getsockname()
+    for _ in range(n):
+        with _client() as c:
+            await loop.sock_connect(c, address)
+            if await loop.sock_recv(c, 1) != b"":
+                raise AssertionError("the server sent data")
+    server.close()
+    await server.wait_closed()
+    return n
+
+
+EXTRA = {
+    "sock_echo_1KiB": sock_echo,
+    "protocol_echo_1KiB": protocol_echo,
+    "sock_accept_connect": sock_accept_connect,
+    "server_accept": server_accept,
+}
+
+
 def run_one(loop_name: str, row: str, n: int) -> None:
     """The child: ``row`` with ``n`` operations on a fresh ``loop_name`` loop, after a warm-up."""
     from loops import MONITORED, factory
@@ -132,9 +186,6 @@ def instructions(loop: str, row: str, n: int, main_thread: bool = False) -> int:
             if re.search(r"^thread: 1$", text, re.M):
                 return int(re.search(r"^(?:summary|totals): (\d+)", text, re.M).group(1))
     raise RuntimeError(f"{loop} {row}: no main-thread profile")
-
-
-EXTRA = {"sock_echo_1KiB": sock_echo, "protocol_echo_1KiB": protocol_echo}
 
 
 def main() -> None:

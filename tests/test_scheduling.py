@@ -373,3 +373,97 @@ def test_scheduling_methods_refuse_an_object_that_is_not_an_oxloop_loop(name):
             types.MethodType(method, 1)(*args)
     finally:
         aio.close()
+
+
+class _Token:
+    """Records its own finalization in `log`."""
+
+    def __init__(self, log, name):
+        self.log, self.name = log, name
+
+    def __del__(self):
+        self.log.append(("freed", self.name))
+
+
+def test_a_run_handle_lets_go_of_its_callback_and_arguments(on_both):
+    # oxloop reuses handles nobody kept: the reuse must not keep what the last one held alive.
+    def scenario(loop):
+        log = []
+        loop.call_soon(lambda tok: log.append(("ran", tok.name)), _Token(log, "a"))
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        log.append("tick over")
+        return log
+
+    a, o = on_both(scenario)
+    assert a == o == [("ran", "a"), ("freed", "a"), "tick over"]
+
+
+def test_a_kept_or_weakly_referenced_handle_is_never_reused(on_both):
+    def scenario(loop):
+        import weakref
+
+        def cb(*args):
+            pass
+
+        kept = loop.call_soon(cb, 1)
+        weak = weakref.ref(loop.call_soon(cb, 2))
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        # New handles from later ticks must not be the kept or the weakly referenced one.
+        later = [loop.call_soon(cb, 3) for _ in range(5)]
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        return (
+            kept._callback is cb,
+            kept._args,
+            kept.cancelled(),
+            weak() is None,
+            any(h is kept for h in later),
+        )
+
+    a, o = on_both(scenario)
+    assert a == o == (True, (1,), False, True, False)
+
+
+def test_call_soon_and_threadsafe_interleave_in_call_order(on_both):
+    # call_soon_threadsafe joins the same FIFO as call_soon, as asyncio's does.
+    def scenario(loop):
+        seen = []
+        for i in range(10):
+            loop.call_soon(seen.append, ("soon", i))
+            loop.call_soon_threadsafe(seen.append, ("threadsafe", i))
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        return seen
+
+    a, o = on_both(scenario)
+    assert a == o
+
+
+def test_close_while_a_thread_schedules(on_both):
+    # A thread keeps calling call_soon_threadsafe while the loop closes: it gets asyncio's
+    # RuntimeError once the loop is closed, and nothing crashes or hangs.
+    def scenario(loop):
+        started = threading.Event()
+        outcome = []
+
+        def producer():
+            try:
+                while True:
+                    loop.call_soon_threadsafe(lambda: None)
+                    started.set()
+            except RuntimeError as e:
+                outcome.append(str(e))
+
+        t = threading.Thread(target=producer)
+        t.start()
+        started.wait(10)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        loop.close()
+        t.join(10)
+        return outcome, t.is_alive()
+
+    a, o = on_both(scenario)
+    assert a == o == (["Event loop is closed"], False)

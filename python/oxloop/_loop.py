@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
+import inspect
 import logging
 import os
 import signal
@@ -60,6 +61,15 @@ def _track_escaped_handles(phase, info):
 gc.callbacks.append(_track_escaped_handles)
 
 
+def _fast_create_task():
+    # asyncio's create_task (borrowed) behind a Rust entry point that does its common case,
+    # `tasks.Task(coro, loop=self)` with no task factory outside debug mode, without a Python
+    # frame; every other call runs asyncio's function (see fastcall.rs).
+    slow = AsyncioColdPath.create_task
+    sig = str(inspect.signature(slow)).replace("(self", "($self", 1)
+    return _oxloop.fast_create_task(slow, f"create_task{sig}\n--\n\n{slow.__doc__ or ''}")
+
+
 class Loop(
     AsyncioColdPath,
     SocketMethods,
@@ -74,6 +84,8 @@ class Loop(
     Use it wherever asyncio takes a loop: ``oxloop.run(main())``,
     ``asyncio.Runner(loop_factory=oxloop.new_event_loop)``, or ``oxloop.install()``.
     """
+
+    create_task = _fast_create_task()
 
     def __init__(self):
         # The private attributes asyncio's borrowed methods use, with BaseEventLoop's initial

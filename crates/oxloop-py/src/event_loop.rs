@@ -25,7 +25,7 @@ use pyo3::{intern, PyTraverseError};
 use crate::errors;
 use crate::ffi;
 use crate::gil::GilCell;
-use crate::handles::{self, Callback, Handle, TimerHandle};
+use crate::handles::{self, Callback, Handle, TimerData, TimerHandle};
 
 /// An entry of the ready queue.
 pub enum Ready {
@@ -53,14 +53,6 @@ pub trait NativeWatcher: Send + Sync {
 
     /// Reports the Python objects this watcher holds to the garbage collector.
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError>;
-
-    /// Whether running this watcher for `direction` can make another fd ready only through
-    /// calls that [`note_io`](crate::run_once::note_io) (a transport's read: its protocol writes
-    /// through transports). The tick after a batch of quiet watchers may skip its zero-timeout
-    /// poll.
-    fn quiet(&self, _direction: Direction) -> bool {
-        false
-    }
 }
 
 /// What runs when a watched fd is ready.
@@ -124,9 +116,6 @@ pub struct State {
     pub thread_id: Option<u64>,
     /// asyncio debug mode.
     pub debug: bool,
-    /// Whether the next zero-timeout poll may be skipped: the core's rule, fed by
-    /// [`NativeWatcher::quiet`] and `note_io` (see [`oxloop_core::tick::PollSkip`]).
-    pub poll_skip: oxloop_core::tick::PollSkip,
     /// `time` is overridden (an instance attribute or a subclass method): the scheduler then
     /// calls `self.time()` as asyncio's does, instead of reading the clock itself.
     pub time_override: bool,
@@ -261,12 +250,7 @@ impl PyLoop {
         debug: bool,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let handle = Py::new(
-            py,
-            Handle {
-                cb: Callback::new(slf, callback, args, context, debug)?,
-            },
-        )?;
+        let handle = handles::new_handle(py, Callback::new(slf, callback, args, context, debug)?)?;
         handles::set_tracking(handle.bind(py).as_any(), debug);
         slf.get()
             .state
@@ -294,9 +278,9 @@ impl PyLoop {
             Ok(f) => (f.value(), None),
             Err(_) => (when.extract::<f64>()?, Some(when.clone().unbind())),
         };
-        let timer = Py::new(
+        let timer = handles::new_timer(
             py,
-            TimerHandle {
+            TimerData {
                 cb: Callback::new(slf, callback, args, context, debug)?,
                 when,
                 when_obj,
@@ -336,12 +320,7 @@ impl PyLoop {
             let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
             PyErr::warn(py, &category, c"bool is used as a file descriptor", 1)?;
         }
-        let handle = Py::new(
-            py,
-            Handle {
-                cb: Callback::new(slf, callback, args, None, debug)?,
-            },
-        )?;
+        let handle = handles::new_handle(py, Callback::new(slf, callback, args, None, debug)?)?;
         // A reader or writer stays registered until removed: the collector tracks it.
         handles::set_tracking(handle.bind(py).as_any(), true);
         this.watch(py, fd, direction, Watcher::Handle(handle))?;
@@ -392,13 +371,7 @@ impl PyLoop {
                 return Err(errors::loop_closed());
             };
             match st.fds.watch(reactor, fd, direction, watcher) {
-                Ok(old) => {
-                    if old.is_none() {
-                        // A new interest may be satisfied at once (a writable socket, say).
-                        crate::run_once::note_io();
-                    }
-                    old
-                }
+                Ok(old) => old,
                 Err((e, watcher)) => {
                     drop(st);
                     drop(watcher);
@@ -576,7 +549,6 @@ impl PyLoop {
                 closed: false,
                 thread_id: None,
                 debug: false,
-                poll_skip: oxloop_core::tick::PollSkip::new(),
                 time_override: false,
                 stats: crate::monitor::Stats::default(),
             }),
@@ -809,8 +781,6 @@ impl PyLoop {
         {
             let mut st = this.state.borrow_mut(py);
             st.thread_id = Some(ffi::thread_ident());
-            // Anything may have happened since the last run.
-            st.poll_skip.reset();
             st.stats.run_begin();
         }
         let result = loop {

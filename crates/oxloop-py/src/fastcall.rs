@@ -23,6 +23,12 @@ static SLOW_CALL_SOON: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SLOW_CALL_SOON_THREADSAFE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SLOW_CALL_LATER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SLOW_CALL_AT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// asyncio's own `create_task` (borrowed, see `_borrowed.py`): the slow path of [`create_task`].
+static SLOW_CREATE_TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// `asyncio.tasks`, whose `Task` asyncio's `create_task` looks up on every call.
+static TASKS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+/// `("loop",)`: the keyword names of `Task(coro, loop=self)`.
+static LOOP_KWNAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
 
 /// The arguments of `method(*lead, callback, *args, context=None)`, unpacked.
 struct Unpacked<'py> {
@@ -155,14 +161,90 @@ fast_method!(call_at, SLOW_CALL_AT, 2, |u| {
     PyLoop::call_at(&u.slf, &when, callback, u.rest, u.context)
 });
 
+/// `loop.create_task(coro)` without a task factory, outside debug mode, on an open loop: what
+/// asyncio's `create_task` does then, `tasks.Task(coro, loop=self)`, without its Python frame.
+/// Every other call (keywords, a task factory, debug mode, a closed loop, bad arguments) goes to
+/// asyncio's own function, which decides and raises as the running Python does.
+///
+/// # Safety
+/// Called by CPython as a `METH_FASTCALL | METH_KEYWORDS` method of `Loop` (see [`unpack`]).
+unsafe fn create_task(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    if nargs == 1 && kwnames.is_null() {
+        // SAFETY: as in `unpack`: `slf` is a live `Loop` (the descriptor checked its type).
+        let this = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyLoop>() };
+        let plain = {
+            let st = this.get().state.borrow(py);
+            !st.closed && !st.debug
+        };
+        if plain && this.getattr(intern!(py, "_task_factory"))?.is_none() {
+            let tasks = TASKS.get_or_try_init(py, || {
+                Ok::<_, PyErr>(py.import(intern!(py, "asyncio.tasks"))?.unbind())
+            })?;
+            let task = tasks.bind(py).getattr(intern!(py, "Task"))?;
+            let kwnames = LOOP_KWNAMES.get_or_init(py, || {
+                PyTuple::new(py, [intern!(py, "loop")])
+                    .expect("a one-item tuple")
+                    .unbind()
+            });
+            // SAFETY: `args[0]` is the borrowed coroutine; `slf` is borrowed too.
+            let argv = [unsafe { *args }, slf];
+            // SAFETY: `argv` holds one positional argument and one keyword value, both borrowed
+            // for the call; the result is a new reference or NULL with an exception set.
+            let result = unsafe {
+                ffi::PyObject_Vectorcall(task.as_ptr(), argv.as_ptr(), 1, kwnames.as_ptr())
+            };
+            return if result.is_null() {
+                Err(PyErr::fetch(py))
+            } else {
+                Ok(result)
+            };
+        }
+    }
+    // SAFETY: the caller's guarantees are passed on unchanged.
+    unsafe { call_slow(py, &SLOW_CREATE_TASK, slf, args, nargs, kwnames) }
+}
+
+/// The `create_task` method descriptor for `Loop`: [`create_task`] over asyncio's `slow`
+/// function, documented by `doc` (its text signature first, for `inspect.signature`).
+#[pyfunction]
+pub fn fast_create_task(
+    py: Python<'_>,
+    slow: Py<PyAny>,
+    doc: String,
+) -> PyResult<Bound<'_, PyAny>> {
+    let _ = SLOW_CREATE_TASK.set(py, slow);
+    let fast = pyo3::impl_::trampoline::get_trampoline_function!(
+        fastcall_cfunction_with_keywords,
+        create_task
+    );
+    descriptor(py, c"create_task", fast, doc)
+}
+
+/// The first str equal to `context` that was not the interned one (3.11's C Task passes its
+/// own static str): kept alive here, so later calls match it by address.
+static CONTEXT_ALIAS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
 /// Whether the keyword name `name` (a str) is `context`. The C Task's name is its own str, not
 /// the interned one, so equal text counts too.
 #[inline]
 fn is_context(py: Python<'_>, name: *mut ffi::PyObject) -> bool {
     let interned = intern!(py, "context").as_ptr();
+    if name == interned || CONTEXT_ALIAS.get(py).is_some_and(|a| a.as_ptr() == name) {
+        return true;
+    }
     // SAFETY: `name` is a live str from `kwnames`; the comparison only reads it.
-    name == interned
-        || unsafe { ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) } == 0
+    let equal = unsafe { ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) } == 0;
+    if equal {
+        // SAFETY: `name` is a live object borrowed for the call; the alias takes its own reference.
+        let _ = CONTEXT_ALIAS.set(py, unsafe { Bound::from_borrowed_ptr(py, name) }.unbind());
+    }
+    equal
 }
 
 /// Hands the call to PyO3's `call_soon` (the descriptor called with `self` first).
@@ -207,12 +289,6 @@ unsafe fn call_slow(
 
 /// Installs the fast methods on `Loop`; see the module docs.
 pub fn install(py: Python<'_>) -> PyResult<()> {
-    type Fast = unsafe extern "C" fn(
-        *mut ffi::PyObject,
-        *const *mut ffi::PyObject,
-        ffi::Py_ssize_t,
-        *mut ffi::PyObject,
-    ) -> *mut ffi::PyObject;
     let methods: [(&str, &'static std::ffi::CStr, Fast, &PyOnceLock<Py<PyAny>>); 4] = [
         (
             "call_soon",
@@ -261,26 +337,42 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
                 .extract::<String>()?,
             slow.getattr(intern!(py, "__doc__"))?.extract::<String>()?
         );
-        let doc: &'static std::ffi::CStr = Box::leak(
-            std::ffi::CString::new(doc)
-                .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?
-                .into_boxed_c_str(),
-        );
         let _ = slow_cell.set(py, slow.unbind());
-        let def = Box::leak(Box::new(ffi::PyMethodDef {
-            ml_name: cname.as_ptr(),
-            ml_meth: ffi::PyMethodDefPointer {
-                PyCFunctionFastWithKeywords: fast,
-            },
-            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-            ml_doc: doc.as_ptr(),
-        }));
-        // SAFETY: `ty` is the live `Loop` type object and `def` lives for the rest of the
-        // process (leaked above), as a method descriptor's definition must.
-        let descr = unsafe {
-            Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))?
-        };
-        ty.setattr(name, descr)?;
+        ty.setattr(name, descriptor(py, cname, fast, doc)?)?;
     }
     Ok(())
+}
+
+/// The signature of a `METH_FASTCALL | METH_KEYWORDS` C function.
+type Fast = unsafe extern "C" fn(
+    *mut ffi::PyObject,
+    *const *mut ffi::PyObject,
+    ffi::Py_ssize_t,
+    *mut ffi::PyObject,
+) -> *mut ffi::PyObject;
+
+/// A method descriptor of `Loop` named `cname` that calls `fast`, documented by `doc`.
+fn descriptor<'py>(
+    py: Python<'py>,
+    cname: &'static std::ffi::CStr,
+    fast: Fast,
+    doc: String,
+) -> PyResult<Bound<'py, PyAny>> {
+    let doc: &'static std::ffi::CStr = Box::leak(
+        std::ffi::CString::new(doc)
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?
+            .into_boxed_c_str(),
+    );
+    let def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: cname.as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: fast,
+        },
+        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_doc: doc.as_ptr(),
+    }));
+    let ty = py.get_type::<PyLoop>();
+    // SAFETY: `ty` is the live `Loop` type object and `def` lives for the rest of the process
+    // (leaked above), as a method descriptor's definition must.
+    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def)) }
 }

@@ -16,6 +16,8 @@
 //! every full collection (`Loop._track_escaped`, called from a `gc.callbacks` hook). Until then
 //! its contents count as reachable, which may delay collecting a cycle, never break one.
 
+use std::cell::UnsafeCell;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
@@ -34,12 +36,12 @@ pub struct Callback {
     /// The callback and its positional arguments; `None` once cancelled (asyncio drops them to
     /// break reference cycles early).
     target: GilCell<Option<(Py<PyAny>, Py<PyTuple>)>>,
-    /// The `contextvars.Context` the callback runs in.
-    context: Py<PyAny>,
+    /// The `contextvars.Context` the callback runs in (dropped by `Drop`, see there).
+    context: ManuallyDrop<Py<PyAny>>,
     /// Set once by `cancel()`; never cleared.
     cancelled: AtomicBool,
-    /// The loop that scheduled this handle.
-    loop_: Py<PyLoop>,
+    /// The loop that scheduled this handle (dropped by `Drop`).
+    loop_: ManuallyDrop<Py<PyLoop>>,
     /// Debug mode only: `format_helpers.extract_stack` of the scheduling call site.
     source_traceback: Option<Py<PyAny>>,
     /// Debug mode only: the repr captured at `cancel()`, so slow-callback logs still name it.
@@ -67,9 +69,9 @@ impl Callback {
         };
         Ok(Self {
             target: GilCell::new(Some((callback.unbind(), args.unbind()))),
-            context,
+            context: ManuallyDrop::new(context),
             cancelled: AtomicBool::new(false),
-            loop_: slf.clone().unbind(),
+            loop_: ManuallyDrop::new(slf.clone().unbind()),
             source_traceback,
             repr: GilCell::new(None),
         })
@@ -108,20 +110,19 @@ impl Callback {
         if self.is_cancelled() {
             return Ok(());
         }
+        // NOTE: `Bound` clones, not `Py`: dropping a `Py` checks PyO3's thread-local GIL count.
         let (callback, args) = match &*self.target.borrow(py) {
-            Some((c, a)) => (c.clone_ref(py), a.clone_ref(py)),
+            Some((c, a)) => (c.bind(py).clone(), a.bind(py).clone()),
             None => return Ok(()),
         };
         let context = self.context.bind(py);
         let result = if ffi::is_context(context) {
-            ffi::run_in_context(context, || {
-                ffi::call_with_tuple(callback.bind(py), args.bind(py))
-            })
+            ffi::run_in_context(context, || ffi::call_with_tuple(&callback, &args))
         } else {
             // Mirrors Handle._run: `self._context.run(callback, *args)` on whatever was passed as
             // `context=` (a non-Context fails there, with asyncio's error).
-            let mut call = vec![callback.bind(py).clone()];
-            call.extend(args.bind(py).iter());
+            let mut call = vec![callback.clone()];
+            call.extend(args.iter());
             context
                 .call_method1(intern!(py, "run"), PyTuple::new(py, call)?)
                 .map(drop)
@@ -134,7 +135,7 @@ impl Callback {
             {
                 Err(err)
             }
-            Err(err) => self.report(py, owner, callback.bind(py), args.bind(py), err),
+            Err(err) => self.report(py, owner, &callback, &args, err),
         }
     }
 
@@ -208,8 +209,8 @@ impl Callback {
                 visit.call(a)?;
             }
         }
-        visit.call(&self.context)?;
-        visit.call(&self.loop_)?;
+        visit.call(&*self.context)?;
+        visit.call(&*self.loop_)?;
         if let Some(tb) = &self.source_traceback {
             visit.call(tb)?;
         }
@@ -228,6 +229,27 @@ impl Callback {
             .borrow(py)
             .as_ref()
             .map(|(_, a)| a.clone_ref(py))
+    }
+}
+
+impl Drop for Callback {
+    /// Releases the references with `Bound`s: a `Py`'s own drop checks PyO3's thread-local GIL
+    /// count (a dynamic TLS lookup in a shared library) once per field, on every handle freed.
+    fn drop(&mut self) {
+        // SAFETY: a `Callback` lives inside a `Handle` or `TimerHandle`, Python objects that are
+        // freed (or, on a failed allocation, dropped) only by a thread holding the GIL.
+        let py = unsafe { Python::assume_attached() };
+        if let Some((c, a)) = self.target.borrow_mut(py).take() {
+            drop((c.into_bound(py), a.into_bound(py)));
+        }
+        // SAFETY: each field is taken once, here, and not used after.
+        let (context, loop_) = unsafe {
+            (
+                ManuallyDrop::take(&mut self.context),
+                ManuallyDrop::take(&mut self.loop_),
+            )
+        };
+        drop((context.into_bound(py), loop_.into_bound(py)));
     }
 }
 
@@ -321,10 +343,163 @@ fn extract_stack(py: Python<'_>) -> PyResult<Py<PyAny>> {
 }
 
 /// A callback scheduled with `call_soon`, `call_soon_threadsafe`, `add_reader` or `add_writer`.
-#[pyclass(frozen, weakref, freelist = 1024, module = "oxloop._oxloop")]
+#[pyclass(frozen, weakref, module = "oxloop._oxloop")]
 pub struct Handle {
     /// What runs.
-    pub cb: Callback,
+    pub cb: Slot<Callback>,
+}
+
+/// How many run handles of each class [`recycle`] keeps for reuse.
+const POOL_SIZE: usize = 1024;
+
+/// `Handle` objects that ran while only the loop held them, emptied, for [`new_handle`] to fill
+/// again: a handle that `call_soon` returns and nobody keeps is reused without a trip through
+/// the allocator, its deallocator and PyO3's free list lock. Each is untracked by the collector,
+/// has no weak reference and holds nothing, and nothing but this pool can reach it.
+static POOL: GilCell<Vec<Py<Handle>>> = GilCell::new(Vec::new());
+
+/// The same for `TimerHandle` ([`new_timer`]).
+static TIMER_POOL: GilCell<Vec<Py<TimerHandle>>> = GilCell::new(Vec::new());
+
+/// A handle's contents: always set, except while the handle sits in its pool.
+pub struct Slot<T>(UnsafeCell<Option<T>>);
+
+// SAFETY: the cell is written only by `recycle` and `new_handle`/`new_timer`, with the GIL
+// held, on a handle no other thread or object can reach (see their docs); every other access
+// reads it, with the GIL held. `T: Send` as the handle may be used by whichever thread holds it.
+unsafe impl<T: Send> Sync for Slot<T> {}
+
+impl<T> std::ops::Deref for Slot<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: the cell is only written while nothing else can reach the handle (so no shared
+        // reference from here is alive then).
+        match unsafe { &*self.0.get() } {
+            Some(data) => data,
+            None => unreachable!("a pooled handle is reachable only from its pool"),
+        }
+    }
+}
+
+impl<T> Slot<T> {
+    fn new(data: T) -> Self {
+        Self(UnsafeCell::new(Some(data)))
+    }
+
+    /// The contents, or `None` for a pooled handle (which no `__traverse__` should meet).
+    fn get(&self) -> Option<&T> {
+        // SAFETY: as in `deref`.
+        unsafe { &*self.0.get() }.as_ref()
+    }
+
+    /// Fills a handle just taken from its pool.
+    ///
+    /// # Safety
+    /// GIL held, and nothing but the caller can reach the handle: no reference into the cell.
+    unsafe fn fill(&self, data: T) {
+        // SAFETY: the caller's guarantee.
+        unsafe { *self.0.get() = Some(data) };
+    }
+
+    /// Empties a handle about to go to its pool; the caller drops what it returns.
+    ///
+    /// # Safety
+    /// As for [`Slot::fill`].
+    unsafe fn take(&self) -> Option<T> {
+        // SAFETY: the caller's guarantee.
+        unsafe { (*self.0.get()).take() }
+    }
+}
+
+/// A new `Handle` running `cb`, from the pool when it has one.
+pub fn new_handle(py: Python<'_>, cb: Callback) -> PyResult<Py<Handle>> {
+    let pooled = POOL.borrow_mut(py).pop();
+    match pooled {
+        Some(handle) => {
+            // SAFETY: a pooled handle is reachable only through `handle`, just taken from the
+            // pool; GIL held.
+            unsafe { handle.get().cb.fill(cb) };
+            Ok(handle)
+        }
+        None => Py::new(py, Handle { cb: Slot::new(cb) }),
+    }
+}
+
+/// A new `TimerHandle` holding `data`, from the pool when it has one.
+pub fn new_timer(py: Python<'_>, data: TimerData) -> PyResult<Py<TimerHandle>> {
+    let pooled = TIMER_POOL.borrow_mut(py).pop();
+    match pooled {
+        Some(timer) => {
+            // SAFETY: as in `new_handle`.
+            unsafe { timer.get().data.fill(data) };
+            Ok(timer)
+        }
+        None => Py::new(py, TimerHandle { data: Slot::new(data) }),
+    }
+}
+
+/// A handle class with a pool (see [`recycle`]).
+pub trait Pooled: pyo3::PyClass + Sized {
+    /// What the handle holds.
+    type Data;
+    /// Its contents.
+    fn slot(&self) -> &Slot<Self::Data>;
+    /// Its class's pool.
+    fn pool() -> &'static GilCell<Vec<Py<Self>>>;
+}
+
+impl Pooled for Handle {
+    type Data = Callback;
+    fn slot(&self) -> &Slot<Callback> {
+        &self.cb
+    }
+    fn pool() -> &'static GilCell<Vec<Py<Self>>> {
+        &POOL
+    }
+}
+
+impl Pooled for TimerHandle {
+    type Data = TimerData;
+    fn slot(&self) -> &Slot<TimerData> {
+        &self.data
+    }
+    fn pool() -> &'static GilCell<Vec<Py<Self>>> {
+        &TIMER_POOL
+    }
+}
+
+/// The loop lets go of a handle that ran (see [`release`]): when nobody else holds it, it is
+/// emptied and kept in its class's pool for reuse. `handle` is the loop's own reference, about
+/// to be dropped.
+#[inline]
+pub fn recycle<T: Pooled + pyo3::PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync>(
+    handle: &Bound<'_, T>,
+) {
+    let ptr = handle.as_ptr();
+    // SAFETY: GIL held (the Bound proves it) and `handle` is live: reading its count is sound.
+    if unsafe { pyo3::ffi::Py_REFCNT(ptr) } > 1 {
+        ffi::gc_track(handle.as_any());
+        return;
+    }
+    // A tracked handle (debug mode) or one with weak references is left to the allocator: the
+    // collector or a weak reference could still reach it.
+    if ffi::gc_is_tracked(ptr) || ffi::has_weakrefs(handle.as_any()) {
+        return;
+    }
+    let py = handle.py();
+    // SAFETY: only the loop's reference (about to be dropped) reaches the handle: no other
+    // object, no weak reference, not the collector; no reference into its cell is alive.
+    let old = unsafe { handle.get().slot().take() };
+    {
+        let mut pool = T::pool().borrow_mut(py);
+        if pool.len() < POOL_SIZE {
+            pool.push(handle.clone().unbind());
+        }
+    }
+    // After the pool's borrow ends: dropping the contents may run arbitrary Python code.
+    drop(old);
 }
 
 #[pymethods]
@@ -379,13 +554,22 @@ impl Handle {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.cb.traverse(&visit)
+        match self.cb.get() {
+            Some(cb) => cb.traverse(&visit),
+            None => Ok(()),
+        }
     }
 }
 
 /// A callback scheduled with `call_later` or `call_at`.
-#[pyclass(frozen, weakref, freelist = 1024, module = "oxloop._oxloop")]
+#[pyclass(frozen, weakref, module = "oxloop._oxloop")]
 pub struct TimerHandle {
+    /// Everything but the object itself, emptied while the handle sits in [`TIMER_POOL`].
+    data: Slot<TimerData>,
+}
+
+/// What a `TimerHandle` holds.
+pub struct TimerData {
     /// What runs.
     pub cb: Callback,
     /// The deadline on the loop's clock (`loop.time()`).
@@ -396,6 +580,15 @@ pub struct TimerHandle {
     /// True while the timer sits in the loop's timer queue (mirrors `TimerHandle._scheduled`);
     /// cancelling a scheduled timer is counted for lazy cancellation.
     pub scheduled: AtomicBool,
+}
+
+impl std::ops::Deref for TimerHandle {
+    type Target = TimerData;
+
+    #[inline]
+    fn deref(&self) -> &TimerData {
+        &self.data
+    }
 }
 
 impl TimerHandle {
@@ -525,8 +718,11 @@ impl TimerHandle {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.when_obj)?;
-        self.cb.traverse(&visit)
+        let Some(data) = self.data.get() else {
+            return Ok(());
+        };
+        visit.call(&data.when_obj)?;
+        data.cb.traverse(&visit)
     }
 }
 

@@ -236,6 +236,14 @@ impl Tick {
     pub fn run(&mut self, slf: &Bound<'_, PyLoop>, item: &Ready, debug: bool) -> PyResult<()> {
         self.seq += 1;
         self.probe.seq.store(self.seq, Ordering::Relaxed);
+        // `charge` names the callback after it ran: this reference keeps the handle from being
+        // emptied for reuse meanwhile (see `handles::recycle`).
+        let py = slf.py();
+        let _keep = match item {
+            Ready::Handle(h) => Some(h.bind(py).clone().into_any()),
+            Ready::Timer(t) => Some(t.bind(py).clone().into_any()),
+            Ready::Native(..) => None,
+        };
         let result = run_ready(slf, item, debug);
         if self.probe.hits.load(Ordering::Relaxed) != 0 {
             self.charge(slf, item);
