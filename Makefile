@@ -135,17 +135,46 @@ $(BENCH_STAMP): $(STAMP) benchmarks/requirements.txt
 		$(PIP) install -q "$$req" >> $(VENV)/bench-pip.log 2>&1 \
 			|| echo "bench: $$req not installed (see $(VENV)/bench-pip.log)"; \
 	done
+	@$(PY) -c 'import rsloop' 2>/dev/null || $(MAKE) --no-print-directory bench-rsloop
 	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null 2>&1 \
 		|| (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1) \
 		|| echo "bench: wrk not installed (the HTTP row will show an error cell)"
 	touch $(BENCH_STAMP)
 
+# rsloop publishes wheels for some Pythons only, and its sdist pins a nightly Rust it may be built
+# with. When no wheel installs, build the sdist with the nightly toolchain rustup has (its
+# rust-toolchain.toml pin is overridden by RUSTUP_TOOLCHAIN). -Zcrate-attr enables allocator_api,
+# which rsloop uses as stable: older nightlies gate it. A failed build leaves the column "not
+# installed", with the reason in $(VENV)/rsloop-build.log.
+RSLOOP_NIGHTLY ?= nightly
+.PHONY: bench-rsloop
+bench-rsloop: $(STAMP) ## Build the rsloop peer from its sdist with nightly Rust (make bench does when no wheel fits)
+	@if ! rustup toolchain list 2>/dev/null | grep -q '^$(RSLOOP_NIGHTLY)'; then \
+		echo "bench: rsloop has no wheel for this Python and no $(RSLOOP_NIGHTLY) Rust toolchain to build it" \
+			| tee $(VENV)/rsloop-build.log; \
+	else \
+		echo "bench: building rsloop from its sdist with $(RSLOOP_NIGHTLY) Rust (a few minutes)"; \
+		RUSTUP_TOOLCHAIN=$(RSLOOP_NIGHTLY) RUSTFLAGS="-Zcrate-attr=feature(allocator_api)" \
+			$(PIP) install --no-binary rsloop rsloop > $(VENV)/rsloop-build.log 2>&1 \
+			|| echo "bench: rsloop did not build (see $(VENV)/rsloop-build.log)"; \
+	fi
+
 .PHONY: native-echo
 native-echo: ## Build the pure-Rust echo server (the benchmark's native ceiling)
 	cargo build --release --quiet --example echo_server -p oxloop-core
 
+# The instruction cost of monitoring mode (callgrind), which the report shows beside the wall clock.
+.PHONY: bench-monitor-cost
+bench-monitor-cost: build ## Instructions per operation with monitoring off and on (callgrind, a few minutes)
+	@mkdir -p benchmarks/results
+	@if command -v valgrind >/dev/null; then \
+		$(PY) benchmarks/monitor_cost.py --json benchmarks/results/monitor-cost.json; \
+	else \
+		echo "bench: valgrind not installed: no instruction table for monitoring mode"; \
+	fi
+
 .PHONY: bench
-bench: build native-echo $(BENCH_STAMP) ## Full side-by-side benchmark, about 10 min on 2 cores (writes benchmarks/README.md)
+bench: build native-echo $(BENCH_STAMP) bench-monitor-cost ## Full side-by-side benchmark, about 15 min on 2 cores (writes benchmarks/README.md)
 	$(PY) benchmarks/run.py
 
 .PHONY: bench-quick

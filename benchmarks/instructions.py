@@ -7,23 +7,65 @@ Wall-clock rows move with whatever else the machine runs; instruction counts do 
 ``n2`` operations (warm-up included in both) and prints ``(I(n2) - I(n1)) / (n2 - n1)``, the
 instructions per operation with start-up and warm-up cancelled out. Rows are those of
 ``micro.py`` plus ``sock_echo_1KiB`` (a 1 KiB ``sock_sendall`` / ``sock_recv`` round trip over a
-socketpair, both ends on the loop). Instructions are not time (syscalls and cache misses are not
-counted, nor waiting for the GIL), so timer and cross-thread rows vary by a few percent.
+socketpair, both ends on the loop), ``protocol_echo_1KiB`` (the same client against an
+``asyncio.Protocol`` echo on the other end, through ``connect_accepted_socket``),
+``sock_accept_connect`` (one TCP connection per op made with ``sock_connect`` and taken with
+``sock_accept``, then both ends closed) and ``server_accept`` (one TCP connection per op to a
+``create_server`` server whose protocol closes it at once; the client connects with
+``sock_connect`` and waits for EOF with ``sock_recv``). Instructions are not time (syscalls and
+cache misses are not counted, nor waiting for the GIL), so timer and cross-thread rows vary by a
+few percent.
 A loop named ``NAME=PATH`` runs oxloop from PATH (a copy of ``python/`` built at another commit).
+
+``oxloop+monitor`` (monitoring mode on) is a loop like the others. Its watchdog samples on
+wall-clock time, so what samples cost depends on how fast valgrind runs, not on the work: the
+child sets the sampling period to ``SAMPLE_PERIOD`` (an hour, so none falls in the run), and when
+that column is asked for every column counts the loop thread alone (callgrind,
+``--separate-threads``). What remains is the hooks' cost per tick and per callback
+(``monitor_cost.py`` says more).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import glob
 import os
 import re
 import socket
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+
+
+# The monitored column's sampling period, in seconds: no sample within a run.
+SAMPLE_PERIOD = 3600.0
+
+
+async def protocol_echo(loop, n):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    data = b"x" * 1024
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, chunk):
+            self.transport.write(chunk)
+
+    transport, _ = await loop.connect_accepted_socket(Echo, b)
+    with a:
+        for _ in range(n):
+            await loop.sock_sendall(a, data)
+            got = 0
+            while got < len(data):
+                got += len(await loop.sock_recv(a, 65536))
+    transport.close()
+    return n
 
 
 async def sock_echo(loop, n):
@@ -48,12 +90,65 @@ async def sock_echo(loop, n):
     return n
 
 
+def _client():
+    c = socket.socket()
+    c.setblocking(False)
+    # Closed with a reset: no TIME_WAIT, so thousands of connections do not run out of ports.
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+    return c
+
+
+async def sock_accept_connect(loop, n):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        listener.setblocking(False)
+        address = listener.getsockname()
+        for _ in range(n):
+            with _client() as c:
+                accept = asyncio.ensure_future(loop.sock_accept(listener))
+                await loop.sock_connect(c, address)
+                conn, _ = await accept
+                conn.close()
+    return n
+
+
+class _CloseAtOnce(asyncio.Protocol):
+    def connection_made(self, transport):
+        transport.close()
+
+
+async def server_accept(loop, n):
+    server = await loop.create_server(_CloseAtOnce, "127.0.0.1", 0, backlog=128)
+    address = server.sockets[0].getsockname()
+    for _ in range(n):
+        with _client() as c:
+            await loop.sock_connect(c, address)
+            if await loop.sock_recv(c, 1) != b"":
+                raise AssertionError("the server sent data")
+    server.close()
+    await server.wait_closed()
+    return n
+
+
+EXTRA = {
+    "sock_echo_1KiB": sock_echo,
+    "protocol_echo_1KiB": protocol_echo,
+    "sock_accept_connect": sock_accept_connect,
+    "server_accept": server_accept,
+}
+
+
 def run_one(loop_name: str, row: str, n: int) -> None:
     """The child: ``row`` with ``n`` operations on a fresh ``loop_name`` loop, after a warm-up."""
-    from loops import factory
+    from loops import MONITORED, factory
     from micro import BY_NAME
 
-    fn = sock_echo if row == "sock_echo_1KiB" else BY_NAME[row].fn
+    if loop_name == MONITORED:
+        from oxloop import _monitor
+
+        _monitor.SAMPLE_PERIOD = SAMPLE_PERIOD
+    fn = EXTRA[row] if row in EXTRA else BY_NAME[row].fn
     loop = factory(loop_name)()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(fn(loop, max(1, min(n, 200))))
@@ -61,19 +156,36 @@ def run_one(loop_name: str, row: str, n: int) -> None:
     loop.close()
 
 
-def instructions(loop: str, row: str, n: int) -> int:
+def instructions(loop: str, row: str, n: int, main_thread: bool = False) -> int:
+    """Instructions of one child run: all threads, or with ``main_thread`` the loop thread only."""
     env = dict(os.environ)
     name, _, path = loop.partition("=")
     if path:
         env["PYTHONPATH"] = path
-        name = "oxloop"
-    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
-    cmd += [sys.executable, __file__, "--child", name, row, str(n)]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
-    if out.returncode or not found:
-        raise RuntimeError(f"{loop} {row}: {out.stderr[-2000:]}")
-    return int(found.group(1).replace(",", ""))
+        name = "oxloop" + ("+monitor" if name.endswith("+monitor") else "")
+    child = [sys.executable, __file__, "--child", name, row, str(n)]
+    if not main_thread:
+        cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+        out = subprocess.run(cmd + child, capture_output=True, text=True, env=env, check=False)
+        found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+        if out.returncode or not found:
+            raise RuntimeError(f"{loop} {row}: {out.stderr[-2000:]}")
+        return int(found.group(1).replace(",", ""))
+    # Dict lookups depend on the hash seed: fix it, or single-thread counts vary by a percent.
+    env.setdefault("PYTHONHASHSEED", "0")
+    with tempfile.TemporaryDirectory() as tmp:
+        base = os.path.join(tmp, "cg.out")
+        cmd = ["valgrind", "--tool=callgrind", "--separate-threads=yes"]
+        cmd.append(f"--callgrind-out-file={base}")
+        out = subprocess.run(cmd + child, capture_output=True, text=True, env=env, check=False)
+        if out.returncode:
+            raise RuntimeError(f"{loop} {row}: {out.stderr[-2000:]}")
+        for path in glob.glob(base + "-*"):
+            with open(path) as f:
+                text = f.read()
+            if re.search(r"^thread: 1$", text, re.M):
+                return int(re.search(r"^(?:summary|totals): (\d+)", text, re.M).group(1))
+    raise RuntimeError(f"{loop} {row}: no main-thread profile")
 
 
 def main() -> None:
@@ -81,14 +193,21 @@ def main() -> None:
         run_one(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("rows", help="comma-separated rows of micro.py, or sock_echo_1KiB")
+    parser.add_argument("rows", help="comma-separated rows of micro.py, or of EXTRA")
     parser.add_argument("loops", help="comma-separated loops (asyncio, uvloop, rloop, oxloop...)")
     parser.add_argument("--n", default="2000,10000", help="the two operation counts, n1,n2")
     args = parser.parse_args()
     n1, n2 = (int(x) for x in args.n.split(","))
+    loops = args.loops.split(",")
+    # A monitored column: count the loop thread alone, in every column alike (see above).
+    main_thread = any(lp.partition("=")[0].endswith("+monitor") for lp in loops)
+    if main_thread:
+        print("(loop thread only: an oxloop+monitor column was asked for)", flush=True)
     for row in args.rows.split(","):
-        for loop in args.loops.split(","):
-            per_op = (instructions(loop, row, n2) - instructions(loop, row, n1)) / (n2 - n1)
+        for loop in loops:
+            i1 = instructions(loop, row, n1, main_thread)
+            i2 = instructions(loop, row, n2, main_thread)
+            per_op = (i2 - i1) / (n2 - n1)
             print(
                 f"{row:24s} {loop.partition('=')[0]:10s} {per_op:10.0f} instructions/op", flush=True
             )

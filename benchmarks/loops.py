@@ -18,7 +18,7 @@ LOOPS = ("asyncio", "uvloop", "rloop", "rsloop", "oxloop", "oxloop+monitor", "na
 # oxloop with monitoring mode on (oxloop.run(..., monitor=True)): the column shows what it costs.
 MONITORED = "oxloop+monitor"
 
-# "native" is no Python loop: the echo rows' ceiling, the same echo service in Rust on
+# "native" is no Python loop: the network rows' ceiling, the same services in Rust on
 # oxloop-core's reactor (crates/oxloop-core/examples/echo_server.rs, built by `make native-echo`).
 NATIVE_ECHO = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "target", "release", "examples", "echo_server"
@@ -41,7 +41,7 @@ def _version(name: str) -> str:
 def factory(name: str):
     """Return a zero-argument callable that makes a new loop of ``name``."""
     if name == "native":
-        raise ImportError("the native ceiling runs echo servers only")
+        raise ImportError("the native ceiling runs the network servers only")
     if name == "asyncio":
         return asyncio.new_event_loop
     if name == MONITORED:
@@ -58,6 +58,19 @@ def factory(name: str):
     return module.new_event_loop
 
 
+def _build_note(name: str) -> str:
+    """Why a peer built from source (`make bench-rsloop`) is missing: its build log's last line."""
+    log = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", ".venv", name + "-build.log"
+    )
+    try:
+        with open(log) as f:
+            last = [line.strip() for line in f if line.strip()][-1:]
+    except OSError:
+        return ""
+    return f" (source build: {last[0][:120]})" if last else ""
+
+
 def probe() -> dict:
     """For each loop: its version, or why it cannot be used ("not installed: ...")."""
     found = {}
@@ -65,7 +78,7 @@ def probe() -> dict:
         if name == "native":
             ok = os.access(NATIVE_ECHO, os.X_OK)
             found[name] = (
-                {"ok": True, "version": "Rust echo on oxloop-core, no Python"}
+                {"ok": True, "version": "Rust echo and HTTP on oxloop-core, no Python"}
                 if ok
                 else {"ok": False, "error": "not built: make native-echo"}
             )
@@ -75,7 +88,7 @@ def probe() -> dict:
             loop.close()
             found[name] = {"ok": True, "version": _version(name)}
         except ImportError as exc:
-            found[name] = {"ok": False, "error": f"not installed: {exc}"}
+            found[name] = {"ok": False, "error": f"not installed: {exc}{_build_note(name)}"}
         except Exception as exc:  # noqa: BLE001 - a broken loop is a result, not a crash
             found[name] = {"ok": False, "error": f"broken: {type(exc).__name__}: {exc}"}
     return found

@@ -7,11 +7,17 @@ cancels out) and the monitoring overhead in percent. Cases: scheduling micro-ben
 ``micro.py`` and ``echo_protocol_unix`` / ``echo_sock_unix`` (an echo server on the loop under
 test, 1 KiB ping-pong from a blocking client thread; only the loop thread is counted).
 
-Under valgrind everything runs about 50 times slower, but the watchdog samples on wall-clock
-time: its period is scaled by the same factor (``--period``, default 0.1 s for the real 2 ms) so
-samples per operation are as many as in a real run. The watchdog thread's own instructions are
-reported apart: they depend on time, not on load. Both modes import the modules monitoring mode
-imports, so the figures compare the loop's work alone.
+The watchdog samples on wall-clock time, so what its samples cost (charging a task: a call into
+Python on the loop thread, at most once per 2 ms period in a real run) depends on how fast the
+machine runs valgrind, not on the work: on a shared machine it moved the figures by up to 10%.
+By default the period is an hour (``--period``, seconds), so no sample falls in the run and the
+count is the per-tick and per-callback hooks' alone, the part that grows with load; ``--period
+0.1`` (the real 2 ms scaled by valgrind's slowdown of about 50) includes the samples. The
+watchdog thread's own instructions are reported apart. Both modes import the modules monitoring
+mode imports, so the figures compare the loop's work alone.
+
+``--json PATH`` also writes the figures there; ``make bench`` writes
+``benchmarks/results/monitor-cost.json`` and the report shows it beside the wall-clock cost.
 
 Case mode (internal): ``python monitor_cost.py --case LOOP BENCH N PERIOD``.
 """
@@ -19,7 +25,9 @@ Case mode (internal): ``python monitor_cost.py --case LOOP BENCH N PERIOD``.
 from __future__ import annotations
 
 import argparse
+import datetime
 import glob
+import json
 import os
 import re
 import socket
@@ -126,8 +134,9 @@ def instructions(loop_name, bench, n, period) -> tuple[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("benches", nargs="*", default=DEFAULT)
-    parser.add_argument("--period", type=float, default=0.1)
+    parser.add_argument("--period", type=float, default=3600.0)
     parser.add_argument("--case", nargs=4)
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     if args.case:
         loop_name, bench, n, period = args.case
@@ -137,6 +146,7 @@ def main() -> None:
         f"{'benchmark':<22} {'oxloop instr/op':>16} {'+monitor instr/op':>18} {'cost':>7}"
         f" {'watchdog instr':>15}"
     )
+    rows = []
     for bench in args.benches:
         n = SIZES.get(bench, 10_000)
         per_op = {}
@@ -148,11 +158,16 @@ def main() -> None:
             if loop_name != "oxloop":
                 watchdog = other
         off, on = per_op["oxloop"], per_op["oxloop+monitor"]
+        rows.append({"bench": bench, "off": off, "on": on, "watchdog": watchdog})
         print(
             f"{bench:<22} {off:>16,.0f} {on:>18,.0f} {100 * (on - off) / off:>+6.2f}%"
             f" {watchdog:>15,}",
             flush=True,
         )
+    if args.json:
+        date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        with open(args.json, "w") as f:
+            json.dump({"date": date, "python": sys.version.split()[0], "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -158,10 +158,12 @@ def _stats() -> dict:
 
 def serve(loop_name: str, kind: str, family: str, address: str) -> None:
     if loop_name == "native":
-        # The same echo service in Rust, same control protocol: the ceiling for every kind.
+        # The same service in Rust, same control protocol: the ceiling for every kind (one echo
+        # server stands for protocol, streams and sock_*; HTTP is its own mode).
         from loops import NATIVE_ECHO
 
-        os.execv(NATIVE_ECHO, [NATIVE_ECHO, family, address])
+        extra = ["http"] if kind == "http" else []
+        os.execv(NATIVE_ECHO, [NATIVE_ECHO, family, address, *extra])
     try:
         loop = factory(loop_name)()
         asyncio.set_event_loop(loop)

@@ -3,7 +3,11 @@
 Medians and min-max over the repetitions that succeeded; ratios are paired: for each repetition
 the loop's figure over the baseline's from the same repetition (they ran side by side), then the
 median of those ratios. A ratio above 1 is always better for the loop: more throughput, or less
-CPU per operation.
+CPU per operation. For CPU per operation the best-of ratio (the baseline's minimum over the
+loop's minimum) is kept too: noise on a shared machine only ever adds CPU, so minima are the
+steadier figure.
+
+    python benchmarks/report.py benchmarks/results/RUN.json   # rewrite the tables from a run
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ from loops import LOOPS, MONITORED
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BASELINES = ("asyncio", "uvloop")
+# The other event loops: the headline table compares oxloop with the fastest of them per row.
+PEERS = ("asyncio", "uvloop", "rloop", "rsloop")
+# The project README's copy of the headline table sits between these lines.
+README_START = "<!-- bench-table:start (benchmarks/report.py writes this table) -->"
+README_END = "<!-- bench-table:end -->"
 
 
 def machine() -> dict:
@@ -93,7 +102,14 @@ def summarise(data: dict) -> dict:
             for key, (fn, _) in METRICS.items():
                 values = [fn(r) for r in good]
                 cell[key] = (statistics.median(values), min(values), max(values))
-            for base in BASELINES + (("oxloop",) if loop == MONITORED else ()):
+            bases = PEERS + (("oxloop",) if loop in (MONITORED, "native") else ())
+            for base in bases:
+                if base == loop:
+                    continue
+                base_good = [b for b in by[row["name"]].get(base, {}).values() if b["ok"]]
+                if base_good and _cpu_per_op(min(good, key=_cpu_per_op)) > 0:
+                    best = min(_cpu_per_op(b) for b in base_good)
+                    cell[f"cpu_us_best_vs_{base}"] = best / min(_cpu_per_op(r) for r in good)
                 for key in ("throughput", "cpu_us"):
                     fn, higher = METRICS[key]
                     ratios = [
@@ -175,11 +191,14 @@ def markdown(data: dict, json_path: str, chart_path: str | None) -> str:
         f"- CPU: {meta['machine']['cpu']}, {meta['machine']['cores']} cores",
         f"- OS: {meta['machine']['os']}; Python {meta['python']}",
         f"- Loops: {loop_versions}",
-        f"- Command: `{meta['command']}` ({meta['reps']} repetitions, {meta['seconds']:.0f} s)",
+        f"- Command: `{meta['command']}` ({_reps(meta)}, {meta['seconds']:.0f} s)",
         f"- Date: {meta['date']}",
         f"- Every repetition: [`{json_path}`]({json_path})",
         "",
     ]
+    table = headline(data, summary)
+    if table:
+        lines += ["## oxloop against the fastest peer", "", HEADLINE_NOTE, "", *table, ""]
     if chart_path:
         lines += [f"![each loop relative to asyncio]({chart_path})", ""]
     else:
@@ -234,8 +253,90 @@ def markdown(data: dict, json_path: str, chart_path: str | None) -> str:
             lines += _metric_table(summary, idle_rows, echo_loops, "kib_per_conn", _fmt_kib)
             lines.append("")
     lines += _monitor_cost(summary, micro_rows + echo_rows, loops)
+    lines += _monitor_instructions(data.get("monitor_instructions"))
+    lines += [PEERS_FROM_SOURCE.strip(), ""]
     lines += _problems(data)
     return "\n".join(lines)
+
+
+def _reps(meta: dict) -> str:
+    by_kind = meta.get("reps_by_kind")
+    if not by_kind:
+        return f"{meta['reps']} repetitions"
+    return "repetitions: " + ", ".join(f"{kind} {n}" for kind, n in by_kind.items())
+
+
+def _key(row) -> str:
+    """The figure a row compares: throughput for scheduling rows, server CPU for network rows."""
+    return "throughput" if row["group"] == "micro" else "cpu_us"
+
+
+def fastest_peer(cells: dict, row: dict) -> str | None:
+    """The peer loop with the best median figure in this row, or None if none ran."""
+    key = _key(row)
+    ran = [p for p in PEERS if p in cells and "error" not in cells[p]]
+    if not ran:
+        return None
+    pick = max if key == "throughput" else min
+    return pick(ran, key=lambda p: cells[p][key][0])
+
+
+def headline(data: dict, summary: dict) -> list[str]:
+    """oxloop against asyncio, uvloop and the fastest peer of each row (paired medians)."""
+    rows = [r for r in data["rows"] if r["name"] in summary]
+    if not rows or "oxloop" not in data["meta"]["columns"]:
+        return []
+
+    def ratio(cell, key):
+        return "–" if cell.get(key) is None else f"{cell[key]:.2f}x"
+
+    lines = []
+    for r in rows:
+        cells, key = summary[r["name"]], _key(r)
+        ox = cells.get("oxloop", {"error": "not run"})
+        if "error" in ox:
+            lines.append([r["name"], key, *["*" + ox["error"][:40] + "*"] * 4, "–"])
+            continue
+        peer = fastest_peer(cells, r)
+        vs_peer = "–" if peer is None else ratio(ox, f"{key}_vs_{peer}")
+        if peer is not None and key == "cpu_us" and ox.get(f"cpu_us_best_vs_{peer}"):
+            vs_peer += f" (best-of {ox[f'cpu_us_best_vs_{peer}']:.2f}x)"
+        native = cells.get("native", {})
+        ceiling = "–"
+        if key == "cpu_us" and "error" not in native and native.get("cpu_us_vs_oxloop"):
+            ceiling = f"{native['cpu_us_vs_oxloop']:.2f}x"
+        lines.append(
+            [
+                r["name"],
+                "ops/s" if key == "throughput" else "server CPU/request",
+                ratio(ox, f"{key}_vs_asyncio"),
+                ratio(ox, f"{key}_vs_uvloop"),
+                peer or "–",
+                vs_peer,
+                ceiling,
+            ]
+        )
+    return _table(
+        [
+            "benchmark",
+            "compared on",
+            "oxloop vs asyncio",
+            "oxloop vs uvloop",
+            "fastest peer",
+            "oxloop vs fastest peer",
+            "native vs oxloop",
+        ],
+        lines,
+    )
+
+
+HEADLINE_NOTE = """\
+Each ratio is oxloop's figure over the other loop's, paired per repetition, then the median; above
+1 is better for oxloop (more operations per second on scheduling rows, less server CPU per request
+on network rows). The fastest peer is the one of asyncio, uvloop, rloop and rsloop with the best
+median in that row; for CPU rows the best-of ratio (minimum over minimum) follows in brackets.
+`native vs oxloop` is how much less CPU the same service takes in Rust with no Python (the
+ceiling)."""
 
 
 def _monitor_cost(summary, rows, loops) -> list[str]:
@@ -252,7 +353,9 @@ def _monitor_cost(summary, rows, loops) -> list[str]:
         "",
         f"`{MONITORED}` against `oxloop` in the same run, per repetition, then the median: how",
         "much less throughput and how much more CPU per operation (server CPU per request for",
-        "echo rows) monitoring mode costs. Negative figures are noise in oxloop's favour.",
+        "echo rows) monitoring mode costs. The two run side by side and change order every other",
+        "repetition. Negative figures are noise in oxloop's favour; the instruction counts below",
+        "are the steadier measure.",
         "",
     ]
     lines += _table(
@@ -265,6 +368,34 @@ def _monitor_cost(summary, rows, loops) -> list[str]:
             ]
             for r in rows
             if "error" not in summary[r["name"]].get(MONITORED, {"error": 1})
+        ],
+    )
+    return [*lines, ""]
+
+
+def _monitor_instructions(cost: dict | None) -> list[str]:
+    """The callgrind table of ``monitor_cost.py --json``: the robust view of the same cost."""
+    if not cost:
+        return []
+    lines = [
+        "### Cost of monitoring mode in instructions",
+        "",
+        "Instructions of the loop thread per operation, monitoring off and on (callgrind,",
+        f"`benchmarks/monitor_cost.py`, {cost['date']}, Python {cost['python']}): a count that",
+        "other load on the machine does not move. The watchdog thread's own instructions are",
+        "left out: they depend on time, not on load (at most 500 samples a second).",
+        "",
+    ]
+    lines += _table(
+        ["benchmark", "off, instr/op", "on, instr/op", "cost"],
+        [
+            [
+                r["bench"],
+                f"{r['off']:,.0f}",
+                f"{r['on']:,.0f}",
+                f"{100 * (r['on'] - r['off']) / r['off']:+.1f}%",
+            ]
+            for r in cost["rows"]
         ],
     )
     return [*lines, ""]
@@ -334,6 +465,36 @@ in its column (why: under Machine).
 """
 
 ECHO_NOTE = "4 concurrent ping-pong connections, each message checked byte for byte"
+
+PEERS_FROM_SOURCE = """
+## rsloop, built from source
+
+rsloop publishes no wheel for CPython 3.11, and its sdist pins a nightly Rust in
+`rust-toolchain.toml` (`nightly-2026-09-25` for 0.1.66). When `import rsloop` fails, `make bench`
+runs `make bench-rsloop`, which builds the sdist with the nightly toolchain rustup has:
+
+```
+rustup toolchain install nightly          # if `rustup toolchain list` shows none
+RUSTUP_TOOLCHAIN=nightly RUSTFLAGS="-Zcrate-attr=feature(allocator_api)" \\
+    .venv/bin/pip install --no-binary rsloop rsloop
+```
+
+`RUSTUP_TOOLCHAIN` overrides the pin. `-Zcrate-attr=feature(allocator_api)` is needed with a
+nightly older than the pinned one (here 2026-05-19): rsloop uses the `allocator_api` library
+feature without a gate, which those nightlies still require; a newer nightly only warns about it.
+The build compiles aws-lc-sys and takes about 15 minutes on 2 busy cores; the log is
+`.venv/rsloop-build.log`, and a failed build leaves the column "not installed" with its last line.
+No rsloop code is in this repository.
+
+What rsloop does on call_soon: the same work as the other loops. The benchmark counts the
+callbacks that ran and rsloop's count matches. Its `Handle` is a PyO3 class without
+`__traverse__`, so, as rloop's, it is not tracked by the garbage collector: a cycle through a
+handle that has run (`obj.h = loop.call_soon(obj.method)`) is never collected (checked on
+0.1.66), and a burst of pending handles costs the collector nothing. That, not less work, is most
+of its lead on uvloop, whose handles the collector tracks. oxloop's handles are untracked too
+while only the loop holds them, with the loop reporting what they hold to the collector, so such
+cycles are still collected (`tests/test_gc.py`).
+"""
 
 
 def _metric_table(summary, rows, loops, key, fmt):
@@ -449,3 +610,43 @@ def write(data: dict, json_path: str) -> None:
     text = markdown(data, json_path, "chart.png" if chart_ok else None)
     with open(os.path.join(HERE, "README.md"), "w") as f:
         f.write(text)
+    if data["meta"]["label"] == "full" and not data["meta"].get("partial"):
+        write_project_readme(data, json_path)
+
+
+def write_project_readme(data: dict, json_path: str) -> None:
+    """Replace the headline table in the project README (between its markers) with this run's."""
+    path = os.path.join(HERE, "..", "README.md")
+    with open(path) as f:
+        text = f.read()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return
+    meta = data["meta"]
+    table = headline(data, summarise(data))
+    block = [
+        README_START,
+        "",
+        f"Full run of {meta['date']} on this machine ({meta['machine']['cores']} cores, CPython "
+        f"{meta['python']}, {_reps(meta)}, {meta['seconds']:.0f} s; "
+        f"[`benchmarks/{json_path}`](benchmarks/{json_path})). {HEADLINE_NOTE}",
+        "",
+        *table,
+        "",
+    ]
+    with open(path, "w") as f:
+        f.write(text[:start] + "\n".join(block) + text[end:])
+
+
+def main() -> None:
+    import json
+    import sys
+
+    path = sys.argv[1]
+    with open(path) as f:
+        data = json.load(f)
+    write(data, os.path.relpath(os.path.abspath(path), HERE))
+
+
+if __name__ == "__main__":
+    main()

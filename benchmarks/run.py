@@ -1,13 +1,16 @@
 """oxloop's side-by-side benchmark: every loop, every benchmark, one interleaved run.
 
-    python benchmarks/run.py            # full run (make bench): about 10 minutes on 2 cores
-    python benchmarks/run.py --quick    # quick run (make bench-quick): under 2 minutes
+    python benchmarks/run.py            # full run (make bench): about 15 minutes on 2 cores
+    python benchmarks/run.py --quick    # quick run (make bench-quick): about 3 minutes
 
 Each (benchmark, loop) cell runs in a process of its own (worker.py for the micro-benchmarks; for
 the echo benchmarks a server on the loop under test and a client on CPython's own loop, net.py), so
 a crash or a missing API is an error cell and the run goes on. Loops are interleaved (A B C A B C
 ...) inside every repetition, and ratios are taken per repetition between cells that ran side by
 side, then their median. Every loop gets the same work, the same interpreter and no tuning.
+Rows differ in repetitions (``REPS``): the echo rows, the noisiest for their cost, get the most;
+the idle-connection rows, whose set-up dominates, the fewest. ``oxloop`` and ``oxloop+monitor``
+swap places every other repetition, so neither always runs first.
 
 Writes ``benchmarks/results/<date>-<label>.json`` (every repetition), ``benchmarks/chart.png`` and
 ``benchmarks/README.md``.
@@ -34,7 +37,7 @@ sys.path.insert(0, HERE)
 
 import micro
 import report
-from loops import LOOPS
+from loops import LOOPS, MONITORED
 
 PY = sys.executable
 # Seconds for one cell before it is killed and shown as "timeout" (then skipped in later
@@ -51,6 +54,8 @@ HTTP_CONNS = 32
 # Idle-connection rows: this many silent connections, then ECHO_CONNS hot ones (1 KiB echo).
 IDLE_COUNTS = (1_000, 5_000, 10_000)
 HTTP_SECONDS = (2, 5)  # quick, full
+# Repetitions per kind of row, (quick, full); --reps sets them all.
+REPS = {"micro": (3, 5), "echo": (3, 6), "idle": (1, 2), "http": (2, 3)}
 
 
 def _last_result(stdout: str):
@@ -311,6 +316,7 @@ def plan(quick: bool, only: str | None) -> list[dict]:
                 "unit": bench.unit,
                 "n": n,
                 "warmup": min(bench.warmup, n),
+                "reps": REPS["micro"][not quick],
             }
         )
     for family in ECHO_FAMILIES:
@@ -326,6 +332,7 @@ def plan(quick: bool, only: str | None) -> list[dict]:
                         "size": size,
                         "n": requests // 4 if quick else requests,
                         "conns": ECHO_CONNS,
+                        "reps": REPS["echo"][not quick],
                     }
                 )
     for idle in IDLE_COUNTS:
@@ -340,6 +347,7 @@ def plan(quick: bool, only: str | None) -> list[dict]:
                 "n": 1_500 if quick else 6_000,
                 "conns": ECHO_CONNS,
                 "idle": idle,
+                "reps": REPS["idle"][not quick],
             }
         )
     rows.append(
@@ -352,6 +360,7 @@ def plan(quick: bool, only: str | None) -> list[dict]:
             "seconds": HTTP_SECONDS[0] if quick else HTTP_SECONDS[1],
             "n": 0,
             "conns": HTTP_CONNS,
+            "reps": REPS["http"][not quick],
         }
     )
     if only:
@@ -376,15 +385,23 @@ def _short(result: dict, row: dict) -> str:
     return report.si(n / result["wall"])
 
 
+def _order(loops: list[str], rep: int) -> list[str]:
+    """The loops in run order: ``oxloop`` and ``oxloop+monitor`` change places every other rep."""
+    order = list(loops)
+    if rep % 2 and "oxloop" in order and MONITORED in order:
+        i, j = order.index("oxloop"), order.index(MONITORED)
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, less work")
-    parser.add_argument("--reps", type=int, help="repetitions (default: 4 full, 3 quick)")
+    parser.add_argument("--reps", type=int, help="repetitions of every row (default: REPS)")
     parser.add_argument("--only", help="regular expression: run only the matching benchmarks")
     parser.add_argument("--loops", help="comma-separated loops (default: all that import)")
     parser.add_argument("--label", help="run label, e.g. 'smoke' (default: full or quick)")
     args = parser.parse_args()
-    reps = args.reps or (3 if args.quick else 4)
     label = args.label or ("quick" if args.quick else "full")
     started = time.time()
 
@@ -396,16 +413,22 @@ def main() -> None:
         status = probe.get(name, {}).get("version") or probe.get(name, {}).get("error")
         print(f"  {name:8} {status}", file=sys.stderr)
     rows = plan(args.quick, args.only)
+    if args.reps:
+        for row in rows:
+            row["reps"] = args.reps
+    reps = max((row["reps"] for row in rows), default=0)
 
     runs = []
     hung = {}  # (benchmark, loop) -> error cell for the repetitions after a timeout
     with tempfile.TemporaryDirectory(prefix="oxloop-bench-") as tmp:
         for rep in range(reps):
             for row in rows:
+                if rep >= row["reps"]:
+                    continue
                 cells = []
-                for loop in available:
-                    if loop == "native" and (row["group"] != "echo" or row.get("kind") == "http"):
-                        continue  # the native ceiling serves echo rows only
+                for loop in _order(available, rep):
+                    if loop == "native" and row["group"] != "echo":
+                        continue  # the native ceiling serves network rows only
                     at = round(time.time() - started, 2)
                     if (row["name"], loop) in hung:
                         result = {"ok": False, "error": hung[row["name"], loop], "traceback": ""}
@@ -432,6 +455,9 @@ def main() -> None:
         "command": " ".join(shlex.quote(a) for a in [os.path.relpath(PY), *sys.argv]),
         "quick": args.quick,
         "reps": reps,
+        "reps_by_kind": {kind: r[int(not args.quick)] for kind, r in REPS.items()}
+        if not args.reps
+        else None,
         "seconds": round(time.time() - started, 1),
         "python": sys.version.split()[0],
         "machine": report.machine(),
@@ -439,6 +465,11 @@ def main() -> None:
         "columns": columns,
     }
     data = {"meta": meta, "rows": rows, "runs": runs}
+    # The instruction cost of monitoring mode (make bench runs monitor_cost.py first).
+    cost = os.path.join(HERE, "results", "monitor-cost.json")
+    if os.path.exists(cost):
+        with open(cost) as f:
+            data["monitor_instructions"] = json.load(f)
     data["summary"] = report.summarise(data)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")

@@ -132,6 +132,43 @@ def test_raw_send_and_new_writer_seen_in_no_more_iterations_than_asyncio(on_both
     assert all(o <= a for o, a in zip(ox, aio, strict=True)), (aio, ox)
 
 
+def test_raw_send_from_data_received_seen_in_asyncio_iterations(on_both):
+    # A protocol that sends on another socket with a plain call (no transport) and wakes a task:
+    # the task then counts iterations until the other socket's peer, on the same loop, has it.
+    def scenario(loop):
+        async def main():
+            raw, raw_peer = socket.socketpair()
+            raw.setblocking(False)
+            traw, praw = await loop.connect_accepted_socket(_Recorder, raw_peer)
+            woken = []
+
+            class Relay(asyncio.Protocol):
+                def data_received(self, data):
+                    raw.send(data)
+                    woken[-1].set_result(None)
+
+            a, b = socket.socketpair()
+            ta, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+            tb, _ = await loop.connect_accepted_socket(Relay, b)
+            counts = []
+            for _ in range(4):
+                n = len(praw.got)
+                woken.append(loop.create_future())
+                ta.write(b"z")
+                await woken[-1]
+                counts.append(await _sleeps_until(lambda n=n: len(praw.got) > n))
+            raw.close()
+            for t in (ta, tb, traw):
+                t.close()
+            await asyncio.sleep(0.01)
+            return counts
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert ox == aio
+
+
 # -- remove_reader / remove_writer of a socket closed while watched -----------------------------
 
 
@@ -864,3 +901,68 @@ class _BufferedRecorder(asyncio.BufferedProtocol):
 
     def buffer_updated(self, n):
         self.got.append(bytes(self.buf[:n]))
+
+
+def test_extra_info_of_socket_transports_before_and_after_close(on_both):
+    """'socket', 'sockname', 'peername' and the caller's own keys on accepted and connected
+    transports, asked while open or first asked once closed (oxloop reads 'sockname' and makes
+    'socket' lazily, and keeps an accepted connection's extra dict only for other keys)."""
+
+    def scenario(loop):
+        async def main():
+            out = {}
+            accepted = []
+
+            class Accepted(asyncio.Protocol):
+                def connection_made(self, transport):
+                    accepted.append(transport)
+
+            server = await loop.create_server(Accepted, "127.0.0.1", 0)
+            address = server.sockets[0].getsockname()
+            asked, _ = await loop.create_connection(asyncio.Protocol, *address)
+            unasked, _ = await loop.create_connection(asyncio.Protocol, *address)
+            while len(accepted) < 2:
+                await asyncio.sleep(0)
+            names = {}
+            for label, t in (("client", asked), ("server", accepted[0])):
+                sock = t.get_extra_info("socket")
+                names[label] = sock.getsockname(), sock.getpeername()
+                out[label] = [
+                    type(sock).__name__,
+                    t.get_extra_info("socket") is sock,
+                    t.get_extra_info("sockname") == names[label][0],
+                    t.get_extra_info("peername") == names[label][1],
+                    t.get_extra_info("nope", "default"),
+                    t.get_extra_info("nope"),
+                ]
+            unasked_names = unasked._sock.getsockname(), unasked._sock.getpeername()
+            a, b = socket.socketpair(socket.AF_UNIX)
+            own, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+            mine = loop._make_socket_transport(
+                b, asyncio.Protocol(), extra={"peername": "given", "mine": 1, "socket": "x"}
+            )
+            out["unix"] = [own.get_extra_info("sockname"), own.get_extra_info("peername")]
+            out["given"] = [
+                mine.get_extra_info("peername"),
+                mine.get_extra_info("mine"),
+                type(mine.get_extra_info("socket")).__name__,
+            ]
+            for t in (asked, unasked, own, mine, *accepted):
+                t.close()
+            await asyncio.sleep(0.01)
+            out["after close"] = [
+                asked.get_extra_info("sockname") == names["client"][0],
+                unasked.get_extra_info("sockname") == unasked_names[0],
+                unasked.get_extra_info("peername") == unasked_names[1],
+                type(unasked.get_extra_info("socket")).__name__,
+                unasked.get_extra_info("socket").fileno(),
+                own.get_extra_info("sockname"),
+            ]
+            server.close()
+            await server.wait_closed()
+            return out
+
+        return loop.run_until_complete(main())
+
+    on_asyncio, on_oxloop = on_both(scenario)
+    assert on_oxloop == on_asyncio

@@ -144,6 +144,25 @@ def test_lag_shows_a_held_loop(monitored):
     assert s.lag_p50 <= s.lag_max
 
 
+def test_lag_shows_a_held_loop_without_a_timer(monitored):
+    # No timer is due: the entry queued behind the held callback still shows its wait.
+    async def main():
+        loop = asyncio.get_running_loop()
+        after = loop.create_future()
+
+        def hold():
+            loop.call_soon(after.set_result, None)
+            time.sleep(0.3)
+
+        loop.call_soon(hold)
+        await after
+        return oxloop.stats()
+
+    s = monitored.run_until_complete(main())
+    assert s.lag_max >= 0.25
+    assert s.lag_p50 <= s.lag_max
+
+
 def test_busy_and_waiting_time(monitored):
     async def main():
         await asyncio.sleep(0.3)  # waiting in the poller

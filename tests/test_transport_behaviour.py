@@ -67,6 +67,65 @@ def test_pause_reading_holds_data_back(on_both):
     assert a == o == [False, b"", True, b"held"]
 
 
+@pytest.mark.parametrize("ending", ["eof", "close", "abort", "write error", "pipe close"])
+def test_a_closed_transport_leaves_no_watch_on_its_fd(on_both, ending):
+    """Whichever way a transport ends (after a flushed write, paused reading...), the fd number it
+    had is free: a new fd that reuses the number and is watched with add_reader fires."""
+
+    def scenario(loop):
+        async def main():
+            events = []
+            a, b = socket.socketpair()
+            b.setblocking(False)
+            if ending == "pipe close":
+                t, proto = await loop.connect_write_pipe(Collect, a)
+            else:
+                t, proto = await loop.connect_accepted_socket(Collect, a)
+            fd = a.fileno()
+            t.set_write_buffer_limits(high=1, low=0)
+            t.write(b"y" * 1_000_000)  # more than the socket takes: the writer is registered
+            if ending != "pipe close":
+                t.pause_reading()
+                t.resume_reading()
+            while t.get_write_buffer_size():
+                try:
+                    b.recv(1 << 20)
+                except BlockingIOError:
+                    await asyncio.sleep(0.001)
+            if ending == "eof":
+                b.shutdown(socket.SHUT_WR)
+            elif ending == "close" or ending == "pipe close":
+                t.close()
+            elif ending == "abort":
+                t.write(b"z" * 1_000_000)
+                t.abort()
+            else:
+                t.write(b"z" * 1_000_000)
+                b.close()
+                while not proto.lost.done():
+                    await asyncio.sleep(0.001)
+            await proto.lost
+            events.extend(proto.events)
+            b.close()
+            r, w = os.pipe()
+            try:
+                ready = loop.create_future()
+                loop.add_reader(r, lambda: ready.done() or ready.set_result(r))
+                os.write(w, b"x")
+                got = await asyncio.wait_for(ready, 5)
+                events.append(("reused", got == fd))
+                loop.remove_reader(r)
+            finally:
+                os.close(r)
+                os.close(w)
+            return events
+
+        return loop.run_until_complete(main())
+
+    on_asyncio, on_oxloop = on_both(scenario)
+    assert on_oxloop == on_asyncio
+
+
 def test_write_eof_on_a_write_pipe(on_both):
     def scenario(loop):
         async def main():

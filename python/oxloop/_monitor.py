@@ -1,8 +1,8 @@
 """Loop statistics and monitoring mode (``oxloop.stats``, ``monitor=True``, ``OXLOOP_MONITOR=1``).
 
-The Rust loop keeps integer counters per tick at all times. With monitoring on it also measures
-the time waiting in the poller and one loop-lag sample per tick, and a watchdog thread (Rust)
-samples which callback runs every ``SAMPLE_PERIOD`` seconds without taking the GIL. The
+The Rust loop keeps integer counters per tick at all times. With monitoring on it also records
+loop lag, and a watchdog thread (Rust) samples every ``SAMPLE_PERIOD`` seconds, without taking
+the GIL, which callback runs or whether the loop waits in the poller. The
 :class:`Monitor` below is its Python side: it charges samples to tasks, captures the loop
 thread's stack while the loop is held, and logs slow events through the ``oxloop`` logger.
 """
@@ -103,12 +103,17 @@ class Stats:
     tasks_created: Optional[int]
     tasks_pending: int
     #: Seconds the loop ran callbacks and its own work / waited in the poller, while monitored.
+    #: The time waiting is sampled (every ``sample_period``, so within a few periods over any
+    #: stretch of seconds); busy time is the loop's running time (measured) minus it.
     busy_time: Optional[float]
     wait_time: Optional[float]
     #: ``busy_time / (busy_time + wait_time)``.
     busy_ratio: Optional[float]
     #: Loop lag over the last 10 seconds, in seconds: how long the first entry of a tick waited
-    #: between becoming ready and running (p50 and p99 within 12.5%, max exact).
+    #: between becoming ready and running (p50 and p99 within 12.5%, max exact among samples).
+    #: Every tick with a due timer (its lateness) or after a poll that could block (zero) is a
+    #: sample; ticks that run what the previous batch queued are sampled once per
+    #: ``sample_period`` (the time since that batch began).
     lag_p50: Optional[float]
     lag_p99: Optional[float]
     lag_max: Optional[float]

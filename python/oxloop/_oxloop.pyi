@@ -18,6 +18,10 @@ __all__ = [
     "SOCK_TRY_RECV",
     "SOCK_TRY_RECV_INTO",
     "SOCK_TRY_SEND",
+    "SOCK_TRY_ACCEPT",
+    "SOCK_TRY_CONNECT",
+    "Acceptor",
+    "serve",
     "DatagramCore",
     "SocketTransport",
     "make_socket_transport",
@@ -148,10 +152,23 @@ SOCK_TRY_RECV_INTO: int
 """``sock_try`` operation: ``sock.recv_into(arg)``."""
 SOCK_TRY_SEND: int
 """``sock_try`` operation: ``sock.send(arg)``."""
+SOCK_TRY_ACCEPT: int
+"""``sock_try`` operation: ``sock.accept()``, the new socket non-blocking."""
+SOCK_TRY_CONNECT: int
+"""``sock_try`` operation: ``sock.connect(arg)``; None when connected at once."""
 
 def sock_try(loop_: Loop, sock: socket.socket, op: int, arg: Any) -> Any:
-    """First try of ``sock_recv`` / ``sock_recv_into`` / ``sock_sendall``: the call's result, or
-    ``SOCK_AGAIN`` (for a send: 0 bytes) when it would block."""
+    """First try of ``sock_recv`` / ``sock_recv_into`` / ``sock_sendall`` / ``sock_accept`` /
+    ``sock_connect``: the call's result, or ``SOCK_AGAIN`` (for a send: 0 bytes) when it would
+    block."""
+
+@final
+class Acceptor:
+    """One listening socket served by the loop's native accept loop."""
+
+def serve(loop_: Loop, fd: int, args: tuple[Any, ...]) -> None:
+    """Serve the listening socket ``args[1]`` (fd ``fd``): ``args`` are asyncio's
+    ``_accept_connection`` arguments."""
 
 @final
 class DatagramCore:

@@ -15,6 +15,7 @@ result.
 
 from __future__ import annotations
 
+import _socket
 import socket
 from asyncio import base_events
 
@@ -27,7 +28,17 @@ _AGAIN = _oxloop.SOCK_AGAIN
 _TRY_RECV = _oxloop.SOCK_TRY_RECV
 _TRY_RECV_INTO = _oxloop.SOCK_TRY_RECV_INTO
 _TRY_SEND = _oxloop.SOCK_TRY_SEND
+_TRY_ACCEPT = _oxloop.SOCK_TRY_ACCEPT
+_TRY_CONNECT = _oxloop.SOCK_TRY_CONNECT
 _NUMERIC_CHARS = frozenset("0123456789.")
+# A socket's family, type and proto as plain ints (socket.socket's properties build enums, a few
+# microseconds each; the values are equal).
+_FAMILY = _socket.socket.__dict__["family"].__get__
+_TYPE = _socket.socket.__dict__["type"].__get__
+_PROTO = _socket.socket.__dict__["proto"].__get__
+_INET_FAMILIES = (
+    frozenset({socket.AF_INET, socket.AF_INET6}) if _HAS_IPv6 else frozenset({socket.AF_INET})
+)
 
 
 def _looks_numeric(host):
@@ -256,18 +267,28 @@ class SocketMethods:
     async def sock_connect(self, sock, address):
         """Connect ``sock`` to ``address`` (resolved first for IPv4/IPv6 sockets)."""
         self._sock_check(sock)
-        if sock.family == socket.AF_INET or (_HAS_IPv6 and sock.family == socket.AF_INET6):
-            resolved = await self._ensure_resolved(
-                address, family=sock.family, type=sock.type, proto=sock.proto, loop=self
-            )
-            _, _, _, _, address = resolved[0]
-        try:
-            sock.connect(address)
-        except (BlockingIOError, InterruptedError):
-            # A connect interrupted by EINTR goes on in the background: wait for writability.
-            pass
+        if sock.__class__ is _SOCKET:
+            if _FAMILY(sock) in _INET_FAMILIES:
+                resolved = await self._ensure_resolved(
+                    address, family=_FAMILY(sock), type=_TYPE(sock), proto=_PROTO(sock), loop=self
+                )
+                _, _, _, _, address = resolved[0]
+            # connect_ex in Rust: no exception raised while the connection goes on.
+            if _oxloop.sock_try(self, sock, _TRY_CONNECT, address) is not _AGAIN:
+                return None
         else:
-            return None
+            if sock.family == socket.AF_INET or (_HAS_IPv6 and sock.family == socket.AF_INET6):
+                resolved = await self._ensure_resolved(
+                    address, family=sock.family, type=sock.type, proto=sock.proto, loop=self
+                )
+                _, _, _, _, address = resolved[0]
+            try:
+                sock.connect(address)
+            except (BlockingIOError, InterruptedError):
+                # A connect interrupted by EINTR goes on in the background: wait for writability.
+                pass
+            else:
+                return None
         fut = self._sock_wait(sock, "connect", (address,))
         try:
             return await fut
@@ -277,6 +298,13 @@ class SocketMethods:
 
     async def sock_accept(self, sock):
         """Accept a connection on the listening ``sock``; return ``(conn, address)``."""
+        if sock.__class__ is _SOCKET:
+            # accept4 in Rust (asyncio's checks first): the new socket is non-blocking from the
+            # start, and no exception is raised when nothing is pending.
+            result = _oxloop.sock_try(self, sock, _TRY_ACCEPT, None)
+            if result is not _AGAIN:
+                return result
+            return await self._sock_wait(sock, "accept")
         self._sock_check(sock)
         try:
             conn, address = sock.accept()

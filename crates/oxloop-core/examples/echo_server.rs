@@ -1,11 +1,13 @@
-//! The native ceiling of the echo benchmark: the same echo service as `benchmarks/net.py`'s
+//! The native ceiling of the network benchmarks: the same services as `benchmarks/net.py`'s
 //! servers, written in Rust on oxloop-core's reactor with no Python at all.
 //!
-//! `echo_server tcp ADDRESS` listens on 127.0.0.1 (a free port) or `echo_server unix PATH`. It
-//! speaks net.py's control protocol: prints `READY <json address>`, then on stdin answers `stats`
-//! with `STATS {"user": s, "sys": s, "maxrss_kib": n}` and stops on `quit` or end of input.
-//! Like asyncio's transports it reads at most 100 KiB per readiness event, writes at once, buffers
-//! the rest and waits for writability only while a buffer is pending.
+//! `echo_server tcp ADDRESS` listens on 127.0.0.1 (a free port) or `echo_server unix PATH`; with
+//! a third argument `http` it answers HTTP/1.1 keep-alive requests instead of echoing, with the
+//! response net.py's `http` server sends (one per request; requests have no body, as wrk's GETs).
+//! It speaks net.py's control protocol: prints `READY <json address>`, then on stdin answers
+//! `stats` with `STATS {"user": s, "sys": s, "maxrss_kib": n}` and stops on `quit` or end of
+//! input. Like asyncio's transports it reads at most 100 KiB per readiness event, writes at once,
+//! buffers the rest and waits for writability only while a buffer is pending.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, Read, Write};
@@ -18,6 +20,19 @@ use oxloop_core::registry::Poller;
 
 const READ_SIZE: usize = 102_400;
 
+/// The HTTP response: the same bytes as net.py's `_HTTP_RESPONSE`.
+const HTTP_BODY: &str = "Hello, World!Hello, World!Hello, World!Hello, World!\
+                         Hello, World!Hello, World!Hello, World!Hello, World!";
+
+/// What the server answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Service {
+    /// Writes back every byte read.
+    Echo,
+    /// One fixed response per request (a request ends with an empty line).
+    Http,
+}
+
 /// A connected peer.
 struct Conn {
     /// The socket.
@@ -26,6 +41,26 @@ struct Conn {
     pending: Vec<u8>,
     /// The interest registered with the reactor.
     interest: Interest,
+    /// HTTP only: how much of the `\r\n\r\n` that ends a request the bytes so far matched.
+    matched: usize,
+}
+
+/// Counts the requests `data` completes, carrying the partial end-of-headers match in `matched`.
+fn requests_ended(data: &[u8], matched: &mut usize) -> usize {
+    const END: &[u8; 4] = b"\r\n\r\n";
+    let mut done = 0;
+    for &b in data {
+        if b == END[*matched] {
+            *matched += 1;
+            if *matched == END.len() {
+                done += 1;
+                *matched = 0;
+            }
+        } else {
+            *matched = usize::from(b == b'\r');
+        }
+    }
+    done
 }
 
 trait Stream: Read + Write {}
@@ -90,13 +125,21 @@ fn stats() -> String {
 
 fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let (family, address) = match args.as_slice() {
-        [_, f, a] => (f.as_str(), a.as_str()),
+    let (family, address, service) = match args.as_slice() {
+        [_, f, a] => (f.as_str(), a.as_str(), Service::Echo),
+        [_, f, a, s] if s == "http" => (f.as_str(), a.as_str(), Service::Http),
         _ => {
-            eprintln!("usage: echo_server tcp|unix ADDRESS");
+            eprintln!("usage: echo_server tcp|unix ADDRESS [http]");
             std::process::exit(2);
         }
     };
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: keep-alive\r\n\r\n{HTTP_BODY}",
+        HTTP_BODY.len()
+    )
+    .into_bytes();
+    let mut replies = Vec::new();
     let (listener, bound) = if family == "tcp" {
         let l = TcpListener::bind("127.0.0.1:0")?;
         let port = l.local_addr()?.port();
@@ -147,6 +190,7 @@ fn main() -> io::Result<()> {
                         Conn {
                             stream,
                             pending: Vec::new(),
+                            matched: 0,
                             interest: readable,
                         },
                     );
@@ -165,14 +209,29 @@ fn main() -> io::Result<()> {
                 if ev.readable && !close {
                     match conn.stream.read(&mut buf) {
                         Ok(0) => close = true,
-                        Ok(n) if conn.pending.is_empty() => match conn.stream.write(&buf[..n]) {
-                            Ok(w) => conn.pending.extend_from_slice(&buf[w..n]),
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                                conn.pending.extend_from_slice(&buf[..n])
+                        Ok(n) => {
+                            let out: &[u8] = match service {
+                                Service::Echo => &buf[..n],
+                                Service::Http => {
+                                    replies.clear();
+                                    for _ in 0..requests_ended(&buf[..n], &mut conn.matched) {
+                                        replies.extend_from_slice(&response);
+                                    }
+                                    &replies
+                                }
+                            };
+                            if !conn.pending.is_empty() || out.is_empty() {
+                                conn.pending.extend_from_slice(out);
+                            } else {
+                                match conn.stream.write(out) {
+                                    Ok(w) => conn.pending.extend_from_slice(&out[w..]),
+                                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                        conn.pending.extend_from_slice(out)
+                                    }
+                                    Err(_) => close = true,
+                                }
                             }
-                            Err(_) => close = true,
-                        },
-                        Ok(n) => conn.pending.extend_from_slice(&buf[..n]),
+                        }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(_) => close = true,
                     }

@@ -11,12 +11,32 @@ use std::collections::VecDeque;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::sys;
 
 /// How many lookups may run at once.
 pub const MAX_WORKERS: usize = 4;
+
+/// How long a worker that finished a lookup watches for the next query before it sleeps.
+// NOTE: a program resolving names one after another submits its next query a few tens of
+// microseconds after the previous answer: a worker still spinning takes it with no futex wake on
+// either side and none of the scheduler's wake-up latency. The spin is bounded, so an idle
+// resolver costs at most this much CPU after its last lookup.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// The query queue and the workers' state, under one lock.
+#[derive(Debug, Default)]
+struct Jobs {
+    /// Queries not yet taken by a worker.
+    queue: VecDeque<Query>,
+    /// The resolver is closed: workers leave.
+    closed: bool,
+    /// Workers spinning for a query right now (they need no condvar signal).
+    spinning: usize,
+}
 
 /// One `getaddrinfo` call to make.
 #[derive(Debug, Clone)]
@@ -49,9 +69,11 @@ pub struct Done {
 /// State shared by the resolver and its workers.
 #[derive(Debug)]
 struct Shared {
-    /// Queries not yet taken by a worker, and whether the resolver is closed.
-    jobs: Mutex<(VecDeque<Query>, bool)>,
-    /// Signalled when a query is queued or the resolver closes.
+    /// Queries not yet taken by a worker, whether the resolver is closed, spinning workers.
+    jobs: Mutex<Jobs>,
+    /// `jobs.queue.len()`, readable without the lock by spinning workers.
+    queued: AtomicUsize,
+    /// Signalled when a query is queued for a sleeping worker or the resolver closes.
     wake_workers: Condvar,
     /// Finished lookups not yet taken by the loop.
     done: Mutex<VecDeque<Done>>,
@@ -79,7 +101,8 @@ impl Resolver {
         let raw = fd.as_raw_fd();
         Ok(Self {
             shared: Arc::new(Shared {
-                jobs: Mutex::new((VecDeque::new(), false)),
+                jobs: Mutex::new(Jobs::default()),
+                queued: AtomicUsize::new(0),
                 wake_workers: Condvar::new(),
                 done: Mutex::new(VecDeque::new()),
                 notify: Mutex::new(Some(fd)),
@@ -106,23 +129,28 @@ impl Resolver {
             self.workers += 1;
         }
         let mut jobs = self.shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.0.push_back(query);
+        jobs.queue.push_back(query);
+        self.shared
+            .queued
+            .store(jobs.queue.len(), Ordering::Release);
+        // A spinning worker sees the query by itself; only queries beyond them need a sleeper.
+        let wake = jobs.queue.len() > jobs.spinning;
         drop(jobs);
-        self.shared.wake_workers.notify_one();
+        if wake {
+            self.shared.wake_workers.notify_one();
+        }
         Ok(())
     }
 
     /// Takes every finished lookup and resets the eventfd.
     pub fn take_done(&mut self) -> Vec<Done> {
-        if let Some(fd) = self
-            .shared
-            .notify
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            sys::eventfd_drain(fd);
-        }
+        // NOTE: the eventfd is read through its number, not under `notify`: only `close` (which
+        // takes `&mut self`, so not concurrently with this) closes it, and a worker signalling
+        // holds `notify` while it writes, so locking it here made the loop thread wait for the
+        // worker and be woken by it: a context switch more per lookup.
+        let mut counter = [0u8; 8];
+        // NOTE: EAGAIN (nothing to drain) and every other error mean the same: nothing pending.
+        let _ = sys::read(self.fd, &mut counter, false);
         let done: Vec<Done> = self
             .shared
             .done
@@ -137,8 +165,9 @@ impl Resolver {
     /// Stops the workers (a lookup in progress finishes and is dropped) and closes the eventfd.
     pub fn close(&mut self) {
         let mut jobs = self.shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.0.clear();
-        jobs.1 = true;
+        jobs.queue.clear();
+        self.shared.queued.store(0, Ordering::Release);
+        jobs.closed = true;
         drop(jobs);
         self.shared.wake_workers.notify_all();
         let fd = self
@@ -162,12 +191,29 @@ fn worker(shared: &Shared) {
     loop {
         let query = {
             let mut jobs = shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            let mut may_spin = true;
             loop {
-                if jobs.1 {
+                if jobs.closed {
                     return;
                 }
-                if let Some(q) = jobs.0.pop_front() {
+                if let Some(q) = jobs.queue.pop_front() {
+                    shared.queued.store(jobs.queue.len(), Ordering::Release);
                     break q;
+                }
+                if may_spin {
+                    // See SPIN.
+                    may_spin = false;
+                    jobs.spinning += 1;
+                    drop(jobs);
+                    let deadline = Instant::now() + SPIN;
+                    while shared.queued.load(Ordering::Acquire) == 0 && Instant::now() < deadline {
+                        for _ in 0..64 {
+                            std::hint::spin_loop();
+                        }
+                    }
+                    jobs = shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
+                    jobs.spinning -= 1;
+                    continue;
                 }
                 jobs = shared
                     .wake_workers
@@ -183,14 +229,19 @@ fn worker(shared: &Shared) {
             query.protocol,
             query.flags,
         );
-        shared
-            .done
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(Done {
+        let first = {
+            let mut done = shared.done.lock().unwrap_or_else(|e| e.into_inner());
+            done.push_back(Done {
                 id: query.id,
                 result,
             });
+            done.len() == 1
+        };
+        // Only the first of the loop's pending results signals: the loop drains the eventfd
+        // before it takes `done`, so whatever a later worker adds is taken with it.
+        if !first {
+            continue;
+        }
         let notify = shared.notify.lock().unwrap_or_else(|e| e.into_inner());
         match notify.as_ref() {
             // NOTE: a failed signal only delays delivery until the next one.

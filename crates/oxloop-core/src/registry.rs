@@ -474,4 +474,39 @@ mod tests {
         assert!(r.owner(12).is_none());
         assert!(r.watcher(10, Direction::Read).is_none());
     }
+
+    #[test]
+    fn drives_the_real_reactor() {
+        use crate::reactor::Reactor;
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        use std::time::Duration;
+
+        let mut reactor = Reactor::new().unwrap();
+        let mut r = Reg::new();
+        let (mut a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fd = b.as_raw_fd();
+        r.watch(&mut reactor, fd, Direction::Read, "reader")
+            .unwrap();
+        r.watch(&mut reactor, fd, Direction::Write, "writer")
+            .unwrap();
+        a.write_all(b"x").unwrap();
+        let mut got = Vec::new();
+        let events = reactor.poll(Some(Duration::from_secs(5))).unwrap().to_vec();
+        r.ready(&events, |_, d, w| got.push((d, *w)));
+        assert_eq!(
+            got,
+            vec![(Direction::Read, "reader"), (Direction::Write, "writer")]
+        );
+        // Unwatched: epoll no longer reports the fd.
+        r.unwatch(&mut reactor, fd, Direction::Read);
+        r.unwatch(&mut reactor, fd, Direction::Write);
+        assert!(reactor.poll(Some(Duration::ZERO)).unwrap().is_empty());
+        // A regular file cannot be polled: refused, and the registry is unchanged.
+        let file = std::fs::File::open("Cargo.toml").unwrap();
+        assert!(r
+            .watch(&mut reactor, file.as_raw_fd(), Direction::Read, "file")
+            .is_err());
+        assert_eq!(r.watched(), 0);
+    }
 }

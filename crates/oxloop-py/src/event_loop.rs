@@ -53,14 +53,6 @@ pub trait NativeWatcher: Send + Sync {
 
     /// Reports the Python objects this watcher holds to the garbage collector.
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError>;
-
-    /// Whether running this watcher for `direction` can make another fd ready only through
-    /// calls that [`note_io`](crate::run_once::note_io) (a transport's read: its protocol writes
-    /// through transports). The tick after a batch of quiet watchers may skip its zero-timeout
-    /// poll.
-    fn quiet(&self, _direction: Direction) -> bool {
-        false
-    }
 }
 
 /// What runs when a watched fd is ready.
@@ -124,9 +116,6 @@ pub struct State {
     pub thread_id: Option<u64>,
     /// asyncio debug mode.
     pub debug: bool,
-    /// Whether the next zero-timeout poll may be skipped: the core's rule, fed by
-    /// [`NativeWatcher::quiet`] and `note_io` (see [`oxloop_core::tick::PollSkip`]).
-    pub poll_skip: oxloop_core::tick::PollSkip,
     /// `time` is overridden (an instance attribute or a subclass method): the scheduler then
     /// calls `self.time()` as asyncio's does, instead of reading the clock itself.
     pub time_override: bool,
@@ -382,13 +371,7 @@ impl PyLoop {
                 return Err(errors::loop_closed());
             };
             match st.fds.watch(reactor, fd, direction, watcher) {
-                Ok(old) => {
-                    if old.is_none() {
-                        // A new interest may be satisfied at once (a writable socket, say).
-                        crate::run_once::note_io();
-                    }
-                    old
-                }
+                Ok(old) => old,
                 Err((e, watcher)) => {
                     drop(st);
                     drop(watcher);
@@ -566,7 +549,6 @@ impl PyLoop {
                 closed: false,
                 thread_id: None,
                 debug: false,
-                poll_skip: oxloop_core::tick::PollSkip::new(),
                 time_override: false,
                 stats: crate::monitor::Stats::default(),
             }),
@@ -799,8 +781,6 @@ impl PyLoop {
         {
             let mut st = this.state.borrow_mut(py);
             st.thread_id = Some(ffi::thread_ident());
-            // Anything may have happened since the last run.
-            st.poll_skip.reset();
             st.stats.run_begin();
         }
         let result = loop {

@@ -19,6 +19,7 @@ mod gil;
 mod handles;
 mod monitor;
 mod run_once;
+mod serve;
 mod sock;
 mod transports;
 
@@ -34,6 +35,8 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<dns::Resolver>()?;
     sock::register(m)?;
+    m.add_class::<serve::Acceptor>()?;
+    m.add_function(wrap_pyfunction!(serve::serve, m)?)?;
     monitor::register(m)?;
     m.add_class::<transports::udp::DatagramCore>()?;
     m.add_class::<transports::stream::SocketTransport>()?;

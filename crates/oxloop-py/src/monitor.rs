@@ -4,11 +4,11 @@
 //!
 //! - always: a few integer counters per tick in [`Stats`] (ticks, callbacks run, I/O events) and
 //!   one clock read per `run_forever` (uptime);
-//! - with monitoring on ([`Active`]): one clock read per tick after the poll, and one before a
-//!   poll that may block (a tick that sleeps in the kernel anyway), giving the time waiting in the
-//!   poller, the time busy, and one loop-lag sample per tick; and
-//!   per callback one relaxed store (its sequence number) and one relaxed load (has the sampler
-//!   hit it?). Off, the tick's per-callback cost is one predictable `Option` check.
+//! - with monitoring on ([`Active`]): per tick, a relaxed store before and after a poll that may
+//!   block (the sampler counts time waiting in the poller from them), and one loop-lag sample
+//!   that reads the clock only when the tick reads it anyway (a timer is due) or the sampler asked
+//!   for a stamp; per callback one relaxed store (its sequence number) and one relaxed load (has
+//!   the sampler hit it?). Off, the tick's per-callback cost is one predictable `Option` check.
 //!
 //! # Implementation
 //!
@@ -27,10 +27,22 @@
 //! a loop still held after ten times the threshold (at least a second) is reported at once too
 //! (`_blocking`), so a loop that never comes back is named.
 //!
-//! Loop lag is measured once per tick, as the time the tick's first entry waited: a due timer
-//! from its deadline; entries queued before a non-blocking poll (by the previous batch, or I/O
-//! that arrived meanwhile) from the start of the previous batch (an upper bound); I/O after a
-//! blocking poll from the poll's end.
+//! Time waiting in the poller is sampled too: before a poll that may block the loop thread
+//! stores [`WAITING`] in [`Probe::seq`], and each sample that finds it there adds the time since
+//! the previous sample to [`Probe::wait_ns`]. Busy time is the loop's running time (two clock
+//! reads per `run_forever`) minus that.
+//!
+//! Loop lag is the time a tick's first entry waited: a due timer from its deadline (the tick read
+//! the clock to find it due: exact, every such tick); I/O after a poll that could block from the
+//! poll's end (zero, every such tick); entries queued by the previous batch, when no timer is due,
+//! from the start of that batch (an upper bound), sampled: once per sampling period the watchdog
+//! asks for a stamp ([`Probe::want_stamp`]), the next tick reads the clock as its batch starts and
+//! the tick after it reads it again and records the sample. No clock read on the other ticks.
+//! A callback that held the loop across samples is not missed: the watchdog keeps the longest
+//! hold it saw ([`Probe::held_ns`]) and the next tick records it as a lag sample (within one
+//! period), so a held loop shows in the lag with or without a timer.
+//! The window's second comes from the watchdog too ([`Probe::second`]), so recording a zero lag
+//! reads no clock.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,16 +61,29 @@ use crate::run_once::run_ready;
 /// [`Probe::seq`] between batches: no callback runs.
 pub const IDLE: u64 = 0;
 
+/// [`Probe::seq`] while the loop thread is in a poll that may block.
+pub const WAITING: u64 = u64::MAX;
+
 /// What the loop thread and the watchdog share, lock-free.
 pub struct Probe {
-    /// Sequence number of the callback running now, [`IDLE`] outside a batch. Written only by
-    /// the loop thread.
+    /// Sequence number of the callback running now, [`IDLE`] outside a batch, [`WAITING`] in a
+    /// poll that may block. Written only by the loop thread.
     seq: AtomicU64,
     /// The last sequence number used; only the loop thread touches it.
     counter: AtomicU64,
     /// Microseconds of loop time the watchdog's samples found a callback running, not yet
     /// charged to one (each sample counts the time since the previous one).
     hits: AtomicU64,
+    /// Nanoseconds of samples that found the loop thread [`WAITING`]; written only by the
+    /// watchdog.
+    wait_ns: AtomicU64,
+    /// Set by the watchdog at each sample, cleared by the loop thread when it takes a lag stamp.
+    want_stamp: AtomicBool,
+    /// `sys::monotonic()` in whole seconds at the watchdog's last sample: the lag window's slot.
+    second: AtomicU64,
+    /// The longest time, in nanoseconds, the watchdog has seen one callback hold the loop since
+    /// the loop thread last took it: entries queued behind it waited at least that long.
+    held_ns: AtomicU64,
     /// Set to end the watchdog.
     stop: AtomicBool,
     /// Slow-callback threshold in nanoseconds (`loop.slow_callback_duration`).
@@ -92,16 +117,13 @@ pub struct Active {
     watchdog: Option<JoinHandle<()>>,
     /// Lag samples of the recent window.
     lag: LagWindow,
-    /// Seconds spent in blocking polls while monitored.
-    wait: f64,
     /// Seconds the loop ran (inside `run_forever`) while monitored, excluding the current run.
     running: f64,
     /// Loop clock at the start of the current run, if running.
     run_start: Option<f64>,
-    /// Loop clock when the previous batch started.
-    prev_batch_start: f64,
-    /// Loop clock before this tick's poll, if it may block.
-    poll_start: f64,
+    /// Loop clock when the previous batch started, if that tick read it (a timer was due, or
+    /// the watchdog asked for a stamp); `None` otherwise.
+    stamp: Option<f64>,
     /// This tick's poll could block.
     tick_blocking: bool,
     /// Loop clock when monitoring started.
@@ -115,7 +137,7 @@ impl Stats {
         self.first_run.get_or_insert(now);
         if let Some(a) = &mut self.active {
             a.run_start = Some(now);
-            a.prev_batch_start = now;
+            a.stamp = Some(now);
         }
     }
 
@@ -135,39 +157,58 @@ impl Stats {
         if let Some(a) = &mut self.active {
             a.tick_blocking = blocking;
             if blocking {
-                a.poll_start = sys::monotonic();
+                a.probe.seq.store(WAITING, Ordering::Relaxed);
             }
         }
     }
 
     /// End of step 3: `nevents` came from the poll, `first_timer` is the deadline of the first due
-    /// timer queued, `ntodo` entries will run. Returns the per-callback probe when monitoring.
+    /// timer queued and the clock reading that found it due, `ntodo` entries will run. Returns the
+    /// per-callback probe when monitoring.
     #[inline]
     pub fn queued(
         &mut self,
         nevents: usize,
-        first_timer: Option<f64>,
+        first_timer: Option<(f64, f64)>,
         ntodo: usize,
     ) -> Option<Tick> {
         self.io_events += nevents as u64;
         let a = self.active.as_mut()?;
-        let now = sys::monotonic();
         if a.tick_blocking {
-            a.wait += (now - a.poll_start).max(0.0);
+            a.probe.seq.store(IDLE, Ordering::Relaxed);
+        }
+        let stamp = a.stamp.take();
+        let mut now = first_timer.map(|(_, now)| now);
+        let held = a.probe.held_ns.load(Ordering::Relaxed);
+        if held != 0 {
+            a.probe.held_ns.store(0, Ordering::Relaxed);
         }
         if ntodo > 0 {
-            let mut ready_at = if a.tick_blocking {
-                now
-            } else {
-                a.prev_batch_start
+            let lag = match (first_timer, a.tick_blocking, stamp) {
+                (Some((when, now)), true, _) | (Some((when, now)), false, None) => Some(now - when),
+                (Some((when, now)), false, Some(s)) => Some(now - s.min(when)),
+                (None, true, _) => Some(0.0),
+                (None, false, Some(s)) => {
+                    let t = sys::monotonic();
+                    now = Some(t);
+                    Some(t - s)
+                }
+                (None, false, None) => None,
             };
-            if let Some(when) = first_timer {
-                ready_at = ready_at.min(when);
+            let lag = match lag {
+                Some(lag) => Some(((lag.max(0.0) * 1e9) as u64).max(held)),
+                None => (held != 0).then_some(held),
+            };
+            if let Some(lag) = lag {
+                a.lag.record(a.probe.second.load(Ordering::Relaxed), lag);
             }
-            let lag = (now - ready_at).max(0.0);
-            a.lag.record(now as u64, (lag * 1e9) as u64);
         }
-        a.prev_batch_start = now;
+        // Stamp this batch's start for the next tick when the clock was read anyway, or the
+        // watchdog asked for one (once per period).
+        if now.is_some() || a.probe.want_stamp.load(Ordering::Relaxed) {
+            a.probe.want_stamp.store(false, Ordering::Relaxed);
+            a.stamp = Some(now.unwrap_or_else(sys::monotonic));
+        }
         Some(Tick {
             seq: a.probe.counter.load(Ordering::Relaxed),
             probe: Arc::clone(&a.probe),
@@ -265,11 +306,15 @@ fn watchdog(probe: Arc<Probe>, sink: Py<PyAny>) {
         // A late wake (a busy machine) stands for the time since the previous one, up to a cap.
         let slept = (now - woke).min(period * 25);
         woke = now;
+        probe
+            .second
+            .store(sys::monotonic() as u64, Ordering::Relaxed);
+        probe.want_stamp.store(true, Ordering::Relaxed);
         let seq = probe.seq.load(Ordering::Relaxed);
         let threshold = Duration::from_nanos(probe.threshold_ns.load(Ordering::Relaxed));
         if seq != last {
             let held = now - since;
-            if last != IDLE && held >= threshold {
+            if last != IDLE && last != WAITING && held >= threshold {
                 let capture = capture.take();
                 report(&sink, "_slow", held, capture);
             }
@@ -279,6 +324,12 @@ fn watchdog(probe: Arc<Probe>, sink: Py<PyAny>) {
             last = seq;
             since = now;
         }
+        if seq == WAITING {
+            probe
+                .wait_ns
+                .fetch_add(slept.as_nanos() as u64, Ordering::Relaxed);
+            continue;
+        }
         if seq == IDLE {
             continue;
         }
@@ -286,6 +337,9 @@ fn watchdog(probe: Arc<Probe>, sink: Py<PyAny>) {
             .hits
             .fetch_add(slept.as_micros() as u64, Ordering::Relaxed);
         let held = now - since;
+        probe
+            .held_ns
+            .fetch_max(held.as_nanos() as u64, Ordering::Relaxed);
         if held >= threshold / 2 && captured_at.is_none_or(|t| now - t >= threshold) {
             captured_at = Some(now);
             let got = Python::attach(|py| {
@@ -347,6 +401,10 @@ pub fn monitor_start(
         seq: AtomicU64::new(IDLE),
         counter: AtomicU64::new(IDLE),
         hits: AtomicU64::new(0),
+        wait_ns: AtomicU64::new(0),
+        want_stamp: AtomicBool::new(false),
+        second: AtomicU64::new(sys::monotonic() as u64),
+        held_ns: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         threshold_ns: AtomicU64::new(secs_to_ns(threshold)),
         period_ns: secs_to_ns(period).max(100_000),
@@ -364,11 +422,9 @@ pub fn monitor_start(
         sink: sink.unbind(),
         watchdog: Some(watchdog),
         lag: LagWindow::new(),
-        wait: 0.0,
         running: 0.0,
         run_start: running.then_some(now),
-        prev_batch_start: now,
-        poll_start: now,
+        stamp: Some(now),
         tick_blocking: false,
         since: now,
     }));
@@ -423,7 +479,8 @@ pub fn loop_stats<'py>(loop_: &Bound<'py, PyLoop>) -> PyResult<Bound<'py, PyDict
         let q = a.lag.quantiles(now as u64);
         d.set_item("monitored_for", now - a.since)?;
         d.set_item("running", running)?;
-        d.set_item("wait", a.wait.min(running))?;
+        let wait = a.probe.wait_ns.load(Ordering::Relaxed) as f64 * 1e-9;
+        d.set_item("wait", wait.min(running))?;
         d.set_item("lag_count", q.count)?;
         d.set_item("lag_p50", q.p50 as f64 * 1e-9)?;
         d.set_item("lag_p99", q.p99 as f64 * 1e-9)?;

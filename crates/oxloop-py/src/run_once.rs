@@ -1,6 +1,6 @@
 //! One loop tick. Mirrors `BaseEventLoop._run_once`; every decision is the core's
-//! ([`oxloop_core::tick`]: the timeout, pruning, which timers are due, the batch boundary, the
-//! poll-skip rule). This file maps them to Python:
+//! ([`oxloop_core::tick`]: the timeout, pruning, which timers are due, the batch boundary,
+//! whether to poll). This file maps them to Python:
 //!
 //! 1. [`tick::prepare`]; the pruned timers are released once the state borrow ends;
 //! 2. poll the reactor, releasing the GIL if the poll may block, then let a signal handler run;
@@ -25,8 +25,6 @@ use std::sync::Arc;
 
 use crate::event_loop::{PyLoop, Ready, Watcher};
 
-pub use oxloop_core::tick::note_io;
-
 /// Runs one tick of `slf`.
 pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     let py = slf.py();
@@ -50,7 +48,6 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
             &mut pruned,
             st.stopping,
             watched,
-            &mut st.poll_skip,
             || if time_override { now } else { sys::monotonic() },
         );
         st.stats.before_poll(plan.may_block());
@@ -138,10 +135,11 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         });
         let nevents = events.len();
         st.events = events;
+        let mut clock = None;
         tick::queue_due(
             &mut st.timers,
             &mut st.ready,
-            || now_overridden.unwrap_or_else(sys::monotonic),
+            || *clock.insert(now_overridden.unwrap_or_else(sys::monotonic)),
             |timer| {
                 let t = timer.0.get();
                 t.scheduled
@@ -151,7 +149,9 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
             },
         );
         let ntodo = st.ready.len();
-        let probe = st.stats.queued(nevents, first_timer, ntodo);
+        // The clock reading that found the timer due doubles as the lag sample's (real time only).
+        let due = first_timer.zip(clock).filter(|_| !time_override);
+        let probe = st.stats.queued(nevents, due, ntodo);
         (st.ready.begin_tick(), probe)
     };
     for (fd, direction) in cancelled_io {
@@ -160,7 +160,6 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
 
     // 4. Run what is ready now.
     let debug = this.debug(py);
-    let mut quiet = true;
     let mut ran = 0;
     let result = (|| {
         // `close()` from a callback empties the queue: the tick ends early then.
@@ -170,10 +169,6 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
                 break;
             };
             ran += 1;
-            quiet &= match &item {
-                Ready::Native(n, direction) => n.quiet(*direction),
-                Ready::Handle(_) | Ready::Timer(_) => false,
-            };
             // Monitoring off: this one predictable check is its whole per-callback cost.
             match &mut probe {
                 None => run_ready(slf, &item, debug)?,
@@ -185,7 +180,6 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     drop(probe);
     let mut st = this.state.borrow_mut(py);
     st.stats.batch_done(ran);
-    st.poll_skip.batch_done(result.is_ok(), quiet);
     drop(st);
     result
 }

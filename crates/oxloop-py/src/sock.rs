@@ -142,11 +142,6 @@ impl NativeWatcher for Registration {
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.0)
     }
-
-    /// A receive (or accept) only resolves a future; sends are not quiet.
-    fn quiet(&self, direction: Direction) -> bool {
-        direction == Direction::Read
-    }
 }
 
 /// `BlockingIOError` or `InterruptedError`: the call would block, try again when ready.
@@ -244,7 +239,7 @@ impl SockWait {
             Ok(Step::Done(sock.call_method1(name, args)?.unbind()))
         };
         if self.raw {
-            if let Some(step) = self.attempt_raw(py, args, pos) {
+            if let Some(step) = self.attempt_raw(py, sock, args, pos) {
                 return step;
             }
         }
@@ -279,16 +274,7 @@ impl SockWait {
                 }
                 Ok(Step::Done(py.None()))
             }
-            Kind::Accept => {
-                let pair = sock.call_method0(intern!(py, "accept"))?;
-                let conn = pair.get_item(0)?;
-                if let Err(err) = conn.call_method1(intern!(py, "setblocking"), (false,)) {
-                    // The new socket has no other owner yet: close it rather than leak it.
-                    let _ = conn.call_method0(intern!(py, "close"));
-                    return Err(err);
-                }
-                Ok(Step::Done(pair.unbind()))
-            }
+            Kind::Accept => Ok(Step::Done(accept_method(py, sock)?.unbind())),
             Kind::Readable | Kind::Writable => Ok(Step::Done(py.None())),
         }
     }
@@ -298,6 +284,7 @@ impl SockWait {
     fn attempt_raw(
         &self,
         py: Python<'_>,
+        sock: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
         pos: usize,
     ) -> Option<PyResult<Step>> {
@@ -333,6 +320,10 @@ impl SockWait {
                         Step::Sent(pos)
                     }
                 }))
+            }
+            Kind::Accept => {
+                let step = accept_raw(py, sock, self.fd, None).transpose()?;
+                Some(step.map(|pair| Step::Done(pair.into_any().unbind())))
             }
             _ => None,
         }
@@ -453,8 +444,10 @@ pub fn sock_wait(
                 },
             })),
             token: AtomicUsize::new(0),
-            raw: matches!(kind, Kind::Recv | Kind::RecvInto | Kind::SendAll)
-                && is_plain_nonblocking(py, sock)?,
+            raw: matches!(
+                kind,
+                Kind::Recv | Kind::RecvInto | Kind::SendAll | Kind::Accept
+            ) && is_plain_nonblocking(py, sock)?,
         },
     )?;
     let registration: Arc<dyn NativeWatcher> = Arc::new(Registration(wait.clone_ref(py)));
@@ -475,6 +468,10 @@ const TRY_RECV: u8 = 0;
 const TRY_RECV_INTO: u8 = 1;
 /// `sock_try` operation: `sock.send(arg)`.
 const TRY_SEND: u8 = 2;
+/// `sock_try` operation: `sock.accept()`, the new socket made non-blocking.
+const TRY_ACCEPT: u8 = 3;
+/// `sock_try` operation: `sock.connect(arg)`; `None` when connected at once.
+const TRY_CONNECT: u8 = 4;
 /// The largest `sock_recv` size read through the scratch buffer; larger ones use `sock.recv`.
 const MAX_SCRATCH: usize = 1 << 20;
 
@@ -511,16 +508,111 @@ fn recv_bytes<'py>(
 
 /// Whether `sock` is a plain `socket.socket` in non-blocking mode (`gettimeout() == 0`).
 fn is_plain_nonblocking(py: Python<'_>, sock: &Bound<'_, PyAny>) -> PyResult<bool> {
-    let socket_type = SOCKET_TYPE.get_or_try_init(py, || {
-        Ok::<_, PyErr>(py.import("socket")?.getattr("socket")?.unbind())
-    })?;
-    if !sock.get_type().is(socket_type.bind(py)) {
+    if !sock.get_type().is(socket_type(py)?.bind(py)) {
         return Ok(false);
     }
     Ok(sock
         .call_method0(intern!(py, "gettimeout"))?
         .cast::<pyo3::types::PyFloat>()
         .is_ok_and(|t| t.value() == 0.0))
+}
+
+/// `sock.accept()` through the socket's own method, the new socket made non-blocking (mirrors
+/// `BaseSelectorEventLoop._sock_accept`).
+pub(crate) fn accept_method<'py>(
+    py: Python<'py>,
+    sock: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let pair = sock.call_method0(intern!(py, "accept"))?;
+    let conn = pair.get_item(0)?;
+    if let Err(err) = conn.call_method1(intern!(py, "setblocking"), (false,)) {
+        // The new socket has no other owner yet: close it rather than leak it.
+        let _ = conn.call_method0(intern!(py, "close"));
+        return Err(err);
+    }
+    Ok(pair)
+}
+
+/// The `(family, type, proto)` a listening socket passes to the sockets it accepts, read from
+/// `_socket.socket`'s own fields (the `socket.socket` properties would build enums).
+pub(crate) fn listener_kind(py: Python<'_>, sock: &Bound<'_, PyAny>) -> PyResult<(i32, i32, i32)> {
+    let fields = SOCKET_FIELDS.get_or_try_init(py, || {
+        let base = py.import("_socket")?.getattr("socket")?;
+        let field = |name: &str| -> PyResult<Py<PyAny>> {
+            Ok(base.getattr("__dict__")?.get_item(name)?.unbind())
+        };
+        Ok::<_, PyErr>([field("family")?, field("type")?, field("proto")?])
+    })?;
+    let get = |i: usize| -> PyResult<i32> {
+        fields[i]
+            .bind(py)
+            .call_method1(intern!(py, "__get__"), (sock,))?
+            .extract()
+    };
+    Ok((get(0)?, get(1)?, get(2)?))
+}
+
+/// `_socket.socket`'s `family`, `type` and `proto` descriptors.
+static SOCKET_FIELDS: PyOnceLock<[Py<PyAny>; 3]> = PyOnceLock::new();
+
+/// One `accept4` on the listening socket `fd` (a non-blocking plain `socket.socket` of kind
+/// `kind`, read from `sock` when `None`: see [`listener_kind`]): `(conn, address)` as
+/// `sock.accept()` followed by `conn.setblocking(False)` gives them, `None` when no connection
+/// is pending (or the call was interrupted), or the `OSError`.
+pub(crate) fn accept_raw<'py>(
+    py: Python<'py>,
+    sock: &Bound<'py, PyAny>,
+    fd: RawFd,
+    kind: Option<(i32, i32, i32)>,
+) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    use std::os::fd::IntoRawFd;
+    let (conn, peer) = match oxloop_core::sys::socket::accept(fd) {
+        Ok(accepted) => accepted,
+        Err(e) if oxloop_core::sys::is_retry(&e) => return Ok(None),
+        Err(e) => return Err(crate::errors::os_error(py, &e)),
+    };
+    let (family, type_, proto) = match kind {
+        Some(kind) => kind,
+        None => listener_kind(py, sock)?,
+    };
+    let raw = conn.into_raw_fd();
+    let socket_type = socket_type(py)?;
+    // NOTE: SOCK_NONBLOCK makes the new object's timeout 0 without a syscall (the fd already
+    // is non-blocking); `type` still reads back without the flag, as after setblocking(False).
+    let conn = match socket_type
+        .bind(py)
+        .call1((family, type_ | libc::SOCK_NONBLOCK, proto, raw))
+    {
+        Ok(conn) => conn,
+        Err(err) => {
+            // SAFETY: the socket object refused the fd before taking it: we still own it.
+            drop(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) });
+            return Err(err);
+        }
+    };
+    use oxloop_core::sys::socket::PeerAddr;
+    let address = match peer {
+        PeerAddr::V4(host, port) => (host, port).into_pyobject(py)?.into_any(),
+        PeerAddr::V6(host, port, flow, scope) => {
+            (host, port, flow, scope).into_pyobject(py)?.into_any()
+        }
+        PeerAddr::UnixPath(path) => {
+            use std::os::unix::ffi::OsStrExt;
+            std::ffi::OsStr::from_bytes(&path)
+                .into_pyobject(py)?
+                .into_any()
+        }
+        PeerAddr::UnixAbstract(name) => pyo3::types::PyBytes::new(py, &name).into_any(),
+        PeerAddr::Other(_) => conn.call_method0(intern!(py, "getpeername"))?,
+    };
+    Ok(Some(PyTuple::new(py, [conn, address])?))
+}
+
+/// `socket.socket`.
+fn socket_type(py: Python<'_>) -> PyResult<&Py<PyAny>> {
+    SOCKET_TYPE.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("socket")?.getattr("socket")?.unbind())
+    })
 }
 
 /// `socket.socket`.
@@ -567,6 +659,35 @@ pub fn sock_try(
     } else {
         -1
     };
+    if fd >= 0 && op == TRY_ACCEPT {
+        return match accept_raw(py, sock, fd, None)? {
+            Some(pair) => Ok(pair.into_any().unbind()),
+            None => again(py),
+        };
+    }
+    if fd >= 0 && op == TRY_CONNECT {
+        // connect_ex: the same address parsing and errors as connect, without raising when the
+        // connection goes on in the background. Mirrors BaseSelectorEventLoop._sock_connect.
+        let err: i32 = match sock.call_method1(intern!(py, "connect_ex"), (arg,)) {
+            Ok(err) => err.extract()?,
+            Err(err) if is_fatal(py, &err) => return Err(err),
+            // A bad address: connect raises the same error under its own name.
+            Err(_) => -1,
+        };
+        return match err {
+            -1 => match sock.call_method1(intern!(py, "connect"), (arg,)) {
+                Ok(_) => Ok(py.None()),
+                Err(err) if is_retry(py, &err) => again(py),
+                Err(err) => Err(err),
+            },
+            0 => Ok(py.None()),
+            libc::EINPROGRESS | libc::EAGAIN | libc::EINTR => again(py),
+            errno => Err(crate::errors::os_error(
+                py,
+                &std::io::Error::from_raw_os_error(errno),
+            )),
+        };
+    }
     if fd >= 0 {
         let raw: Option<std::io::Result<Py<PyAny>>> = match op {
             TRY_RECV => recv_bytes(py, fd, arg).map(|r| r.map(|b| b.unbind())),
@@ -604,6 +725,14 @@ pub fn sock_try(
     let name = match op {
         TRY_RECV => intern!(py, "recv"),
         TRY_RECV_INTO => intern!(py, "recv_into"),
+        TRY_CONNECT => intern!(py, "connect"),
+        TRY_ACCEPT => {
+            return match accept_method(py, sock) {
+                Ok(pair) => Ok(pair.unbind()),
+                Err(err) if is_retry(py, &err) => again(py),
+                Err(err) => Err(err),
+            }
+        }
         _ => intern!(py, "send"),
     };
     match sock.call_method1(name, (arg,)) {
@@ -628,5 +757,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SOCK_TRY_RECV", TRY_RECV)?;
     m.add("SOCK_TRY_RECV_INTO", TRY_RECV_INTO)?;
     m.add("SOCK_TRY_SEND", TRY_SEND)?;
+    m.add("SOCK_TRY_ACCEPT", TRY_ACCEPT)?;
+    m.add("SOCK_TRY_CONNECT", TRY_CONNECT)?;
     Ok(())
 }

@@ -6,7 +6,8 @@
 //! - `eventfd`: the waker's and the resolver's counters;
 //! - `readwrite`: reads and writes of sockets and pipes, `shutdown`;
 //! - `fd`: fd numbers, file types, non-blocking mode, retryable errors;
-//! - `addrinfo`: `getaddrinfo`, `inet_ntop`.
+//! - `addrinfo`: `getaddrinfo`, `inet_ntop`;
+//! - `socket`: `accept4`, the peer address as Python's socket module decodes it.
 //!
 //! Everything above this module works with plain `RawFd` numbers (asyncio keys its readers and
 //! writers by fd number) and `io::Result`. Borrowing a raw fd for one syscall is the only
@@ -19,6 +20,7 @@ mod epoll;
 mod eventfd;
 mod fd;
 mod readwrite;
+pub mod socket;
 
 pub use addrinfo::{getaddrinfo, ntop_v4, ntop_v6, AddrInfo, SockAddr};
 pub use clock::monotonic;

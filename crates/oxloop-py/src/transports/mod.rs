@@ -22,7 +22,12 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{intern, PyClass, PyTraverseError};
 
-use crate::event_loop::{Direction, NativeWatcher, PyLoop};
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+use oxloop_core::transport::{Lifecycle, Side, Steps};
+
+use crate::event_loop::{Direction, NativeWatcher, PyLoop, Watcher};
 
 /// A transport the reactor calls when its fd is ready.
 pub trait Reactive: PyClass + Sync + Send {
@@ -86,6 +91,121 @@ pub fn install_finalizers(py: Python<'_>) {
     }
 }
 
+/// A transport whose [`Lifecycle`] decides what happens on close, abort, flush and EOF; its
+/// [`Steps`] are carried out by [`apply`], the one place that maps them to reactor and protocol
+/// calls for sockets and pipes alike.
+pub trait Transport: Reactive {
+    /// The transport's fd.
+    fn fd(slf: &Bound<'_, Self>) -> RawFd;
+    /// The loop, or `None` once the connection is lost.
+    fn loop_of(slf: &Bound<'_, Self>) -> Option<Py<PyLoop>>;
+    /// The protocol, or `None` once the connection is lost.
+    fn protocol_of(slf: &Bound<'_, Self>) -> Option<Py<PyAny>>;
+    /// The context its protocol callbacks run in (see [`transport_context`]).
+    fn context_of<'a>(slf: &'a Bound<'_, Self>) -> Option<&'a Py<PyAny>>;
+    /// Runs `f` on the transport's lifecycle.
+    fn lifecycle<R>(slf: &Bound<'_, Self>, f: impl FnOnce(&mut Lifecycle) -> R) -> R;
+    /// Drops the unsent bytes of the write buffer.
+    fn drop_buffer(slf: &Bound<'_, Self>);
+    /// `connection_lost(exc)` now, then closes the fd's owner and forgets loop and protocol.
+    fn call_connection_lost(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()>;
+}
+
+/// Carries out `steps` in [`Steps::ORDER`]; `exc` is what `connection_lost` receives.
+///
+/// [`Steps::SCHEDULE_LOST`] is asyncio's `loop.call_soon(self._call_connection_lost, exc)`:
+/// `connection_lost` runs once, from the ready queue, in the transport's context. An error is
+/// returned after the steps that could still run.
+pub fn apply<T: Transport>(
+    slf: &Bound<'_, T>,
+    steps: Steps,
+    exc: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = slf.py();
+    let mut result = Ok(());
+    for step in Steps::ORDER {
+        if !steps.has(step) {
+            continue;
+        }
+        let done = match step {
+            Steps::DROP_BUFFER => {
+                T::drop_buffer(slf);
+                Ok(())
+            }
+            Steps::STOP_WRITING => unregister(slf, Direction::Write),
+            Steps::STOP_READING => unregister(slf, Direction::Read),
+            Steps::START_READING => watch(slf, Direction::Read),
+            Steps::SHUTDOWN => {
+                oxloop_core::sys::shutdown_write(T::fd(slf))
+                    .map_err(|e| crate::errors::os_error(py, &e))
+            }
+            Steps::SCHEDULE_EOF => match (T::loop_of(slf), T::protocol_of(slf)) {
+                (Some(lp), Some(protocol)) => protocol
+                    .bind(py)
+                    .getattr(intern!(py, "eof_received"))
+                    .and_then(|cb| (cb,).into_pyobject(py))
+                    .and_then(|args| call_soon_in(lp.bind(py), T::context_of(slf), args)),
+                _ => Ok(()),
+            },
+            Steps::SCHEDULE_LOST => match T::loop_of(slf) {
+                Some(lp) => slf
+                    .as_any()
+                    .getattr(intern!(py, "_call_connection_lost"))
+                    .and_then(|cb| (cb, exc).into_pyobject(py))
+                    .and_then(|args| call_soon_in(lp.bind(py), T::context_of(slf), args)),
+                None => Ok(()),
+            },
+            Steps::CALL_LOST => T::call_connection_lost(slf, exc),
+            _ => Ok(()),
+        };
+        if result.is_ok() {
+            result = done;
+        }
+    }
+    result
+}
+
+/// Registers the transport as its fd's reader or writer (a [`Dispatch`]).
+pub fn watch<T: Transport>(slf: &Bound<'_, T>, direction: Direction) -> PyResult<()> {
+    let py = slf.py();
+    let Some(lp) = T::loop_of(slf) else {
+        return Ok(());
+    };
+    let dispatch = Arc::new(Dispatch {
+        target: slf.clone().unbind(),
+        context: T::context_of(slf).map(|c| c.clone_ref(py)),
+    });
+    lp.get()
+        .watch(py, T::fd(slf), direction, Watcher::Native(dispatch))?;
+    T::lifecycle(slf, |lc| lc.registered(side(direction)));
+    Ok(())
+}
+
+/// Unregisters the transport as its fd's reader or writer, if it is.
+pub fn unwatch<T: Transport>(slf: &Bound<'_, T>, direction: Direction) -> PyResult<()> {
+    let was = T::lifecycle(slf, |lc| lc.stop(side(direction)));
+    if was.is_empty() {
+        return Ok(());
+    }
+    unregister(slf, direction)
+}
+
+/// Removes the transport's reader or writer from the loop (its lifecycle already forgot it).
+fn unregister<T: Transport>(slf: &Bound<'_, T>, direction: Direction) -> PyResult<()> {
+    match T::loop_of(slf) {
+        Some(lp) => lp.get().unwatch(slf.py(), T::fd(slf), direction).map(drop),
+        None => Ok(()),
+    }
+}
+
+/// The lifecycle's name for a reactor direction.
+fn side(direction: Direction) -> Side {
+    match direction {
+        Direction::Read => Side::Read,
+        Direction::Write => Side::Write,
+    }
+}
+
 /// The loop's reader or writer for a transport's fd.
 pub struct Dispatch<T: Reactive> {
     /// The transport.
@@ -113,11 +233,6 @@ impl<T: Reactive> NativeWatcher for Dispatch<T> {
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.target)?;
         visit.call(&self.context)
-    }
-
-    /// A read calls the protocol, which writes through transports (they note their I/O).
-    fn quiet(&self, direction: Direction) -> bool {
-        direction == Direction::Read
     }
 }
 
@@ -161,26 +276,48 @@ thread_local! {
     static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// A read of at least this many bytes makes the next read of the same transport go straight
+/// into a new `bytes` object (see [`read_chunk`]).
+const DIRECT_READ: usize = 16 * 1024;
+
 /// One read of at most [`MAX_SIZE`] bytes from `fd` (`recv` for a socket), as one `bytes`.
-pub fn read_chunk(
-    py: Python<'_>,
+///
+/// `last` is the size of the transport's previous read, updated here. After a large read the
+/// next one goes straight into a new `bytes` of [`MAX_SIZE`] that is then shrunk in place (a
+/// pipe read of 64 KiB is not copied again); small reads go through the thread's shared buffer
+/// and one copy, cheaper than allocating and shrinking a large object each time.
+pub fn read_chunk<'py>(
+    py: Python<'py>,
     fd: std::os::fd::RawFd,
     socket: bool,
-) -> std::io::Result<Bound<'_, pyo3::types::PyBytes>> {
-    READ_BUF.with(|cell| {
-        let mut guard = cell.try_borrow_mut();
-        let mut fresh = Vec::new();
-        // NOTE: only a re-entrant read (none exists today) would find the buffer busy.
-        let buf: &mut Vec<u8> = match guard.as_mut() {
-            Ok(b) => b,
-            Err(_) => &mut fresh,
-        };
-        if buf.len() < MAX_SIZE {
-            buf.resize(MAX_SIZE, 0);
-        }
-        oxloop_core::sys::read(fd, &mut buf[..MAX_SIZE], socket)
-            .map(|n| pyo3::types::PyBytes::new(py, &buf[..n]))
-    })
+    last: &mut u32,
+) -> std::io::Result<Bound<'py, pyo3::types::PyBytes>> {
+    let read = |buf: &mut [u8]| oxloop_core::sys::read(fd, buf, socket);
+    let data = match (*last as usize) < DIRECT_READ {
+        true => None,
+        false => crate::ffi::new_bytes_with(py, MAX_SIZE, read),
+    };
+    let data = match data {
+        Some(data) => data,
+        None => READ_BUF.with(|cell| {
+            let mut guard = cell.try_borrow_mut();
+            let mut fresh = Vec::new();
+            // NOTE: only a re-entrant read (none exists today) would find the buffer busy.
+            let buf: &mut Vec<u8> = match guard.as_mut() {
+                Ok(b) => b,
+                Err(_) => &mut fresh,
+            };
+            if buf.len() < MAX_SIZE {
+                buf.resize(MAX_SIZE, 0);
+            }
+            read(&mut buf[..MAX_SIZE]).map(|n| pyo3::types::PyBytes::new(py, &buf[..n]))
+        }),
+    };
+    *last = match &data {
+        Ok(data) => u32::try_from(data.as_bytes().len()).unwrap_or(u32::MAX),
+        Err(_) => 0,
+    };
+    data
 }
 
 /// Reports an error that escaped a transport's reactor callback, as asyncio's `Handle._run`
@@ -216,7 +353,6 @@ pub fn send_or_buffer(
         buffer.push(bytes);
         return Ok(false);
     }
-    crate::run_once::note_io();
     let n = match oxloop_core::sys::write(fd, bytes, socket) {
         Ok(n) => n,
         Err(e) if oxloop_core::sys::is_retry(&e) => 0,
@@ -287,6 +423,21 @@ pub fn write_buffer_limits(
     })
 }
 
+/// `_maybe_pause_protocol` (`pause`) / `_maybe_resume_protocol` of any transport, once `due`
+/// (its write buffer crossed a water mark): [`flow_call`].
+pub fn flow<T: Transport>(slf: &Bound<'_, T>, pause: bool, due: bool) -> PyResult<()> {
+    if !due {
+        return Ok(());
+    }
+    flow_call(
+        T::loop_of(slf),
+        slf.as_any(),
+        T::protocol_of(slf),
+        T::context_of(slf),
+        pause,
+    )
+}
+
 /// Calls `protocol.pause_writing()` (or `resume_writing()`) in the transport's `context`,
 /// reporting its error as `_FlowControlMixin` does.
 ///
@@ -337,15 +488,25 @@ pub fn flow_call(
     Ok(())
 }
 
-/// `get_extra_info(name, default)`: `extra.get(name, default)`, unless `get_extra_info` was
-/// replaced on one of asyncio's transport classes the transport reports as its `__class__`
-/// (`mock.patch.object(asyncio.Transport, "get_extra_info")`): then that replacement answers,
-/// bound to the transport as Python would bind it.
-pub fn extra_info(
-    transport: &Bound<'_, PyAny>,
-    extra: Py<PyDict>,
-    name: &Bound<'_, PyAny>,
+/// `asyncio.trsock.TransportSocket(sock)`: what `get_extra_info('socket')` answers.
+pub fn transport_socket(py: Python<'_>, sock: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    Ok(names(py)?
+        .transport_socket
+        .bind(py)
+        .call1((sock,))?
+        .unbind())
+}
+
+/// `get_extra_info(name, default)`: `lookup(name)` (the transport's extra info), else
+/// `default`, unless `get_extra_info` was replaced on one of asyncio's transport classes the
+/// transport reports as its `__class__` (`mock.patch.object(asyncio.Transport,
+/// "get_extra_info")`): then that replacement answers, bound to the transport as Python would
+/// bind it.
+pub fn extra_info<'py>(
+    transport: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyAny>,
     default: Option<Py<PyAny>>,
+    lookup: impl FnOnce(&Bound<'py, PyAny>) -> PyResult<Option<Py<PyAny>>>,
 ) -> PyResult<Py<PyAny>> {
     let py = transport.py();
     let method = intern!(py, "get_extra_info");
@@ -360,8 +521,8 @@ pub fn extra_info(
         }
         .unbind());
     }
-    Ok(match extra.bind(py).get_item(name)? {
-        Some(v) => v.unbind(),
+    Ok(match lookup(name)? {
+        Some(v) => v,
         None => default.unwrap_or_else(|| py.None()),
     })
 }
@@ -447,9 +608,17 @@ pub fn debug_log(
     Ok(())
 }
 
-/// Warns `unclosed transport <repr>` (a `ResourceWarning`), as asyncio's transports do when
-/// collected while still open.
-pub fn warn_unclosed(py: Python<'_>, repr: &str) {
+/// What a transport collected while open does, as asyncio's `__del__`: warns `unclosed
+/// transport <repr>` (a `ResourceWarning`), then closes `owner`, the socket or pipe object.
+pub fn close_unclosed(py: Python<'_>, repr: &str, owner: &Py<PyAny>) {
+    warn_unclosed(py, repr);
+    if let Err(err) = owner.bind(py).call_method0(intern!(py, "close")) {
+        err.write_unraisable(py, None);
+    }
+}
+
+/// Warns `unclosed transport <repr>` (a `ResourceWarning`).
+fn warn_unclosed(py: Python<'_>, repr: &str) {
     let category = py.get_type::<pyo3::exceptions::PyResourceWarning>();
     let msg = std::ffi::CString::new(format!("unclosed transport {repr}")).unwrap_or_default();
     if let Err(err) = PyErr::warn(py, &category, &msg, 1) {

@@ -13,27 +13,26 @@
 //!
 //! # Implementation
 //! [`PipeTransport`] is the base class holding what both kinds share (loop, pipe, protocol,
-//! extra, closing) and their common methods; [`ReadPipeTransport`] and [`WritePipeTransport`]
+//! extra, lifecycle) and their common methods; [`ReadPipeTransport`] and [`WritePipeTransport`]
 //! extend it with their own state.
 
 use std::os::fd::RawFd;
-use std::sync::Arc;
 
 use oxloop_core::sys::{self, FileKind};
-use oxloop_core::transport::WriteBuffer;
+use oxloop_core::transport::{Lifecycle, Side, WriteBuffer};
 use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError, PyOSError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use pyo3::{intern, PyClassInitializer, PyTraverseError};
+use pyo3::{intern, PyClass, PyClassInitializer, PyTraverseError};
 
 use super::{
-    call_soon_in, class_attr, debug_log, extra_info, flow_call, is_bytes_like, names, read_chunk,
-    report, report_callback_error, send_or_buffer, transport_context, warn_unclosed,
-    write_buffer_limits, Dispatch, Finalize, Reactive, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+    apply, call_soon_in, class_attr, close_unclosed, debug_log, extra_info, flow, is_bytes_like,
+    names, read_chunk, report, report_callback_error, send_or_buffer, transport_context, unwatch,
+    watch, write_buffer_limits, Finalize, Reactive, Transport, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
 use crate::errors;
-use crate::event_loop::{Direction, PyLoop, Watcher};
+use crate::event_loop::{Direction, PyLoop};
 use crate::ffi;
 use crate::gil::GilCell;
 
@@ -47,8 +46,8 @@ struct Common {
     protocol: Option<Py<PyAny>>,
     /// `get_extra_info()`'s dict (with `'pipe'`).
     extra: Py<PyDict>,
-    /// `close()`, `write_eof()`, EOF or an error happened.
-    closing: bool,
+    /// Open, closing or lost; paused reading and the reactor registrations.
+    lc: Lifecycle,
 }
 
 /// The base of both pipe transports.
@@ -104,7 +103,7 @@ impl PipeTransport {
             pipe: Some(pipe.clone().unbind()),
             protocol: Some(protocol.clone().unbind()),
             extra: extra.unbind(),
-            closing: false,
+            lc: Lifecycle::new(),
         };
         Ok((
             PipeTransport {
@@ -127,52 +126,12 @@ impl PipeTransport {
     }
 
     fn closing(&self, py: Python<'_>) -> bool {
-        self.c.borrow(py).closing
+        self.c.borrow(py).lc.is_closing()
     }
 
-    fn set_closing(&self, py: Python<'_>) {
-        self.c.borrow_mut(py).closing = true;
-    }
-
-    /// Sets the loop's reader or writer for the fd to `slf`; `false` once the loop is gone.
-    fn watch<T: Reactive>(&self, slf: &Bound<'_, T>, direction: Direction) -> PyResult<bool> {
-        let py = slf.py();
-        let Some(lp) = self.loop_(py) else {
-            return Ok(false);
-        };
-        let dispatch = Arc::new(Dispatch {
-            target: slf.clone().unbind(),
-            context: self.context.as_ref().map(|c| c.clone_ref(py)),
-        });
-        lp.get()
-            .watch(py, self.fd, direction, Watcher::Native(dispatch))?;
-        Ok(true)
-    }
-
-    /// Removes the loop's reader or writer for the fd if `was` says it is this transport.
-    fn unwatch(&self, py: Python<'_>, direction: Direction, was: bool) -> PyResult<()> {
-        match self.loop_(py) {
-            Some(lp) if was => lp.get().unwatch(py, self.fd, direction).map(drop),
-            _ => Ok(()),
-        }
-    }
-
-    /// Schedules the transport's `_call_connection_lost(exc)`.
-    fn schedule_connection_lost(
-        &self,
-        transport: &Bound<'_, PyAny>,
-        exc: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        let py = transport.py();
-        let Some(lp) = self.loop_(py) else {
-            return Ok(());
-        };
-        let cb = transport.getattr(intern!(py, "_call_connection_lost"))?;
-        call_soon_in(
-            lp.bind(py),
-            self.context.as_ref(),
-            (cb, exc).into_pyobject(py)?,
-        )
+    /// Runs `f` on the lifecycle.
+    fn lc<R>(&self, py: Python<'_>, f: impl FnOnce(&mut Lifecycle) -> R) -> R {
+        f(&mut self.c.borrow_mut(py).lc)
     }
 
     /// Debug-mode log line about `transport`.
@@ -248,7 +207,7 @@ impl PipeTransport {
         let mut info = vec![self.name.to_string()];
         if c.pipe.is_none() {
             info.push("closed".into());
-        } else if c.closing {
+        } else if c.lc.is_closing() {
             info.push("closing".into());
         }
         info.push(format!("fd={}", self.fd));
@@ -293,7 +252,9 @@ impl PipeTransport {
         default: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let extra = slf.get().c.borrow(slf.py()).extra.clone_ref(slf.py());
-        extra_info(slf.as_any(), extra, name, default)
+        extra_info(slf.as_any(), name, default, |key| {
+            Ok(extra.bind(key.py()).get_item(key)?.map(Bound::unbind))
+        })
     }
 
     /// What oxloop does not define is looked up on asyncio's class (see `class_attr`).
@@ -383,10 +344,7 @@ impl Finalize for PipeTransport {
         };
         let Some(pipe) = c.pipe.take() else { return };
         drop(c);
-        warn_unclosed(py, &format!("<{} fd={} open>", self.name, self.fd));
-        if let Err(err) = pipe.bind(py).call_method0(intern!(py, "close")) {
-            err.write_unraisable(py, None);
-        }
+        close_unclosed(py, &format!("<{} fd={} open>", self.name, self.fd), &pipe);
     }
 }
 
@@ -403,10 +361,8 @@ impl Drop for PipeTransport {
 
 /// The state only a read pipe has.
 struct ReadState {
-    /// `pause_reading()` is in effect.
-    paused: bool,
-    /// The loop's reader for the fd is this transport.
-    reading: bool,
+    /// The size of the last read (see [`read_chunk`]).
+    last_read: u32,
 }
 
 /// The read end of a pipe; asyncio's `_UnixReadPipeTransport`.
@@ -422,18 +378,68 @@ impl Reactive for ReadPipeTransport {
     }
 }
 
+/// A read or write pipe transport: a subclass of [`PipeTransport`], which holds what the
+/// lifecycle needs.
+pub trait PipeKind: PyClass<BaseType = PipeTransport> + Reactive {
+    /// Drops the unsent bytes of the write buffer, if the kind has one.
+    fn drop_buffer(slf: &Bound<'_, Self>);
+}
+
+impl PipeKind for ReadPipeTransport {
+    fn drop_buffer(_slf: &Bound<'_, Self>) {}
+}
+
+impl PipeKind for WritePipeTransport {
+    fn drop_buffer(slf: &Bound<'_, Self>) {
+        slf.get().st.borrow_mut(slf.py()).buffer.clear();
+    }
+}
+
+impl<T: PipeKind> Transport for T {
+    fn fd(slf: &Bound<'_, Self>) -> RawFd {
+        slf.as_super().get().fd
+    }
+
+    fn loop_of(slf: &Bound<'_, Self>) -> Option<Py<PyLoop>> {
+        slf.as_super().get().loop_(slf.py())
+    }
+
+    fn protocol_of(slf: &Bound<'_, Self>) -> Option<Py<PyAny>> {
+        slf.as_super().get().protocol(slf.py())
+    }
+
+    fn context_of<'a>(slf: &'a Bound<'_, Self>) -> Option<&'a Py<PyAny>> {
+        slf.as_super().get().context.as_ref()
+    }
+
+    fn lifecycle<R>(slf: &Bound<'_, Self>, f: impl FnOnce(&mut Lifecycle) -> R) -> R {
+        slf.as_super().get().lc(slf.py(), f)
+    }
+
+    fn drop_buffer(slf: &Bound<'_, Self>) {
+        <T as PipeKind>::drop_buffer(slf);
+    }
+
+    fn call_connection_lost(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        slf.as_super().get()._call_connection_lost(slf.py(), exc)
+    }
+}
+
 impl ReadPipeTransport {
     /// Mirrors `_UnixReadPipeTransport._read_ready`.
     fn read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let base = slf.as_super().get();
-        if !slf.get().st.borrow(py).reading {
+        if !base.lc(py, |lc| lc.is_registered(Side::Read)) {
             return Ok(());
         }
         let Some(protocol) = base.protocol(py) else {
             return Ok(());
         };
-        let data = match read_chunk(py, base.fd, false) {
+        let mut last = slf.get().st.borrow(py).last_read;
+        let read = read_chunk(py, base.fd, false, &mut last);
+        slf.get().st.borrow_mut(py).last_read = last;
+        let data = match read {
             Ok(data) => data,
             Err(e) if sys::is_retry(&e) => return Ok(()),
             Err(e) => {
@@ -460,18 +466,8 @@ impl ReadPipeTransport {
             return Ok(());
         }
         base.log(slf.as_any(), "info", "was closed by peer", None)?;
-        base.set_closing(py);
-        let was = std::mem::replace(&mut slf.get().st.borrow_mut(py).reading, false);
-        base.unwatch(py, Direction::Read, was)?;
-        if let Some(lp) = base.loop_(py) {
-            let eof = protocol.bind(py).getattr(intern!(py, "eof_received"))?;
-            call_soon_in(
-                lp.bind(py),
-                base.context.as_ref(),
-                (eof,).into_pyobject(py)?,
-            )?;
-        }
-        base.schedule_connection_lost(slf.as_any(), None)
+        let steps = base.lc(py, Lifecycle::eof_ends);
+        apply(slf, steps, None)
     }
 
     /// Mirrors `_UnixReadPipeTransport._fatal_error`: `EIO` (a pty whose other side closed) is
@@ -488,17 +484,12 @@ impl ReadPipeTransport {
 
     /// Mirrors `_UnixReadPipeTransport._close`.
     fn close_with(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let base = slf.as_super().get();
-        base.set_closing(py);
-        let was = std::mem::replace(&mut slf.get().st.borrow_mut(py).reading, false);
-        base.unwatch(py, Direction::Read, was)?;
-        base.schedule_connection_lost(slf.as_any(), exc)
+        let steps = slf.as_super().get().lc(slf.py(), Lifecycle::abort);
+        apply(slf, steps, exc)
     }
 
     fn reading_wanted(slf: &Bound<'_, Self>) -> bool {
-        let py = slf.py();
-        !slf.get().st.borrow(py).paused && !slf.as_super().get().closing(py)
+        slf.as_super().get().lc(slf.py(), |lc| lc.wants_reading())
     }
 }
 
@@ -511,32 +502,23 @@ impl ReadPipeTransport {
 
     /// Stop calling the protocol's ``data_received()`` until ``resume_reading()``.
     fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        if !Self::reading_wanted(slf) {
-            return Ok(());
-        }
-        let was = {
-            let mut st = slf.get().st.borrow_mut(py);
-            st.paused = true;
-            std::mem::replace(&mut st.reading, false)
-        };
         let base = slf.as_super().get();
-        base.unwatch(py, Direction::Read, was)?;
+        let steps = base.lc(slf.py(), |lc| {
+            lc.wants_reading().then(|| lc.pause_reading())
+        });
+        let Some(steps) = steps else { return Ok(()) };
+        apply(slf, steps, None)?;
         base.log(slf.as_any(), "debug", "pauses reading", None)
     }
 
     /// Resume calling the protocol's ``data_received()``.
     fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
         let base = slf.as_super().get();
-        {
-            let mut st = slf.get().st.borrow_mut(py);
-            if base.closing(py) || !st.paused {
-                return Ok(());
-            }
-            st.paused = false;
-        }
-        Self::_start_reading(slf)?;
+        let steps = base.lc(slf.py(), |lc| {
+            (!lc.is_closing() && lc.is_paused()).then(|| lc.resume_reading())
+        });
+        let Some(steps) = steps else { return Ok(()) };
+        apply(slf, steps, None)?;
         base.log(slf.as_any(), "debug", "resumes reading", None)
     }
 
@@ -549,7 +531,7 @@ impl ReadPipeTransport {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> String {
-        let reading = slf.get().st.borrow(slf.py()).reading;
+        let reading = (slf.as_super().get()).lc(slf.py(), |lc| lc.is_registered(Side::Read));
         slf.as_super().get().repr(slf.py(), || {
             if reading { "polling" } else { "idle" }.to_string()
         })
@@ -557,13 +539,8 @@ impl ReadPipeTransport {
 
     /// Starts reading unless paused or closing (asyncio's `_add_reader`).
     fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        if !Self::reading_wanted(slf) {
-            return Ok(());
-        }
-        if slf.as_super().get().watch(slf, Direction::Read)? {
-            slf.get().st.borrow_mut(slf.py()).reading = true;
-        }
-        Ok(())
+        let steps = slf.as_super().get().lc(slf.py(), Lifecycle::start_reading);
+        apply(slf, steps, None)
     }
 
     /// A subclass of ``asyncio.ReadTransport`` (see the ``transports`` module docs).
@@ -593,10 +570,7 @@ pub fn make_read_pipe_transport(
         "Pipe transport is for pipes/sockets only.",
     )?;
     let sub = ReadPipeTransport {
-        st: GilCell::new(ReadState {
-            paused: false,
-            reading: false,
-        }),
+        st: GilCell::new(ReadState { last_read: 0 }),
     };
     let tr = Py::new(py, PyClassInitializer::from(base).add_subclass(sub))?;
     let bound = tr.bind(py);
@@ -616,12 +590,9 @@ pub fn make_read_pipe_transport(
 struct WriteState {
     /// Bytes written but not yet taken by the pipe, and the flow-control state.
     buffer: WriteBuffer,
-    /// Non-zero once the pipe failed; counts writes after that.
+    /// Non-zero once the pipe failed; counts writes after that (asyncio's pipe `_conn_lost`,
+    /// which, unlike a socket's, counts write errors too).
     conn_lost: usize,
-    /// The loop's reader for the fd (peer-close detection) is this transport.
-    reading: bool,
-    /// The loop's writer for the fd is this transport.
-    writing: bool,
 }
 
 /// The write end of a pipe; asyncio's `_UnixWritePipeTransport`.
@@ -644,13 +615,14 @@ impl WritePipeTransport {
     /// The read side of the pipe closed (asyncio's `_read_ready`).
     fn peer_closed(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let pending = {
-            let st = slf.get().st.borrow(py);
-            if !st.reading {
-                return Ok(());
-            }
-            !st.buffer.is_empty()
-        };
+        if !slf
+            .as_super()
+            .get()
+            .lc(py, |lc| lc.is_registered(Side::Read))
+        {
+            return Ok(());
+        }
+        let pending = !slf.get().st.borrow(py).buffer.is_empty();
         slf.as_super()
             .get()
             .log(slf.as_any(), "info", "was closed by peer", None)?;
@@ -667,9 +639,12 @@ impl WritePipeTransport {
         let py = slf.py();
         let this = slf.get();
         let base = slf.as_super().get();
+        if !base.lc(py, |lc| lc.is_registered(Side::Write)) {
+            return Ok(());
+        }
         let sent = {
             let st = this.st.borrow(py);
-            if !st.writing || st.buffer.is_empty() {
+            if st.buffer.is_empty() {
                 return Ok(());
             }
             let mut slices = Vec::new();
@@ -680,13 +655,12 @@ impl WritePipeTransport {
             Ok(n) => n,
             Err(e) if sys::is_retry(&e) => return Ok(()),
             Err(e) => {
-                let was = {
+                {
                     let mut st = this.st.borrow_mut(py);
                     st.buffer.clear();
                     st.conn_lost += 1;
-                    std::mem::replace(&mut st.writing, false)
-                };
-                base.unwatch(py, Direction::Write, was)?;
+                }
+                unwatch(slf, Direction::Write)?;
                 let exc = errors::os_error(py, &e);
                 return Self::fatal_error(
                     slf,
@@ -703,16 +677,12 @@ impl WritePipeTransport {
         if !drained {
             return Ok(());
         }
-        let was = std::mem::replace(&mut this.st.borrow_mut(py).writing, false);
-        base.unwatch(py, Direction::Write, was)?;
-        Self::flow(slf, false)?; // may append to the buffer
-        if !base.closing(py) {
-            return Ok(());
-        }
-        let reading = std::mem::replace(&mut this.st.borrow_mut(py).reading, false);
-        base.unwatch(py, Direction::Read, reading)?;
+        unwatch(slf, Direction::Write)?;
+        Self::flow(slf, false)?; // a closing pipe refuses writes: nothing is appended then
+                                 // A closing pipe loses its connection now.
+        let steps = base.lc(py, Lifecycle::flushed);
         let lp = base.loop_(py);
-        if let Err(err) = base._call_connection_lost(py, None) {
+        if let Err(err) = apply(slf, steps, None) {
             report_callback_error(py, lp, "_UnixWritePipeTransport._write_ready", err)?;
         }
         Ok(())
@@ -727,46 +697,23 @@ impl WritePipeTransport {
         Self::close_with(slf, Some(exc))
     }
 
-    /// Mirrors `_UnixWritePipeTransport._close`.
+    /// Mirrors `_UnixWritePipeTransport._close` (`connection_lost` once, though).
     fn close_with(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let base = slf.as_super().get();
-        base.set_closing(py);
-        let (was_writing, was_reading) = {
-            let mut st = slf.get().st.borrow_mut(py);
-            st.buffer.clear();
-            (
-                std::mem::replace(&mut st.writing, false),
-                std::mem::replace(&mut st.reading, false),
-            )
-        };
-        base.unwatch(py, Direction::Write, was_writing)?;
-        base.unwatch(py, Direction::Read, was_reading)?;
-        base.schedule_connection_lost(slf.as_any(), exc)
+        let steps = slf.as_super().get().lc(slf.py(), Lifecycle::abort);
+        apply(slf, steps, exc)
     }
 
     /// `_maybe_pause_protocol` (`pause`) or `_maybe_resume_protocol`.
     fn flow(slf: &Bound<'_, Self>, pause: bool) -> PyResult<()> {
-        let py = slf.py();
         let due = {
-            let mut st = slf.get().st.borrow_mut(py);
+            let mut st = slf.get().st.borrow_mut(slf.py());
             if pause {
                 st.buffer.should_pause()
             } else {
                 st.buffer.should_resume()
             }
         };
-        if !due {
-            return Ok(());
-        }
-        let base = slf.as_super().get();
-        flow_call(
-            base.loop_(py),
-            slf.as_any(),
-            base.protocol(py),
-            base.context.as_ref(),
-            pause,
-        )
+        flow(slf, pause, due)
     }
 }
 
@@ -811,8 +758,8 @@ impl WritePipeTransport {
                 )
             }
             Ok(register) => {
-                if register && base.watch(slf, Direction::Write)? {
-                    this.st.borrow_mut(py).writing = true;
+                if register {
+                    watch(slf, Direction::Write)?;
                 }
                 Self::flow(slf, true)
             }
@@ -837,21 +784,9 @@ impl WritePipeTransport {
     /// Close the pipe once the buffered data is written.
     fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let base = slf.as_super().get();
-        if base.closing(py) {
-            return Ok(());
-        }
-        base.set_closing(py);
-        let (empty, reading) = {
-            let mut st = slf.get().st.borrow_mut(py);
-            let empty = st.buffer.is_empty();
-            (empty, empty && std::mem::replace(&mut st.reading, false))
-        };
-        if empty {
-            base.unwatch(py, Direction::Read, reading)?;
-            base.schedule_connection_lost(slf.as_any(), None)?;
-        }
-        Ok(())
+        let buffered = !slf.get().st.borrow(py).buffer.is_empty();
+        let steps = slf.as_super().get().lc(py, |lc| lc.close(buffered));
+        apply(slf, steps, None)
     }
 
     /// Close the transport after the buffered data is written.
@@ -892,10 +827,8 @@ impl WritePipeTransport {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> String {
-        let (writing, size) = {
-            let st = slf.get().st.borrow(slf.py());
-            (st.writing, st.buffer.len())
-        };
+        let writing = (slf.as_super().get()).lc(slf.py(), |lc| lc.is_registered(Side::Write));
+        let size = slf.get().st.borrow(slf.py()).buffer.len();
         slf.as_super().get().repr(slf.py(), || {
             format!(
                 "{} bufsize={size}",
@@ -906,11 +839,10 @@ impl WritePipeTransport {
 
     /// Starts watching for the read end closing (pipes and sockets).
     fn _watch_peer(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let base = slf.as_super().get();
-        if !base.closing(slf.py()) && base.watch(slf, Direction::Read)? {
-            slf.get().st.borrow_mut(slf.py()).reading = true;
+        if slf.as_super().get().closing(slf.py()) {
+            return Ok(());
         }
-        Ok(())
+        watch(slf, Direction::Read)
     }
 
     /// Whether `pause_writing()` is in effect.
@@ -948,8 +880,6 @@ pub fn make_write_pipe_transport(
     let state = WriteState {
         buffer: WriteBuffer::new(),
         conn_lost: 0,
-        reading: false,
-        writing: false,
     };
     let tr = Py::new(
         py,

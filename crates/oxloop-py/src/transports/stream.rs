@@ -21,10 +21,9 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::Arc;
 
 use oxloop_core::sys;
-use oxloop_core::transport::WriteBuffer;
+use oxloop_core::transport::{Lifecycle, Side, WriteBuffer};
 use pyo3::exceptions::{PyConnectionError, PyOSError, PyRuntimeError, PyTypeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -32,13 +31,13 @@ use pyo3::types::{PyBytes, PyDict, PyMemoryView};
 use pyo3::{intern, PyTraverseError};
 
 use super::{
-    call_soon_in, class_attr, debug_log, extra_info, flow_call, is_bytes_like, is_fatal_to_loop,
-    names, read_chunk, report, report_callback_error, send_or_buffer, transport_context,
-    warn_unclosed, write_buffer_limits, Dispatch, Finalize, Reactive,
-    LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+    apply, call_soon_in, class_attr, close_unclosed, debug_log, extra_info, flow, is_bytes_like,
+    is_fatal_to_loop, names, read_chunk, report, report_callback_error, send_or_buffer,
+    transport_context, transport_socket, unwatch, watch, write_buffer_limits, Finalize, Reactive,
+    Transport, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
 use crate::errors;
-use crate::event_loop::{Direction, PyLoop, Watcher};
+use crate::event_loop::{Direction, PyLoop};
 use crate::ffi;
 use crate::gil::GilCell;
 
@@ -54,26 +53,28 @@ struct Inner {
     buffered: bool,
     /// `set_protocol()` was called (asyncio's `_protocol_connected`).
     protocol_connected: bool,
-    /// `get_extra_info()`'s dict.
-    extra: Py<PyDict>,
+    /// What `get_extra_info()` answers beyond `'socket'`, `'sockname'` and `'peername'`: the
+    /// caller's `extra` dict, kept only when it holds other keys (an accepted connection's is
+    /// just `{'peername': addr}`, which costs a dict per idle connection).
+    extra: Option<Py<PyDict>>,
+    /// `get_extra_info('sockname')`, read from the socket on first request or before it closes
+    /// (a connected socket's own address does not change); `None` until then.
+    sockname: Option<Py<PyAny>>,
+    /// `get_extra_info('peername')`: the caller's, else read once at creation.
+    peername: Py<PyAny>,
+    /// `get_extra_info('socket')`, an `asyncio.trsock.TransportSocket` made on first request
+    /// (or when the socket closes, so that it still answers afterwards).
+    transport_socket: Option<Py<PyAny>>,
     /// The `Server` this connection counts towards, until the connection is lost.
     server: Option<Py<PyAny>>,
     /// Bytes written but not yet sent, and the flow-control state.
     buffer: WriteBuffer,
-    /// Non-zero once `connection_lost` is scheduled; counts writes after that.
-    conn_lost: usize,
-    /// `close()` (or a fatal error) happened.
-    closing: bool,
-    /// `pause_reading()` is in effect.
-    paused: bool,
-    /// `write_eof()` was called.
-    eof: bool,
+    /// Open, closing or lost; paused reading, `write_eof()`, the reactor registrations.
+    lc: Lifecycle,
     /// The future `loop.sendfile` waits on for the buffer to drain.
     empty_waiter: Option<Py<PyAny>>,
-    /// The loop's reader for the fd is this transport.
-    reading: bool,
-    /// The loop's writer for the fd is this transport.
-    writing: bool,
+    /// The size of the last read (see [`read_chunk`]).
+    last_read: u32,
 }
 
 /// A socket stream transport; asyncio's `_SelectorSocketTransport`.
@@ -114,6 +115,36 @@ impl Reactive for SocketTransport {
     }
 }
 
+impl Transport for SocketTransport {
+    fn fd(slf: &Bound<'_, Self>) -> RawFd {
+        slf.get().fd
+    }
+
+    fn loop_of(slf: &Bound<'_, Self>) -> Option<Py<PyLoop>> {
+        slf.get().loop_(slf.py())
+    }
+
+    fn protocol_of(slf: &Bound<'_, Self>) -> Option<Py<PyAny>> {
+        slf.get().protocol(slf.py())
+    }
+
+    fn context_of<'a>(slf: &'a Bound<'_, Self>) -> Option<&'a Py<PyAny>> {
+        slf.get().context.as_ref()
+    }
+
+    fn lifecycle<R>(slf: &Bound<'_, Self>, f: impl FnOnce(&mut Lifecycle) -> R) -> R {
+        f(&mut slf.get().st.borrow_mut(slf.py()).lc)
+    }
+
+    fn drop_buffer(slf: &Bound<'_, Self>) {
+        slf.get().st.borrow_mut(slf.py()).buffer.clear();
+    }
+
+    fn call_connection_lost(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        Self::call_connection_lost(slf, exc)
+    }
+}
+
 impl SocketTransport {
     /// Creates the transport and schedules `connection_made`, the start of reading and the
     /// waiter's result, as `_SelectorSocketTransport.__init__` does.
@@ -127,22 +158,25 @@ impl SocketTransport {
     ) -> PyResult<Py<SocketTransport>> {
         let py = loop_.py();
         let n = names(py)?;
-        let extra = extra.unwrap_or_else(|| PyDict::new(py));
-        extra.set_item("socket", n.transport_socket.bind(py).call1((sock,))?)?;
-        let sockname = match sock.call_method0(intern!(py, "getsockname")) {
-            Ok(name) => name,
-            Err(e) if e.is_instance_of::<PyOSError>(py) => py.None().into_bound(py),
-            Err(e) => return Err(e),
+        // Mirrors _SelectorTransport.__init__: 'peername' unless given ('sockname' is read
+        // later, see the field).
+        let given = match &extra {
+            Some(extra) => extra.get_item(intern!(py, "peername"))?,
+            None => None,
         };
-        extra.set_item("sockname", sockname)?;
-        if !extra.contains("peername")? {
-            let peername = match sock.call_method0(intern!(py, "getpeername")) {
-                Ok(name) => name,
-                Err(e) if e.is_instance_of::<PyOSError>(py) => py.None().into_bound(py),
-                Err(e) => return Err(e),
-            };
-            extra.set_item("peername", peername)?;
+        let peername = match given {
+            Some(name) => name,
+            None => sock_address(sock, intern!(py, "getpeername"))?,
+        };
+        // The caller's dict is kept only for keys the fields above do not answer.
+        let mut others = false;
+        if let Some(extra) = &extra {
+            for key in extra.keys() {
+                let key = key.extract::<String>().unwrap_or_default();
+                others |= !matches!(key.as_str(), "socket" | "sockname" | "peername");
+            }
         }
+        let extra = extra.filter(|_| others).map(Bound::unbind);
         let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
         let buffered = protocol.is_instance(n.buffered_protocol.bind(py))?;
         let tr = Py::new(
@@ -158,16 +192,15 @@ impl SocketTransport {
                     protocol: Some(protocol.clone().unbind()),
                     buffered,
                     protocol_connected: true,
-                    extra: extra.unbind(),
+                    extra,
+                    sockname: None,
+                    peername: peername.unbind(),
+                    transport_socket: None,
                     server: server.map(|s| s.clone().unbind()),
                     buffer: WriteBuffer::new(),
-                    conn_lost: 0,
-                    closing: false,
-                    paused: false,
-                    eof: false,
+                    lc: Lifecycle::new(),
                     empty_waiter: None,
-                    reading: false,
-                    writing: false,
+                    last_read: 0,
                 }),
             },
         )?;
@@ -211,45 +244,6 @@ impl SocketTransport {
             .map(|p| p.clone_ref(py))
     }
 
-    /// Registers the transport as the fd's reader or writer.
-    fn watch(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let Some(lp) = this.loop_(py) else {
-            return Ok(());
-        };
-        let dispatch = Arc::new(Dispatch {
-            target: slf.clone().unbind(),
-            context: this.context.as_ref().map(|c| c.clone_ref(py)),
-        });
-        lp.get()
-            .watch(py, this.fd, direction, Watcher::Native(dispatch))?;
-        let mut st = this.st.borrow_mut(py);
-        match direction {
-            Direction::Read => st.reading = true,
-            Direction::Write => st.writing = true,
-        }
-        Ok(())
-    }
-
-    /// Unregisters the transport as the fd's reader or writer, if it is.
-    fn unwatch(&self, py: Python<'_>, direction: Direction) -> PyResult<()> {
-        let was = {
-            let mut st = self.st.borrow_mut(py);
-            let flag = match direction {
-                Direction::Read => &mut st.reading,
-                Direction::Write => &mut st.writing,
-            };
-            std::mem::replace(flag, false)
-        };
-        if was {
-            if let Some(lp) = self.loop_(py) {
-                lp.get().unwatch(py, self.fd, direction)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Logs `"%r {msg}"` at debug level in debug mode.
     fn debug_log(slf: &Bound<'_, Self>, msg: &str, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let py = slf.py();
@@ -287,75 +281,23 @@ impl SocketTransport {
         Self::fatal_error(slf, err.value(py).as_any(), message)
     }
 
-    /// Mirrors `_SelectorTransport._force_close`: drop the buffer, stop reading, and schedule
-    /// `connection_lost(exc)` unless it already is.
+    /// Mirrors `_SelectorTransport._force_close`: drop the buffer, stop reading and writing,
+    /// and schedule `connection_lost(exc)` unless it already is.
     fn force_close(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let (had_buffer, was_closing) = {
-            let mut st = this.st.borrow_mut(py);
-            if st.conn_lost > 0 {
-                return Ok(());
-            }
-            let had_buffer = !st.buffer.is_empty();
-            st.buffer.clear();
-            let was_closing = std::mem::replace(&mut st.closing, true);
-            st.conn_lost += 1;
-            (had_buffer, was_closing)
-        };
-        if had_buffer {
-            this.unwatch(py, Direction::Write)?;
-        }
-        if !was_closing {
-            this.unwatch(py, Direction::Read)?;
-        }
-        Self::schedule_connection_lost(slf, exc)
-    }
-
-    /// `loop.call_soon(self._call_connection_lost, exc)`.
-    fn schedule_connection_lost(
-        slf: &Bound<'_, Self>,
-        exc: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        let py = slf.py();
-        let Some(lp) = slf.get().loop_(py) else {
-            return Ok(());
-        };
-        call_soon_in(
-            lp.bind(py),
-            slf.get().context.as_ref(),
-            (slf.getattr(intern!(py, "_call_connection_lost"))?, exc).into_pyobject(py)?,
-        )
+        let steps = slf.get().st.borrow_mut(slf.py()).lc.abort();
+        apply(slf, steps, exc)
     }
 
     /// Mirrors `_FlowControlMixin._maybe_pause_protocol`.
     fn maybe_pause_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        if !slf.get().st.borrow_mut(py).buffer.should_pause() {
-            return Ok(());
-        }
-        flow_call(
-            slf.get().loop_(py),
-            slf.as_any(),
-            slf.get().protocol(py),
-            slf.get().context.as_ref(),
-            true,
-        )
+        let due = slf.get().st.borrow_mut(slf.py()).buffer.should_pause();
+        flow(slf, true, due)
     }
 
     /// Mirrors `_FlowControlMixin._maybe_resume_protocol`.
     fn maybe_resume_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        if !slf.get().st.borrow_mut(py).buffer.should_resume() {
-            return Ok(());
-        }
-        flow_call(
-            slf.get().loop_(py),
-            slf.as_any(),
-            slf.get().protocol(py),
-            slf.get().context.as_ref(),
-            false,
-        )
+        let due = slf.get().st.borrow_mut(slf.py()).buffer.should_resume();
+        flow(slf, false, due)
     }
 
     /// The fd is readable: mirrors `_read_ready__data_received` / `_read_ready__get_buffer`.
@@ -364,7 +306,7 @@ impl SocketTransport {
         let this = slf.get();
         let (protocol, buffered) = {
             let st = this.st.borrow(py);
-            if st.conn_lost > 0 || !st.reading {
+            if st.lc.is_lost() || !st.lc.is_registered(Side::Read) {
                 return Ok(());
             }
             let Some(protocol) = st.protocol.as_ref() else {
@@ -386,7 +328,10 @@ impl SocketTransport {
                 None => return Ok(()),
             }
         } else {
-            match read_chunk(py, this.fd, true) {
+            let mut last = this.st.borrow(py).last_read;
+            let read = read_chunk(py, this.fd, true, &mut last);
+            this.st.borrow_mut(py).last_read = last;
+            match read {
                 Ok(data) => data.into_any(),
                 Err(e) if sys::is_retry(&e) => return Ok(()),
                 Err(e) => return Self::read_failed(slf, &e),
@@ -511,7 +456,7 @@ impl SocketTransport {
         };
         if keep_open {
             // The protocol may still write, but nothing more can be read.
-            slf.get().unwatch(py, Direction::Read)
+            unwatch(slf, Direction::Read)
         } else {
             Self::close(slf)
         }
@@ -523,7 +468,7 @@ impl SocketTransport {
         let this = slf.get();
         let sent = {
             let st = this.st.borrow(py);
-            if st.conn_lost > 0 || !st.writing || st.buffer.is_empty() {
+            if st.lc.is_lost() || !st.lc.is_registered(Side::Write) || st.buffer.is_empty() {
                 return Ok(());
             }
             if this.py_io {
@@ -552,7 +497,7 @@ impl SocketTransport {
     fn write_failed(slf: &Bound<'_, Self>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        this.unwatch(py, Direction::Write)?;
+        unwatch(slf, Direction::Write)?;
         this.st.borrow_mut(py).buffer.clear();
         Self::fatal_error(slf, exc, "Fatal write error on socket transport")?;
         let waiter = this
@@ -575,33 +520,26 @@ impl SocketTransport {
         let this = slf.get();
         this.st.borrow_mut(py).buffer.consume(n);
         Self::maybe_resume_protocol(slf)?; // may append to the buffer
-        let (empty, closing, eof, waiter) = {
+        let (empty, waiter) = {
             let st = this.st.borrow(py);
             (
                 st.buffer.is_empty(),
-                st.closing,
-                st.eof,
                 st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
             )
         };
         if !empty {
             return Ok(());
         }
-        this.unwatch(py, Direction::Write)?;
         if let Some(waiter) = waiter {
             waiter
                 .bind(py)
                 .call_method1(intern!(py, "set_result"), (py.None(),))?;
         }
-        const CALLBACK: &str = "_SelectorSocketTransport._write_ready";
-        if closing {
-            if let Err(err) = Self::call_connection_lost(slf, None) {
-                report_callback_error(py, this.loop_(py), CALLBACK, err)?;
-            }
-        } else if eof {
-            if let Err(e) = sys::shutdown_write(this.fd) {
-                report_callback_error(py, this.loop_(py), CALLBACK, errors::os_error(py, &e))?;
-            }
+        // A closing transport loses its connection now, a half-closed one shuts its write side.
+        let steps = this.st.borrow_mut(py).lc.flushed();
+        if let Err(err) = apply(slf, steps, None) {
+            let callback = "_SelectorSocketTransport._write_ready";
+            report_callback_error(py, this.loop_(py), callback, err)?;
         }
         Ok(())
     }
@@ -638,7 +576,6 @@ impl SocketTransport {
         let queued = !this.st.borrow(py).buffer.is_empty();
         let mut n = 0;
         if !queued {
-            crate::run_once::note_io();
             let sock = this.st.borrow(py).sock.as_ref().map(|s| s.clone_ref(py));
             let Some(sock) = sock else { return Ok(()) };
             let sent = sock.bind(py).call_method1(intern!(py, "send"), (data,));
@@ -669,7 +606,7 @@ impl SocketTransport {
             !queued && !rest.is_empty()
         })?;
         if register {
-            if let Err(err) = Self::watch(slf, Direction::Write) {
+            if let Err(err) = watch(slf, Direction::Write) {
                 this.st.borrow_mut(py).buffer.clear();
                 return Err(err);
             }
@@ -736,6 +673,18 @@ impl SocketTransport {
         if let Some(lp) = &lp {
             lp.get().unregister_transport(py, this.fd, slf.as_any());
         }
+        // `get_extra_info('socket')` and `('sockname')` still answer once the socket is closed,
+        // as asyncio's do.
+        if let Some(sock) = &sock {
+            if this.st.borrow(py).transport_socket.is_none() {
+                let made = transport_socket(py, sock.bind(py))?;
+                this.st.borrow_mut(py).transport_socket = Some(made);
+            }
+            if this.st.borrow(py).sockname.is_none() {
+                let name = sock_address(sock.bind(py), intern!(py, "getsockname"))?;
+                this.st.borrow_mut(py).sockname = Some(name.unbind());
+            }
+        }
         let closed = match &sock {
             Some(sock) => sock.bind(py).call_method0(intern!(py, "close")).map(drop),
             None => Ok(()),
@@ -762,10 +711,24 @@ impl SocketTransport {
         result.and(closed).and(detached)
     }
 
-    /// `is_reading()`.
-    fn reading_wanted(&self, py: Python<'_>) -> bool {
-        let st = self.st.borrow(py);
-        !st.closing && !st.paused
+    /// `get_extra_info('sockname')`: read once, while the socket is open (see the field).
+    fn sockname(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let (known, sock) = {
+            let st = self.st.borrow(py);
+            (
+                st.sockname.as_ref().map(|n| n.clone_ref(py)),
+                st.sock.as_ref().map(|s| s.clone_ref(py)),
+            )
+        };
+        if let Some(known) = known {
+            return Ok(known);
+        }
+        let Some(sock) = sock else {
+            return Ok(py.None());
+        };
+        let name = sock_address(sock.bind(py), intern!(py, "getsockname"))?.unbind();
+        self.st.borrow_mut(py).sockname = Some(name.clone_ref(py));
+        Ok(name)
     }
 }
 
@@ -783,7 +746,7 @@ impl SocketTransport {
         }
         {
             let mut st = this.st.borrow_mut(py);
-            if st.eof {
+            if st.lc.eof_written() {
                 return Err(PyRuntimeError::new_err(
                     "Cannot call write() after write_eof()",
                 ));
@@ -796,9 +759,8 @@ impl SocketTransport {
             if data.len()? == 0 {
                 return Ok(());
             }
-            if st.conn_lost > 0 {
-                let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-                st.conn_lost += 1;
+            if st.lc.is_lost() {
+                let warn = st.lc.write_after_lost(LOG_THRESHOLD_FOR_CONNLOST_WRITES);
                 drop(st);
                 if warn {
                     names(py)?
@@ -828,7 +790,7 @@ impl SocketTransport {
             }
             Ok(register) => {
                 if register {
-                    if let Err(err) = Self::watch(slf, Direction::Write) {
+                    if let Err(err) = watch(slf, Direction::Write) {
                         this.st.borrow_mut(py).buffer.clear();
                         return Err(err);
                     }
@@ -852,7 +814,7 @@ impl SocketTransport {
         // of each item (all taken before anything is buffered), then one write of them.
         {
             let st = slf.get().st.borrow(py);
-            if st.eof {
+            if st.lc.eof_written() {
                 return Err(PyRuntimeError::new_err(
                     "Cannot call writelines() after write_eof()",
                 ));
@@ -875,20 +837,13 @@ impl SocketTransport {
     }
 
     /// Close the write end after the buffered data is sent; the protocol may still read.
-    fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
-        let shutdown = {
-            let mut st = self.st.borrow_mut(py);
-            if st.closing || st.eof {
-                return Ok(());
-            }
-            st.eof = true;
-            st.buffer.is_empty()
+    fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let steps = {
+            let mut st = slf.get().st.borrow_mut(slf.py());
+            let buffered = !st.buffer.is_empty();
+            st.lc.write_eof(buffered)
         };
-        if shutdown {
-            crate::run_once::note_io();
-            sys::shutdown_write(self.fd).map_err(|e| errors::os_error(py, &e))?;
-        }
-        Ok(())
+        apply(slf, steps, None)
     }
 
     /// Whether ``write_eof()`` is supported: always, for sockets.
@@ -898,29 +853,12 @@ impl SocketTransport {
 
     /// Close the transport: buffered data is still sent, then ``connection_lost(None)`` is called.
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        {
-            let mut st = this.st.borrow_mut(py);
-            if st.closing {
-                return Ok(());
-            }
-            st.closing = true;
-        }
-        this.unwatch(py, Direction::Read)?;
-        let empty = {
-            let mut st = this.st.borrow_mut(py);
-            let empty = st.buffer.is_empty();
-            if empty {
-                st.conn_lost += 1;
-            }
-            empty
+        let steps = {
+            let mut st = slf.get().st.borrow_mut(slf.py());
+            let buffered = !st.buffer.is_empty();
+            st.lc.close(buffered)
         };
-        if empty {
-            this.unwatch(py, Direction::Write)?;
-            Self::schedule_connection_lost(slf, None)?;
-        }
-        Ok(())
+        apply(slf, steps, None)
     }
 
     /// Close at once: buffered data is dropped, ``connection_lost(None)`` is called soon.
@@ -930,38 +868,37 @@ impl SocketTransport {
 
     /// Whether the transport is closing or closed.
     fn is_closing(&self, py: Python<'_>) -> bool {
-        self.st.borrow(py).closing
+        self.st.borrow(py).lc.is_closing()
     }
 
     /// Whether the transport is receiving.
     fn is_reading(&self, py: Python<'_>) -> bool {
-        self.reading_wanted(py)
+        self.st.borrow(py).lc.wants_reading()
     }
 
     /// Stop calling the protocol's ``data_received()`` until ``resume_reading()``.
     fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if !this.reading_wanted(py) {
-            return Ok(());
-        }
-        this.st.borrow_mut(py).paused = true;
-        this.unwatch(py, Direction::Read)?;
+        let steps = {
+            let mut st = slf.get().st.borrow_mut(slf.py());
+            if !st.lc.wants_reading() {
+                return Ok(());
+            }
+            st.lc.pause_reading()
+        };
+        apply(slf, steps, None)?;
         Self::debug_log(slf, "pauses reading", None)
     }
 
     /// Resume calling the protocol's ``data_received()``.
     fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        {
-            let mut st = this.st.borrow_mut(py);
-            if st.closing || !st.paused {
+        let steps = {
+            let mut st = slf.get().st.borrow_mut(slf.py());
+            if st.lc.is_closing() || !st.lc.is_paused() {
                 return Ok(());
             }
-            st.paused = false;
-        }
-        Self::_start_reading(slf)?;
+            st.lc.resume_reading()
+        };
+        apply(slf, steps, None)?;
         Self::debug_log(slf, "resumes reading", None)
     }
 
@@ -990,8 +927,43 @@ impl SocketTransport {
         name: &Bound<'_, PyAny>,
         default: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let extra = slf.get().st.borrow(slf.py()).extra.clone_ref(slf.py());
-        extra_info(slf.as_any(), extra, name, default)
+        extra_info(slf.as_any(), name, default, |key| {
+            let py = slf.py();
+            let st = slf.get().st.borrow(py);
+            let key_str = key
+                .cast::<pyo3::types::PyString>()
+                .ok()
+                .and_then(|k| k.to_str().ok().map(str::to_owned));
+            let own = match key_str.as_deref().unwrap_or_default() {
+                "sockname" => {
+                    drop(st);
+                    return slf.get().sockname(py).map(Some);
+                }
+                "peername" => Some(st.peername.clone_ref(py)),
+                "socket" => {
+                    let sock = st.sock.as_ref().map(|s| s.clone_ref(py));
+                    let made = st.transport_socket.as_ref().map(|t| t.clone_ref(py));
+                    drop(st);
+                    return match (made, sock) {
+                        (Some(made), _) => Ok(Some(made)),
+                        (None, Some(sock)) => {
+                            let made = transport_socket(py, sock.bind(py))?;
+                            slf.get().st.borrow_mut(py).transport_socket = Some(made.clone_ref(py));
+                            Ok(Some(made))
+                        }
+                        (None, None) => Ok(None),
+                    };
+                }
+                _ => None,
+            };
+            if own.is_some() {
+                return Ok(own);
+            }
+            match &st.extra {
+                Some(extra) => Ok(extra.bind(py).get_item(key)?.map(Bound::unbind)),
+                None => Ok(None),
+            }
+        })
     }
 
     /// What oxloop does not define is looked up on asyncio's class (see `class_attr`).
@@ -1030,21 +1002,25 @@ impl SocketTransport {
         let mut info = vec!["_SelectorSocketTransport".to_string()];
         if st.sock.is_none() {
             info.push("closed".into());
-        } else if st.closing {
+        } else if st.lc.is_closing() {
             info.push("closing".into());
         }
         info.push(format!("fd={}", self.fd));
         if let Some(lp) = &st.loop_ {
             if !lp.get().state.borrow(py).closed {
                 info.push(
-                    if st.reading {
+                    if st.lc.is_registered(Side::Read) {
                         "read=polling"
                     } else {
                         "read=idle"
                     }
                     .into(),
                 );
-                let state = if st.writing { "polling" } else { "idle" };
+                let state = if st.lc.is_registered(Side::Write) {
+                    "polling"
+                } else {
+                    "idle"
+                };
                 info.push(format!("write=<{state}, bufsize={}>", st.buffer.len()));
             }
         }
@@ -1053,11 +1029,8 @@ impl SocketTransport {
 
     /// Starts reading if not paused or closing (asyncio's `_add_reader(fd, _read_ready)`).
     fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        if !slf.get().reading_wanted(py) {
-            return Ok(());
-        }
-        Self::watch(slf, Direction::Read)
+        let steps = slf.get().st.borrow_mut(slf.py()).lc.start_reading();
+        apply(slf, steps, None)
     }
 
     /// Calls ``connection_lost(exc)`` and closes the socket (scheduled by close/abort).
@@ -1137,7 +1110,7 @@ impl SocketTransport {
     /// Whether `close()` was called.
     #[getter]
     fn _closing(&self, py: Python<'_>) -> bool {
-        self.st.borrow(py).closing
+        self.st.borrow(py).lc.is_closing()
     }
 
     /// `loop.sendfile` may try `os.sendfile` on this transport.
@@ -1178,6 +1151,9 @@ impl SocketTransport {
         visit.call(&st.sock)?;
         visit.call(&st.protocol)?;
         visit.call(&st.extra)?;
+        visit.call(&st.sockname)?;
+        visit.call(&st.peername)?;
+        visit.call(&st.transport_socket)?;
         visit.call(&st.server)?;
         visit.call(&st.empty_waiter)?;
         Ok(())
@@ -1211,10 +1187,11 @@ impl Finalize for SocketTransport {
         let Some(sock) = st.sock.take() else { return };
         let server = st.server.as_ref().map(|s| s.clone_ref(py));
         drop(st);
-        warn_unclosed(py, &format!("<_SelectorSocketTransport fd={}>", self.fd));
-        if let Err(err) = sock.bind(py).call_method0(intern!(py, "close")) {
-            err.write_unraisable(py, None);
-        }
+        close_unclosed(
+            py,
+            &format!("<_SelectorSocketTransport fd={}>", self.fd),
+            &sock,
+        );
         // Mirrors _SelectorTransport.__del__ of 3.13+ (earlier versions do not detach there).
         if let (Some(server), Some(obj)) = (server, obj) {
             let detached = names(py).and_then(|n| {
@@ -1236,6 +1213,20 @@ impl Drop for SocketTransport {
     /// Freed without the GC (its count fell to zero): the references are intact, finalize now.
     fn drop(&mut self) {
         Python::attach(|py| self.finalize(py, None));
+    }
+}
+
+/// `sock.getsockname()` / `sock.getpeername()` (`method`), or None if it fails with `OSError`,
+/// as `_SelectorTransport.__init__` reads them.
+fn sock_address<'py>(
+    sock: &Bound<'py, PyAny>,
+    method: &Bound<'py, pyo3::types::PyString>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = sock.py();
+    match sock.call_method0(method) {
+        Ok(name) => Ok(name),
+        Err(e) if e.is_instance_of::<PyOSError>(py) => Ok(py.None().into_bound(py)),
+        Err(e) => Err(e),
     }
 }
 

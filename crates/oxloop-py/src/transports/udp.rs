@@ -199,11 +199,6 @@ impl NativeWatcher for Registration {
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.0)
     }
-
-    /// A read calls `datagram_received`, which sends through `sendto` (it notes its I/O).
-    fn quiet(&self, direction: Direction) -> bool {
-        direction == Direction::Read
-    }
 }
 
 /// What a send attempt did with an `OSError` or other failure.
@@ -483,7 +478,6 @@ impl DatagramCore {
         if !super::names(py)?.sends_empty_datagrams && !data.is_truthy()? {
             return Ok(());
         }
-        crate::run_once::note_io();
         let mut addr = match addr {
             Some(a) => a.clone(),
             None => py.None().into_bound(py),
