@@ -1,7 +1,8 @@
 //! Loop statistics that need no Python: a windowed histogram of loop lag.
 //!
-//! With monitoring on, each tick that runs callbacks records one lag sample (how long its first
-//! entry waited to run, see the binding crate's `monitor.rs`). [`LagWindow`] keeps them in
+//! With monitoring on, ticks that run callbacks record lag samples (how long the first entry
+//! waited to run: every tick with a due timer or after a poll that could block, the others once
+//! per sampling period; see the binding crate's `monitor.rs`). [`LagWindow`] keeps them in
 //! one-second slots over the last [`WINDOW_SECS`] seconds, so quantiles describe the recent past,
 //! not the whole run.
 //!
