@@ -396,6 +396,9 @@ def test_accept_out_of_fds_pauses_then_resumes(on_both):
             # Accepting resumes after ACCEPT_RETRY_DELAY.
             while not made:
                 await asyncio.sleep(0.05)
+            # asyncio's accept loop scheduled one retry per backlog slot: let every one of them
+            # run before the server closes (a retry after close reports a ValueError).
+            await asyncio.sleep(asyncio.constants.ACCEPT_RETRY_DELAY + 0.5)
             client.close()
             server.close()
             await server.wait_closed()

@@ -436,7 +436,12 @@ pub fn new_timer(py: Python<'_>, data: TimerData) -> PyResult<Py<TimerHandle>> {
             unsafe { timer.get().data.fill(data) };
             Ok(timer)
         }
-        None => Py::new(py, TimerHandle { data: Slot::new(data) }),
+        None => Py::new(
+            py,
+            TimerHandle {
+                data: Slot::new(data),
+            },
+        ),
     }
 }
 
