@@ -135,10 +135,8 @@ pub fn apply<T: Transport>(
             Steps::STOP_WRITING => unregister(slf, Direction::Write),
             Steps::STOP_READING => unregister(slf, Direction::Read),
             Steps::START_READING => watch(slf, Direction::Read),
-            Steps::SHUTDOWN => {
-                oxloop_core::sys::shutdown_write(T::fd(slf))
-                    .map_err(|e| crate::errors::os_error(py, &e))
-            }
+            Steps::SHUTDOWN => oxloop_core::sys::shutdown_write(T::fd(slf))
+                .map_err(|e| crate::errors::os_error(py, &e)),
             Steps::SCHEDULE_EOF => match (T::loop_of(slf), T::protocol_of(slf)) {
                 (Some(lp), Some(protocol)) => protocol
                     .bind(py)
