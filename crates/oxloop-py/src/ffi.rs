@@ -193,57 +193,6 @@ pub fn gc_track(obj: &Bound<'_, PyAny>) {
     }
 }
 
-/// A new `bytes` of at most `capacity` bytes filled by `fill` (which returns how many it wrote),
-/// with no copy: the object is allocated at `capacity`, filled in place, then shrunk to size.
-/// `None` when the allocation fails (the caller reads another way) or `fill` fails.
-pub fn new_bytes_with<'py>(
-    py: Python<'py>,
-    capacity: usize,
-    fill: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
-) -> Option<std::io::Result<Bound<'py, pyo3::types::PyBytes>>> {
-    let size = ffi::Py_ssize_t::try_from(capacity).ok()?;
-    // SAFETY: GIL held; a NULL source makes an uninitialised bytes object of `size` bytes, or
-    // returns NULL with MemoryError set.
-    let mut obj = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size) };
-    if obj.is_null() {
-        drop(PyErr::take(py));
-        return None;
-    }
-    // SAFETY: `obj` is a new bytes object of `capacity` bytes that nothing else references; its
-    // storage is writable until it is shared.
-    let buf = unsafe {
-        std::slice::from_raw_parts_mut(ffi::PyBytes_AsString(obj).cast::<u8>(), capacity)
-    };
-    let n = match fill(buf) {
-        Ok(n) => n.min(capacity),
-        Err(e) => {
-            // SAFETY: we own the only reference.
-            unsafe { ffi::Py_DecRef(obj) };
-            return Some(Err(e));
-        }
-    };
-    if n < capacity {
-        // SAFETY: `obj` is a bytes object with a reference count of one, as _PyBytes_Resize
-        // requires; on failure it frees the object, sets NULL and raises MemoryError.
-        if unsafe { _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) } != 0 {
-            drop(PyErr::take(py));
-            return None;
-        }
-    }
-    // SAFETY: `obj` is a valid new reference to a bytes object.
-    Some(Ok(unsafe {
-        Bound::from_owned_ptr(py, obj).cast_into_unchecked()
-    }))
-}
-
-extern "C" {
-    /// CPython's `_PyBytes_Resize` (exported by every CPython, not wrapped by PyO3's public ffi).
-    fn _PyBytes_Resize(
-        bytes: *mut *mut ffi::PyObject,
-        newsize: ffi::Py_ssize_t,
-    ) -> std::os::raw::c_int;
-}
-
 /// Whether any weak reference to `obj` may exist: `false` for a type without weak reference
 /// support, `true` (not looked up) for a type that manages its weak references itself (3.12+).
 #[inline]

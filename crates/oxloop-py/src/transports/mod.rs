@@ -274,48 +274,31 @@ thread_local! {
     static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A read of at least this many bytes makes the next read of the same transport go straight
-/// into a new `bytes` object (see [`read_chunk`]).
-const DIRECT_READ: usize = 16 * 1024;
-
 /// One read of at most [`MAX_SIZE`] bytes from `fd` (`recv` for a socket), as one `bytes`.
 ///
-/// `last` is the size of the transport's previous read, updated here. After a large read the
-/// next one goes straight into a new `bytes` of [`MAX_SIZE`] that is then shrunk in place (a
-/// pipe read of 64 KiB is not copied again); small reads go through the thread's shared buffer
-/// and one copy, cheaper than allocating and shrinking a large object each time.
+/// The read goes into the thread's shared buffer, then one copy into a `bytes` of the size read.
+/// NOTE: reading straight into a fresh `bytes` of `MAX_SIZE` (then shrunk) saves that copy in
+/// instructions but costs the kernel page faults on a new 256 KiB allocation per read: the
+/// 100 KiB echo rows took 2-3x the server CPU that way.
 pub fn read_chunk<'py>(
     py: Python<'py>,
     fd: std::os::fd::RawFd,
     socket: bool,
-    last: &mut u32,
 ) -> std::io::Result<Bound<'py, pyo3::types::PyBytes>> {
-    let read = |buf: &mut [u8]| oxloop_core::sys::read(fd, buf, socket);
-    let data = match (*last as usize) < DIRECT_READ {
-        true => None,
-        false => crate::ffi::new_bytes_with(py, MAX_SIZE, read),
-    };
-    let data = match data {
-        Some(data) => data,
-        None => READ_BUF.with(|cell| {
-            let mut guard = cell.try_borrow_mut();
-            let mut fresh = Vec::new();
-            // NOTE: only a re-entrant read (none exists today) would find the buffer busy.
-            let buf: &mut Vec<u8> = match guard.as_mut() {
-                Ok(b) => b,
-                Err(_) => &mut fresh,
-            };
-            if buf.len() < MAX_SIZE {
-                buf.resize(MAX_SIZE, 0);
-            }
-            read(&mut buf[..MAX_SIZE]).map(|n| pyo3::types::PyBytes::new(py, &buf[..n]))
-        }),
-    };
-    *last = match &data {
-        Ok(data) => u32::try_from(data.as_bytes().len()).unwrap_or(u32::MAX),
-        Err(_) => 0,
-    };
-    data
+    READ_BUF.with(|cell| {
+        let mut guard = cell.try_borrow_mut();
+        let mut fresh = Vec::new();
+        // NOTE: only a re-entrant read (none exists today) would find the buffer busy.
+        let buf: &mut Vec<u8> = match guard.as_mut() {
+            Ok(b) => b,
+            Err(_) => &mut fresh,
+        };
+        if buf.len() < MAX_SIZE {
+            buf.resize(MAX_SIZE, 0);
+        }
+        oxloop_core::sys::read(fd, &mut buf[..MAX_SIZE], socket)
+            .map(|n| pyo3::types::PyBytes::new(py, &buf[..n]))
+    })
 }
 
 /// Reports an error that escaped a transport's reactor callback, as asyncio's `Handle._run`

@@ -359,18 +359,9 @@ impl Drop for PipeTransport {
 // Read pipes
 // --------------------------------------------------------------------------------------------
 
-/// The state only a read pipe has.
-struct ReadState {
-    /// The size of the last read (see [`read_chunk`]).
-    last_read: u32,
-}
-
 /// The read end of a pipe; asyncio's `_UnixReadPipeTransport`.
 #[pyclass(extends = PipeTransport, frozen, module = "oxloop._oxloop", name = "ReadPipeTransport")]
-pub struct ReadPipeTransport {
-    /// Reading state.
-    st: GilCell<ReadState>,
-}
+pub struct ReadPipeTransport {}
 
 impl Reactive for ReadPipeTransport {
     fn on_ready(slf: &Bound<'_, Self>, _direction: Direction) -> PyResult<()> {
@@ -436,9 +427,7 @@ impl ReadPipeTransport {
         let Some(protocol) = base.protocol(py) else {
             return Ok(());
         };
-        let mut last = slf.get().st.borrow(py).last_read;
-        let read = read_chunk(py, base.fd, false, &mut last);
-        slf.get().st.borrow_mut(py).last_read = last;
+        let read = read_chunk(py, base.fd, false);
         let data = match read {
             Ok(data) => data,
             Err(e) if sys::is_retry(&e) => return Ok(()),
@@ -569,9 +558,7 @@ pub fn make_read_pipe_transport(
         "_UnixReadPipeTransport",
         "Pipe transport is for pipes/sockets only.",
     )?;
-    let sub = ReadPipeTransport {
-        st: GilCell::new(ReadState { last_read: 0 }),
-    };
+    let sub = ReadPipeTransport {};
     let tr = Py::new(py, PyClassInitializer::from(base).add_subclass(sub))?;
     let bound = tr.bind(py);
     let start = bound.getattr(intern!(py, "_start_reading"))?;

@@ -73,8 +73,6 @@ struct Inner {
     lc: Lifecycle,
     /// The future `loop.sendfile` waits on for the buffer to drain.
     empty_waiter: Option<Py<PyAny>>,
-    /// The size of the last read (see [`read_chunk`]).
-    last_read: u32,
 }
 
 /// A socket stream transport; asyncio's `_SelectorSocketTransport`.
@@ -200,7 +198,6 @@ impl SocketTransport {
                     buffer: WriteBuffer::new(),
                     lc: Lifecycle::new(),
                     empty_waiter: None,
-                    last_read: 0,
                 }),
             },
         )?;
@@ -328,9 +325,7 @@ impl SocketTransport {
                 None => return Ok(()),
             }
         } else {
-            let mut last = this.st.borrow(py).last_read;
-            let read = read_chunk(py, this.fd, true, &mut last);
-            this.st.borrow_mut(py).last_read = last;
+            let read = read_chunk(py, this.fd, true);
             match read {
                 Ok(data) => data.into_any(),
                 Err(e) if sys::is_retry(&e) => return Ok(()),
