@@ -236,24 +236,25 @@ impl Tick {
     pub fn run(&mut self, slf: &Bound<'_, PyLoop>, item: &Ready, debug: bool) -> PyResult<()> {
         self.seq += 1;
         self.probe.seq.store(self.seq, Ordering::Relaxed);
-        // `charge` names the callback after it ran: this reference keeps the handle from being
-        // emptied for reuse meanwhile (see `handles::recycle`).
+        // `charge` names the callback after it ran, when the handle may already be emptied for
+        // reuse (see `handles::recycle`): take the callback now. Holding the callback, not the
+        // handle, leaves the handle reusable.
         let py = slf.py();
-        let _keep = match item {
-            Ready::Handle(h) => Some(h.bind(py).clone().into_any()),
-            Ready::Timer(t) => Some(t.bind(py).clone().into_any()),
+        let what = match item {
+            Ready::Handle(h) => h.get().cb.callback(py),
+            Ready::Timer(t) => t.get().cb.callback(py),
             Ready::Native(..) => None,
         };
         let result = run_ready(slf, item, debug);
         if self.probe.hits.load(Ordering::Relaxed) != 0 {
-            self.charge(slf, item);
+            self.charge(slf, item, what);
         }
         result
     }
 
     /// Hands the hits the sampler took to the sink with what ran. Rare: at most once a period.
     #[cold]
-    fn charge(&self, slf: &Bound<'_, PyLoop>, item: &Ready) {
+    fn charge(&self, slf: &Bound<'_, PyLoop>, item: &Ready, what: Option<Py<PyAny>>) {
         let py = slf.py();
         let hits = self.probe.hits.swap(0, Ordering::Relaxed);
         let sink = match &slf.get().state.borrow(py).stats.active {
@@ -261,9 +262,8 @@ impl Tick {
             None => return,
         };
         let what = match item {
-            Ready::Handle(h) => h.get().cb.callback(py),
-            Ready::Timer(t) => t.get().cb.callback(py),
             Ready::Native(n, _) => n.describe(py).ok().map(Bound::unbind),
+            _ => what,
         };
         if let Err(e) = sink.call_method1(py, intern!(py, "_sample"), (what, hits)) {
             e.write_unraisable(py, Some(sink.bind(py)));
