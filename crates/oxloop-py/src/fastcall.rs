@@ -164,7 +164,8 @@ fast_method!(call_at, SLOW_CALL_AT, 2, |u| {
 /// `loop.create_task(coro)` without a task factory, outside debug mode, on an open loop: what
 /// asyncio's `create_task` does then, `tasks.Task(coro, loop=self)`, without its Python frame.
 /// Every other call (keywords, a task factory, debug mode, a closed loop, bad arguments) goes to
-/// asyncio's own function, which decides and raises as the running Python does.
+/// asyncio's own function, which decides and raises as the running Python does. Both paths count
+/// the tasks they return (`oxloop.stats().tasks_created`).
 ///
 /// # Safety
 /// Called by CPython as a `METH_FASTCALL | METH_KEYWORDS` method of `Loop` (see [`unpack`]).
@@ -199,15 +200,19 @@ unsafe fn create_task(
             let result = unsafe {
                 ffi::PyObject_Vectorcall(task.as_ptr(), argv.as_ptr(), 1, kwnames.as_ptr())
             };
-            return if result.is_null() {
-                Err(PyErr::fetch(py))
-            } else {
-                Ok(result)
-            };
+            if result.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            this.get().state.borrow_mut(py).stats.tasks_created += 1;
+            return Ok(result);
         }
     }
     // SAFETY: the caller's guarantees are passed on unchanged.
-    unsafe { call_slow(py, &SLOW_CREATE_TASK, slf, args, nargs, kwnames) }
+    let task = unsafe { call_slow(py, &SLOW_CREATE_TASK, slf, args, nargs, kwnames) }?;
+    // SAFETY: as in `unpack`: `slf` is a live `Loop` (the descriptor checked its type).
+    let this = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyLoop>() };
+    this.get().state.borrow_mut(py).stats.tasks_created += 1;
+    Ok(task)
 }
 
 /// The `create_task` method descriptor for `Loop`: [`create_task`] over asyncio's `slow`
