@@ -21,8 +21,16 @@ A loop named ``NAME=PATH`` runs oxloop from PATH (a copy of ``python/`` built at
 wall-clock time, so what samples cost depends on how fast valgrind runs, not on the work: the
 child sets the sampling period to ``SAMPLE_PERIOD`` (an hour, so none falls in the run), and when
 that column is asked for every column counts the loop thread alone (callgrind,
-``--separate-threads``). What remains is the hooks' cost per tick and per callback
-(``monitor_cost.py`` says more).
+``--separate-threads``) and every oxloop column imports the modules monitoring mode imports.
+What remains is the hooks' cost per tick and per callback (``monitor_cost.py`` says more).
+
+``--idle-thread`` starts one thread in every child that waits, doing nothing, for the run to
+end. A monitored process has a second thread (the watchdog), and glibc takes its multi-threaded
+paths in any process that ever started a thread (locked malloc arenas, the cancellation-point
+code of ``send``/``recv``/``epoll_wait``): about 300 instructions per echo operation that have
+nothing to do with the loop. With the flag every column pays them, so the monitored column's
+difference is the monitor's own work; a program that already runs a thread (an executor, a
+resolver, a logging queue) is in that case.
 """
 
 from __future__ import annotations
@@ -43,6 +51,10 @@ sys.path.insert(0, HERE)
 
 # The monitored column's sampling period, in seconds: no sample within a run.
 SAMPLE_PERIOD = 3600.0
+# Set in a child's environment by ``--idle-thread``.
+IDLE_THREAD_ENV = "OXLOOP_BENCH_IDLE_THREAD"
+# Set in a child's environment when a monitored column is asked for.
+MONITORED_RUN_ENV = "OXLOOP_BENCH_MONITORED_RUN"
 
 
 async def protocol_echo(loop, n):
@@ -144,11 +156,22 @@ def run_one(loop_name: str, row: str, n: int) -> None:
     from loops import MONITORED, factory
     from micro import BY_NAME
 
-    if loop_name == MONITORED:
-        from oxloop import _monitor
+    if loop_name.startswith("oxloop") and os.environ.get(MONITORED_RUN_ENV):
+        from oxloop import _live, _monitor, _otel
 
+        # Every oxloop column imports what monitoring mode imports, as in monitor_cost.py: the
+        # modules' objects and types change what each garbage collection and type-attribute
+        # cache lookup costs (seen: +14% on future_roundtrip from the executable's path alone),
+        # a cost of their being loaded, not of the loop's hot path.
+        _otel.register()
+        del _live
         _monitor.SAMPLE_PERIOD = SAMPLE_PERIOD
     fn = EXTRA[row] if row in EXTRA else BY_NAME[row].fn
+    if os.environ.get(IDLE_THREAD_ENV):
+        import threading
+
+        done = threading.Event()
+        threading.Thread(target=done.wait, daemon=True).start()
     loop = factory(loop_name)()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(fn(loop, max(1, min(n, 200))))
@@ -196,12 +219,21 @@ def main() -> None:
     parser.add_argument("rows", help="comma-separated rows of micro.py, or of EXTRA")
     parser.add_argument("loops", help="comma-separated loops (asyncio, uvloop, rloop, oxloop...)")
     parser.add_argument("--n", default="2000,10000", help="the two operation counts, n1,n2")
+    parser.add_argument(
+        "--idle-thread",
+        action="store_true",
+        help="start an idle thread in every child (a multi-threaded process, as a monitored one is)",
+    )
     args = parser.parse_args()
+    if args.idle_thread:
+        os.environ[IDLE_THREAD_ENV] = "1"
+        print("(every child runs an idle thread)", flush=True)
     n1, n2 = (int(x) for x in args.n.split(","))
     loops = args.loops.split(",")
     # A monitored column: count the loop thread alone, in every column alike (see above).
     main_thread = any(lp.partition("=")[0].endswith("+monitor") for lp in loops)
     if main_thread:
+        os.environ[MONITORED_RUN_ENV] = "1"
         print("(loop thread only: an oxloop+monitor column was asked for)", flush=True)
     for row in args.rows.split(","):
         for loop in loops:

@@ -7,8 +7,9 @@
 //! - with monitoring on ([`Active`]): per tick, a relaxed store before and after a poll that may
 //!   block (the sampler counts time waiting in the poller from them), and one loop-lag sample
 //!   that reads the clock only when the tick reads it anyway (a timer is due) or the sampler asked
-//!   for a stamp; per callback one relaxed store (its sequence number) and one relaxed load (has
-//!   the sampler hit it?). Off, the tick's per-callback cost is one predictable `Option` check.
+//!   for a stamp; per callback two relaxed stores before it (its sequence number, the running
+//!   marker), one after (the marker cleared) and one relaxed load (has the sampler hit it?). Off,
+//!   the tick's per-callback cost is one predictable `Option` check.
 //!
 //! # Implementation
 //!
@@ -22,7 +23,11 @@
 //! A sequence number unchanged for half the slow threshold means the loop is held: the watchdog
 //! then takes the GIL (which a blocked loop thread releases in `time.sleep`, or yields at the
 //! interpreter's switch interval) and has the sink capture the loop thread's Python stack
-//! (`_capture`) *while it blocks*. When the number changes after at least the threshold, the
+//! (`_capture`) *while it blocks*, and keeps it only if [`Probe::running`] still holds that
+//! number once the stack is taken: the loop thread clears the marker when the callback returns,
+//! and cannot while the watchdog holds the GIL, so a stack taken while the loop did its own work
+//! after the step (charging samples, recycling the handle) is never reported as the step's line.
+//! When the number changes after at least the threshold, the
 //! watchdog reports one slow event (`_slow`) with its duration (within one period) and that stack;
 //! a loop still held after ten times the threshold (at least a second) is reported at once too
 //! (`_blocking`), so a loop that never comes back is named.
@@ -194,19 +199,20 @@ impl Stats {
             a.probe.held_ns.store(0, Ordering::Relaxed);
         }
         if ntodo > 0 {
+            // In nanoseconds; the common case of a tick after a poll that could block (zero) is
+            // first and needs no float conversion.
             let lag = match (first_timer, a.tick_blocking, stamp) {
-                (Some((when, now)), true, _) | (Some((when, now)), false, None) => Some(now - when),
-                (Some((when, now)), false, Some(s)) => Some(now - s.min(when)),
-                (None, true, _) => Some(0.0),
-                (None, false, Some(s)) => Some(*read.insert(sys::monotonic()) - s),
-                (None, false, None) => None,
-            };
-            let lag = match lag {
-                Some(lag) => Some(((lag.max(0.0) * 1e9) as u64).max(held)),
-                None => (held != 0).then_some(held),
+                (None, true, _) => Some(0),
+                (Some((when, now)), true, _) | (Some((when, now)), false, None) => {
+                    Some(secs_to_ns(now - when))
+                }
+                (Some((when, now)), false, Some(s)) => Some(secs_to_ns(now - s.min(when))),
+                (None, false, Some(s)) => Some(secs_to_ns(*read.insert(sys::monotonic()) - s)),
+                (None, false, None) => (held != 0).then_some(0),
             };
             if let Some(lag) = lag {
-                a.lag.record(a.probe.second.load(Ordering::Relaxed), lag);
+                a.lag
+                    .record(a.probe.second.load(Ordering::Relaxed), lag.max(held));
             }
         }
         // Stamp this batch's start for the next tick when a timer's reading has it anyway, or
