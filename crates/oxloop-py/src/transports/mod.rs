@@ -29,7 +29,8 @@ use oxloop_core::transport::{Lifecycle, Side, Steps};
 
 use crate::event_loop::{Direction, NativeWatcher, PyLoop, Watcher};
 
-/// A transport the reactor calls when its fd is ready.
+/// A transport, or another Rust object watching an fd (a pending `sock_*` call, a server's accept
+/// loop, the resolver), that the reactor calls when its fd is ready.
 pub trait Reactive: PyClass + Sync + Send {
     /// The fd is ready in `direction`; see [`NativeWatcher::ready`].
     fn on_ready(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()>;
@@ -204,7 +205,7 @@ fn side(direction: Direction) -> Side {
     }
 }
 
-/// The loop's reader or writer for a transport's fd.
+/// The loop's reader or writer for a [`Reactive`] object's fd: the one [`NativeWatcher`] shape.
 pub struct Dispatch<T: Reactive> {
     /// The transport.
     pub target: Py<T>,
