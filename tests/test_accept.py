@@ -409,3 +409,83 @@ def test_accept_out_of_fds_pauses_then_resumes(on_both):
     aio, ox = on_both(scenario)
     assert aio == ox
     assert aio[0][:3] == ("socket.accept() out of system resource", "OSError", errno.EMFILE)
+
+
+def test_accept_error_reported_as_asyncio_reports_it(on_both):
+    """An accept error other than EMFILE and friends (EINVAL: the listener was shut down) goes to
+    the exception handler as the failure of asyncio's ``_accept_connection`` reader handle."""
+
+    def scenario(loop):
+        async def main():
+            server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+            # A listening socket shut down for reading is readable, and accept fails with EINVAL.
+            server.sockets[0].shutdown(socket.SHUT_RD)
+            while not loop.handled_errors:
+                await asyncio.sleep(0)
+            context = loop.handled_errors[0]
+            # The message names the callback and its arguments (with addresses): compare its start.
+            shape = (
+                context["message"].split("(")[0],
+                type(context["exception"]).__name__,
+                context["exception"].errno,
+                type(context["handle"]).__name__,
+                context["handle"].cancelled(),
+            )
+            server.close()
+            await server.wait_closed()
+            loop.handled_errors.clear()
+            return shape
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
+    assert aio == (
+        "Exception in callback BaseSelectorEventLoop._accept_connection",
+        "OSError",
+        errno.EINVAL,
+        "Handle",
+        False,
+    )
+
+
+def test_accept_task_failure_reported_as_asyncio_reports_it(on_both):
+    """An error making the connection's task (here the task factory's) goes to the exception
+    handler as the failure of asyncio's ``_accept_connection`` reader handle."""
+
+    def scenario(loop):
+        async def main():
+            server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+            address = server.sockets[0].getsockname()
+
+            def refuse(loop, coro, **kwargs):
+                # Close what asyncio's loop would leave to the collector (a ResourceWarning).
+                coro.cr_frame.f_locals["conn"].close()
+                coro.close()
+                raise RuntimeError("no task")
+
+            loop.set_task_factory(refuse)
+            with socket.create_connection(address):
+                while not loop.handled_errors:
+                    await asyncio.sleep(0)
+            loop.set_task_factory(None)
+            context = loop.handled_errors[0]
+            shape = (
+                context["message"].split("(")[0],
+                repr(context["exception"]),
+                type(context["handle"]).__name__,
+            )
+            server.close()
+            await server.wait_closed()
+            loop.handled_errors.clear()
+            return shape
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
+    assert aio == (
+        "Exception in callback BaseSelectorEventLoop._accept_connection",
+        "RuntimeError('no task')",
+        "Handle",
+    )

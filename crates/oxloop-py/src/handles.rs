@@ -129,14 +129,25 @@ impl Callback {
         };
         match result {
             Ok(()) => Ok(()),
-            Err(err)
-                if err.is_instance_of::<PySystemExit>(py)
-                    || err.is_instance_of::<PyKeyboardInterrupt>(py) =>
-            {
-                Err(err)
-            }
-            Err(err) => self.report(py, owner, &callback, &args, err),
+            Err(err) => self.fail(py, owner, &callback, &args, err),
         }
+    }
+
+    /// What `Handle._run` does with the exception `err` of `callback(*args)` (this handle's
+    /// callback): `SystemExit` and `KeyboardInterrupt` come back out, the rest goes to the
+    /// loop's exception handler.
+    pub fn fail(
+        &self,
+        py: Python<'_>,
+        owner: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        err: PyErr,
+    ) -> PyResult<()> {
+        if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
+            return Err(err);
+        }
+        self.report(py, owner, callback, args, err)
     }
 
     /// Sends a callback's exception to `loop.call_exception_handler`.
