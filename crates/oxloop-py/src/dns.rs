@@ -48,6 +48,7 @@ pub struct Resolver {
 }
 
 impl Reactive for Resolver {
+    #[inline(always)]
     fn on_ready(slf: &Bound<'_, Self>, _direction: Direction) -> PyResult<()> {
         Resolver::deliver(slf)
     }

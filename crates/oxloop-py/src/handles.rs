@@ -134,8 +134,8 @@ impl Callback {
     }
 
     /// What `Handle._run` does with the exception `err` of `callback(*args)` (this handle's
-    /// callback): `SystemExit` and `KeyboardInterrupt` come back out, the rest goes to the
-    /// loop's exception handler.
+    /// callback): `SystemExit` and `KeyboardInterrupt` come back out, the rest goes to
+    /// `loop.call_exception_handler`.
     pub fn fail(
         &self,
         py: Python<'_>,
@@ -147,18 +147,6 @@ impl Callback {
         if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
             return Err(err);
         }
-        self.report(py, owner, callback, args, err)
-    }
-
-    /// Sends a callback's exception to `loop.call_exception_handler`.
-    fn report(
-        &self,
-        py: Python<'_>,
-        owner: &Bound<'_, PyAny>,
-        callback: &Bound<'_, PyAny>,
-        args: &Bound<'_, PyTuple>,
-        err: PyErr,
-    ) -> PyResult<()> {
         let debug = self.loop_.get().debug(py);
         let source = format_callback_source(py, callback, args, debug)?;
         let context = PyDict::new(py);

@@ -51,6 +51,7 @@ pub struct Acceptor {
 
 impl Reactive for Acceptor {
     /// The listening socket is readable. Mirrors `BaseSelectorEventLoop._accept_connection`.
+    #[inline(always)]
     fn on_ready(slf: &Bound<'_, Self>, _direction: Direction) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();

@@ -126,6 +126,7 @@ pub struct SockWait {
 }
 
 impl Reactive for SockWait {
+    #[inline(always)]
     fn on_ready(slf: &Bound<'_, Self>, _direction: Direction) -> PyResult<()> {
         SockWait::ready(slf)
     }
