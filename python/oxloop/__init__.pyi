@@ -1,6 +1,7 @@
 """Type stubs for the public ``oxloop`` API."""
 
 import asyncio
+import sys
 from typing import Any, Coroutine, Optional, TypeVar, Union
 
 from ._loop import Loop as Loop
@@ -22,7 +23,12 @@ def run(
 ) -> _T: ...
 def stats(loop: Optional[asyncio.AbstractEventLoop] = None) -> Stats: ...
 
-class EventLoopPolicy(asyncio.AbstractEventLoopPolicy):
+if sys.version_info >= (3, 14):
+    from asyncio.events import _AbstractEventLoopPolicy
+else:
+    from asyncio import AbstractEventLoopPolicy as _AbstractEventLoopPolicy
+
+class EventLoopPolicy(_AbstractEventLoopPolicy):
     def get_event_loop(self) -> asyncio.AbstractEventLoop: ...
     def set_event_loop(self, loop: Optional[asyncio.AbstractEventLoop]) -> None: ...
     def new_event_loop(self) -> Loop: ...
