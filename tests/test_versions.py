@@ -316,3 +316,57 @@ def test_call_graph_of_an_oxloop_task(on_both):
     aio, ox = on_both(scenario)
     assert aio == ox
     assert aio[1] == ["parent"]
+
+
+def test_subprocess_transport_closed_after_its_loop(on_both):
+    """Closing a subprocess transport after its loop closed: 3.13.0 and older close the pipes and
+    raise ``Event loop is closed``; 3.14 leaves them (gh-114177). oxloop asks the running asyncio."""
+    import gc
+    import warnings
+
+    def pidfds():
+        fds = set()
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]":
+                    fds.add(int(fd))
+            except OSError:
+                pass
+        return fds
+
+    def scenario(loop):
+        pidfds_before = pidfds()
+
+        async def main():
+            transport, _ = await loop.subprocess_exec(
+                asyncio.SubprocessProtocol,
+                sys.executable,
+                "-c",
+                "import time; time.sleep(60)",
+                stdin=-1,
+                stdout=-1,
+            )
+            transport.kill()
+            return transport
+
+        transport = loop.run_until_complete(main())
+        loop.close()
+        try:
+            transport.close()
+            outcome = "closed"
+        except RuntimeError as exc:
+            outcome = str(exc)
+        with warnings.catch_warnings():
+            # What is left of the pipes goes with the transport, as on asyncio's loop.
+            warnings.simplefilter("ignore", ResourceWarning)
+            del transport
+            gc.collect()
+        if not type(loop).__module__.startswith("oxloop"):
+            # asyncio's PidfdChildWatcher (3.12, 3.13) leaves its pidfd open when the loop
+            # closes before the child's exit was read; oxloop closes its own with the loop.
+            for fd in pidfds() - pidfds_before:
+                os.close(fd)
+        return outcome
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
