@@ -320,7 +320,7 @@ def test_call_graph_of_an_oxloop_task(on_both):
 
 def test_subprocess_transport_closed_after_its_loop(on_both):
     """Closing a subprocess transport after its loop closed: 3.13.0 and older close the pipes and
-    raise ``Event loop is closed``; 3.14 leaves them (gh-114177). oxloop asks the running asyncio."""
+    raise ``Event loop is closed``; 3.14 leaves them (gh-114177): oxloop asks asyncio."""
     import gc
     import warnings
 
