@@ -108,6 +108,14 @@ def test_asyncio_runner_with_loop_factory():
         assert isinstance(runner.get_loop(), asyncio.AbstractEventLoop)
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.run takes loop_factory from 3.12")
+def test_asyncio_run_with_loop_factory_warns_nowhere():
+    # The policy-free way 3.14 recommends: nothing deprecated on the way.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        assert asyncio.run(_which_loop(), loop_factory=oxloop.new_event_loop) == "oxloop._loop"
+
+
 # The policy getter and setter without 3.14's deprecation warnings (the same functions).
 _get_policy = getattr(asyncio.events, "_get_event_loop_policy", asyncio.get_event_loop_policy)
 _set_policy = getattr(asyncio.events, "_set_event_loop_policy", asyncio.set_event_loop_policy)

@@ -370,3 +370,28 @@ def test_subprocess_transport_closed_after_its_loop(on_both):
 
     aio, ox = on_both(scenario)
     assert aio == ox
+
+
+@pytest.mark.skipif(not PY314, reason="create_task passes eager_start= on to Task from 3.14")
+def test_create_task_eager_start(on_both):
+    """3.14's ``create_task(coro, eager_start=True)``: the C Task starts at once, which it only
+    does where ``_asyncio`` knows the loop as the running one (written from 3.14's source; not run
+    here before a 3.14 interpreter was at hand)."""
+
+    def scenario(loop):
+        async def child(order):
+            order.append("child started")
+            await asyncio.sleep(0)
+            order.append("child done")
+
+        async def main():
+            order = []
+            task = asyncio.create_task(child(order), eager_start=True)
+            order.append("created")
+            await task
+            return order
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox == ["child started", "created", "child done"]
