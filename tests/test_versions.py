@@ -395,3 +395,46 @@ def test_create_task_eager_start(on_both):
 
     aio, ox = on_both(scenario)
     assert aio == ox == ["child started", "created", "child done"]
+
+
+@pytest.mark.skipif(
+    not (3, 13) <= sys.version_info < (3, 15), reason="Py_mod_gil slots as in 3.13 and 3.14"
+)
+def test_extension_declares_that_it_needs_the_gil():
+    """The extension's Py_mod_gil slot says Py_MOD_GIL_USED (NULL), so a free-threaded interpreter
+    would turn its GIL on to load it (PyO3's default says Py_MOD_GIL_NOT_USED)."""
+    import ctypes
+
+    from oxloop import _oxloop
+
+    class Slot(ctypes.Structure):
+        _fields_ = [("slot", ctypes.c_int), ("value", ctypes.c_void_p)]
+
+    class ModuleDef(ctypes.Structure):
+        # PyModuleDef: PyModuleDef_Base (PyObject_HEAD, m_init, m_index, m_copy), then ours.
+        _fields_ = [
+            ("ob_refcnt", ctypes.c_ssize_t),
+            ("ob_type", ctypes.c_void_p),
+            ("m_init", ctypes.c_void_p),
+            ("m_index", ctypes.c_ssize_t),
+            ("m_copy", ctypes.c_void_p),
+            ("m_name", ctypes.c_char_p),
+            ("m_doc", ctypes.c_char_p),
+            ("m_size", ctypes.c_ssize_t),
+            ("m_methods", ctypes.c_void_p),
+            ("m_slots", ctypes.POINTER(Slot)),
+        ]
+
+    get_def = ctypes.pythonapi.PyModule_GetDef
+    get_def.restype = ctypes.c_void_p
+    get_def.argtypes = [ctypes.py_object]
+    module_def = ModuleDef.from_address(get_def(_oxloop))
+    assert module_def.m_name == b"_oxloop"
+    slots = {}
+    i = 0
+    while module_def.m_slots[i].slot:
+        slots[module_def.m_slots[i].slot] = module_def.m_slots[i].value
+        i += 1
+    py_mod_gil = 4
+    assert py_mod_gil in slots
+    assert slots[py_mod_gil] is None  # Py_MOD_GIL_USED
