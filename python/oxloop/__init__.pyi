@@ -1,7 +1,7 @@
 """Type stubs for the public ``oxloop`` API."""
 
 import asyncio
-import sys
+from asyncio.unix_events import _UnixDefaultEventLoopPolicy
 from typing import Any, Coroutine, Optional, TypeVar, Union
 
 from ._loop import Loop as Loop
@@ -23,12 +23,8 @@ def run(
 ) -> _T: ...
 def stats(loop: Optional[asyncio.AbstractEventLoop] = None) -> Stats: ...
 
-if sys.version_info >= (3, 14):
-    from asyncio.events import _AbstractEventLoopPolicy
-else:
-    from asyncio import AbstractEventLoopPolicy as _AbstractEventLoopPolicy
-
-class EventLoopPolicy(_AbstractEventLoopPolicy):
+# As at run time: the running Python's own default policy class (no deprecated name on 3.14).
+class EventLoopPolicy(_UnixDefaultEventLoopPolicy):
     def get_event_loop(self) -> asyncio.AbstractEventLoop: ...
     def set_event_loop(self, loop: Optional[asyncio.AbstractEventLoop]) -> None: ...
     def new_event_loop(self) -> Loop: ...
