@@ -86,6 +86,40 @@ class _Child:
         self.transport = transport
 
 
+def _closes_pipes_of_closed_loop():
+    """Whether the running Python's ``BaseSubprocessTransport.close`` closes the pipes when the
+    loop is already closed (then ``Event loop is closed``); gh-114177 made it skip them (3.14 and
+    bug-fix releases of older branches). Asked of asyncio's own method, on a bare instance with
+    one recording pipe and no child, so the answer follows the running Python's release."""
+    closed = []
+
+    class Pipe:
+        def close(self):
+            closed.append(True)
+
+    class Proto:
+        pipe = Pipe()
+
+    class ClosedLoop:
+        def is_closed(self):
+            return True
+
+    probe = object.__new__(base_subprocess.BaseSubprocessTransport)
+    probe._closed = False
+    probe._pipes = {0: Proto()}
+    probe._loop = ClosedLoop()
+    probe._proc = None
+    probe._returncode = None
+    try:
+        base_subprocess.BaseSubprocessTransport.close(probe)
+    except Exception:  # noqa: BLE001 - a changed method: keep the behaviour of 3.11-3.13.0
+        return True
+    return bool(closed)
+
+
+_CLOSES_PIPES_OF_CLOSED_LOOP = _closes_pipes_of_closed_loop()
+
+
 class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
     """asyncio's SubprocessTransport over oxloop pipe transports and a pidfd exit watch."""
 
@@ -153,6 +187,8 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
         for proto in self._pipes.values():
             if proto is None:
                 continue
+            if not _CLOSES_PIPES_OF_CLOSED_LOOP and (not self._loop or self._loop.is_closed()):
+                continue  # As the running Python's (gh-114177): its pipes went with the loop.
             proto.pipe.close()
         if self._proc is not None and self._returncode is None and not self._has_exited():
             if self._loop.get_debug():

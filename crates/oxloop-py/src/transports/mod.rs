@@ -16,6 +16,7 @@ pub mod pipe;
 pub mod stream;
 pub mod udp;
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -647,6 +648,35 @@ pub struct AsyncioNames {
     /// True where the socket transport has its own `writelines` (Python 3.12+: its own
     /// RuntimeError texts, a memoryview of each item); before, `WriteTransport.writelines`.
     pub own_writelines: bool,
+    /// The running Python's `_SelectorSocketTransport.write` TypeError text up to the type's
+    /// name (3.14 and late 3.13 releases name `bytes, bytearray, or memoryview`; before, `a
+    /// bytes-like object`): taken from asyncio itself, see [`probe_write_type_error`].
+    pub write_type_error: String,
+}
+
+/// What the running Python's `_SelectorSocketTransport.write(None, None)` raises, minus the type
+/// name: the method checks `data`'s type before it touches `self`, so the probe runs nothing else.
+/// Falls back to the text of 3.11-3.13.0 if asyncio's method ever stops raising that way.
+fn probe_write_type_error(py: Python<'_>) -> String {
+    const FALLBACK: &str = "data argument must be a bytes-like object, not ";
+    let probe = || -> PyResult<Option<String>> {
+        let write = py
+            .import("asyncio.selector_events")?
+            .getattr("_SelectorSocketTransport")?
+            .getattr("write")?;
+        let Err(err) = write.call1((py.None(), py.None())) else {
+            return Ok(None);
+        };
+        if !err.is_instance_of::<PyTypeError>(py) {
+            return Ok(None);
+        }
+        let text = err.value(py).str()?.to_string();
+        Ok(text.strip_suffix("'NoneType'").map(str::to_owned))
+    };
+    probe()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| FALLBACK.to_owned())
 }
 
 static NAMES: PyOnceLock<AsyncioNames> = PyOnceLock::new();
@@ -708,6 +738,7 @@ pub fn names(py: Python<'_>) -> PyResult<&AsyncioNames> {
             sends_empty_datagrams: py.version_info() >= (3, 13),
             datagram_header_size: if py.version_info() >= (3, 13) { 8 } else { 0 },
             own_writelines: py.version_info() >= (3, 12),
+            write_type_error: probe_write_type_error(py),
         })
     })
 }
