@@ -326,8 +326,8 @@ pub fn report_callback_error(
 /// `write()`'s fast path: with nothing queued, `bytes` go to the fd at once and only the rest is
 /// queued; otherwise all of it is queued behind the rest. `Ok(true)` when the queue just became
 /// non-empty (the caller registers the writer); `Err` for a write error other than "try later".
-pub fn send_or_buffer(
-    buffer: &mut oxloop_core::transport::WriteBuffer,
+pub fn send_or_buffer<H: AsRef<[u8]>>(
+    buffer: &mut oxloop_core::transport::WriteBuffer<H>,
     fd: std::os::fd::RawFd,
     bytes: &[u8],
     socket: bool,
@@ -343,6 +343,33 @@ pub fn send_or_buffer(
     };
     buffer.push(&bytes[n..]);
     Ok(n < bytes.len())
+}
+
+/// [`send_or_buffer`] for an immutable `bytes`: what the fd does not take is queued as a
+/// reference to `data`, not a copy (a remainder under 16 KiB is still copied).
+pub fn send_or_hold(
+    buffer: &mut oxloop_core::transport::WriteBuffer<pyo3::pybacked::PyBackedBytes>,
+    fd: std::os::fd::RawFd,
+    data: &Bound<'_, pyo3::types::PyBytes>,
+    socket: bool,
+) -> std::io::Result<bool> {
+    use pyo3::types::PyBytesMethods;
+    let was_empty = buffer.is_empty();
+    let bytes = data.as_bytes();
+    let sent = if was_empty {
+        match oxloop_core::sys::write(fd, bytes, socket) {
+            Ok(n) => n,
+            Err(e) if oxloop_core::sys::is_retry(&e) => 0,
+            Err(e) => return Err(e),
+        }
+    } else {
+        0
+    };
+    if sent == bytes.len() {
+        return Ok(false);
+    }
+    buffer.push_held(data.clone().into(), sent);
+    Ok(was_empty)
 }
 
 /// Whether `data` is one of the bytes-like types transports accept.
