@@ -180,11 +180,21 @@ fast_method!(call_at, SLOW_CALL_AT, 2, |u| {
 fast_method!(
     /// `loop.create_task(coro)`; see [`plain_task`]. Every other call (keywords, a task factory,
     /// debug mode, a closed loop, bad arguments) goes to asyncio's own function, which decides
-    /// and raises as the running Python does.
+    /// and raises as the running Python does. Both paths count the tasks they return
+    /// (`oxloop.stats().tasks_created`).
     create_task, SLOW_CREATE_TASK,
     |py, slf, args, nargs, kwnames| {
         // SAFETY: the caller's guarantees are passed on unchanged.
-        unsafe { plain_task(py, slf, args, nargs, kwnames) }
+        let task = match unsafe { plain_task(py, slf, args, nargs, kwnames) } {
+            Some(task) => task,
+            // SAFETY: as above.
+            None => unsafe { call_slow(py, &SLOW_CREATE_TASK, slf, args, nargs, kwnames) },
+        };
+        Some(task.inspect(|_| {
+            // SAFETY: as in `unpack`: `slf` is a live `Loop` (the descriptor checked its type).
+            let this = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyLoop>() };
+            this.get().state.borrow_mut(py).stats.tasks_created += 1;
+        }))
     }
 );
 
