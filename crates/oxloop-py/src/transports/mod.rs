@@ -539,7 +539,8 @@ pub fn extra_info<'py>(
 
 /// `getattr(transport, name)` as if `transport` were an instance of its `__class__` (one of
 /// asyncio's transport classes): the attribute found along that class's MRO, bound through its
-/// `__get__`. The transport types' `__getattr__` falls back to it, so asyncio's methods that
+/// `__get__`. The transport types fall back to it (the socket transport through [`AsyncioAttr`],
+/// the pipe transports through `__getattr__`), so asyncio's methods that
 /// oxloop does not define (`pause_reading` of a write pipe, raising NotImplementedError) and
 /// methods patched onto asyncio's classes are found; `AttributeError` with asyncio's text
 /// otherwise.
@@ -564,6 +565,56 @@ pub fn class_attr<'py>(
     Err(pyo3::exceptions::PyAttributeError::new_err(format!(
         "'{cls_name}' object has no attribute '{name}'"
     )))
+}
+
+/// An attribute of asyncio's transport class that an oxloop transport type lacks, installed on
+/// that type (see [`inherit_from`]): reading it binds whatever the class holds under that name
+/// now ([`class_attr`]), so a later patch of the class reaches the transport too.
+///
+/// NOTE: a non-data descriptor on the type, not a `__getattr__`: a type with its own attribute
+/// lookup makes CPython build a bound method on every `transport.write(...)` call (a GC-tracked
+/// allocation per call); with the generic lookup the call goes straight to the method.
+#[pyclass(frozen, module = "oxloop._oxloop")]
+pub struct AsyncioAttr {
+    /// The attribute's name on asyncio's class.
+    name: Py<pyo3::types::PyString>,
+}
+
+#[pymethods]
+impl AsyncioAttr {
+    fn __get__<'py>(
+        slf: &Bound<'py, Self>,
+        obj: Option<&Bound<'py, PyAny>>,
+        _owner: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match obj {
+            Some(obj) if !obj.is_none() => class_attr(obj, slf.get().name.bind(slf.py())),
+            _ => Ok(slf.clone().into_any()),
+        }
+    }
+}
+
+/// Gives the transport type `ty` every public or private attribute of asyncio's class `cls`
+/// (what its instances report as `__class__`) that `ty` does not define, as an [`AsyncioAttr`];
+/// dunder names are left alone (`__del__` would install a finalizer, say). An instance attribute
+/// of the same name still wins, as on asyncio's pure-Python transports.
+fn inherit_from(ty: &Bound<'_, pyo3::types::PyType>, cls: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = ty.py();
+    for name in cls.dir()?.iter() {
+        let name = name.cast_into::<pyo3::types::PyString>()?;
+        let text = name.to_str()?;
+        if (text.starts_with("__") && text.ends_with("__")) || ty.hasattr(&name)? {
+            continue;
+        }
+        let attr = Py::new(
+            py,
+            AsyncioAttr {
+                name: name.clone().unbind(),
+            },
+        )?;
+        ty.setattr(&name, attr)?;
+    }
+    Ok(())
 }
 
 /// Whether `err` must stop the loop instead of going to the exception handler.
@@ -766,6 +817,13 @@ pub fn names(py: Python<'_>) -> PyResult<&AsyncioNames> {
             datagram_header_size: if py.version_info() >= (3, 13) { 8 } else { 0 },
             own_writelines: py.version_info() >= (3, 12),
             write_type_error: probe_write_type_error(py),
+        })
+        .and_then(|names| {
+            let socket = py.get_type::<stream::SocketTransport>();
+            inherit_from(&socket, names.transport_class.bind(py))?;
+            // What lacks an attribute is reported as asyncio reports its own transport.
+            crate::ffi::set_message_name(&socket, c"_SelectorSocketTransport");
+            Ok(names)
         })
     })
 }

@@ -31,7 +31,7 @@ use pyo3::types::{PyBytes, PyDict, PyMemoryView};
 use pyo3::{intern, PyTraverseError};
 
 use super::{
-    apply, call_soon_in, class_attr, close_unclosed, debug_log, extra_info, flow, is_bytes_like,
+    apply, call_soon_in, close_unclosed, debug_log, extra_info, flow, is_bytes_like,
     is_fatal_to_loop, names, read_chunk, report, report_callback_error, send_or_buffer,
     transport_context, transport_socket, unwatch, watch, write_buffer_limits, Finalize, Reactive,
     Transport, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
@@ -959,14 +959,6 @@ impl SocketTransport {
                 None => Ok(None),
             }
         })
-    }
-
-    /// What oxloop does not define is looked up on asyncio's class (see `class_attr`).
-    fn __getattr__<'py>(
-        slf: &Bound<'py, Self>,
-        name: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        class_attr(slf.as_any(), name)
     }
 
     /// Set the high- and low-water limits for write flow control.
