@@ -207,3 +207,15 @@ pub fn has_weakrefs(obj: &Bound<'_, PyAny>) -> bool {
     // weak reference list (a `PyObject *`, NULL when there is none).
     unsafe { !(*ptr.cast::<u8>().offset(offset).cast::<*mut ffi::PyObject>()).is_null() }
 }
+
+/// Makes CPython's messages about instances of `ty` name it `name`: the `tp_name` that
+/// "'X' object has no attribute 'y'" and "descriptor 'm' for 'X' objects doesn't apply" print.
+/// `__name__`, `__qualname__`, `__module__` and the type's repr are unchanged (they come from
+/// the heap type's own fields and dict).
+pub fn set_message_name(ty: &Bound<'_, pyo3::types::PyType>, name: &'static std::ffi::CStr) {
+    // SAFETY: GIL held (the Bound proves it), so no other thread reads the type's fields while
+    // this one writes. `ty` is a live heap type; `tp_name` is a borrowed C string the type never
+    // frees (CPython frees a heap type's own copy through `_ht_tpname`, a separate field), and
+    // `name` lives for the whole program.
+    unsafe { (*ty.as_type_ptr()).tp_name = name.as_ptr() };
+}

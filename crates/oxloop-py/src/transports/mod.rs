@@ -16,6 +16,7 @@ pub mod pipe;
 pub mod stream;
 pub mod udp;
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -29,7 +30,8 @@ use oxloop_core::transport::{Lifecycle, Side, Steps};
 
 use crate::event_loop::{Direction, NativeWatcher, PyLoop, Watcher};
 
-/// A transport the reactor calls when its fd is ready.
+/// A transport, or another Rust object watching an fd (a pending `sock_*` call, a server's accept
+/// loop, the resolver), that the reactor calls when its fd is ready.
 pub trait Reactive: PyClass + Sync + Send {
     /// The fd is ready in `direction`; see [`NativeWatcher::ready`].
     fn on_ready(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()>;
@@ -204,7 +206,7 @@ fn side(direction: Direction) -> Side {
     }
 }
 
-/// The loop's reader or writer for a transport's fd.
+/// The loop's reader or writer for a [`Reactive`] object's fd: the one [`NativeWatcher`] shape.
 pub struct Dispatch<T: Reactive> {
     /// The transport.
     pub target: Py<T>,
@@ -324,8 +326,8 @@ pub fn report_callback_error(
 /// `write()`'s fast path: with nothing queued, `bytes` go to the fd at once and only the rest is
 /// queued; otherwise all of it is queued behind the rest. `Ok(true)` when the queue just became
 /// non-empty (the caller registers the writer); `Err` for a write error other than "try later".
-pub fn send_or_buffer(
-    buffer: &mut oxloop_core::transport::WriteBuffer,
+pub fn send_or_buffer<H: AsRef<[u8]>>(
+    buffer: &mut oxloop_core::transport::WriteBuffer<H>,
     fd: std::os::fd::RawFd,
     bytes: &[u8],
     socket: bool,
@@ -341,6 +343,33 @@ pub fn send_or_buffer(
     };
     buffer.push(&bytes[n..]);
     Ok(n < bytes.len())
+}
+
+/// [`send_or_buffer`] for an immutable `bytes`: what the fd does not take is queued as a
+/// reference to `data`, not a copy (a remainder under 16 KiB is still copied).
+pub fn send_or_hold(
+    buffer: &mut oxloop_core::transport::WriteBuffer<pyo3::pybacked::PyBackedBytes>,
+    fd: std::os::fd::RawFd,
+    data: &Bound<'_, pyo3::types::PyBytes>,
+    socket: bool,
+) -> std::io::Result<bool> {
+    use pyo3::types::PyBytesMethods;
+    let was_empty = buffer.is_empty();
+    let bytes = data.as_bytes();
+    let sent = if was_empty {
+        match oxloop_core::sys::write(fd, bytes, socket) {
+            Ok(n) => n,
+            Err(e) if oxloop_core::sys::is_retry(&e) => 0,
+            Err(e) => return Err(e),
+        }
+    } else {
+        0
+    };
+    if sent == bytes.len() {
+        return Ok(false);
+    }
+    buffer.push_held(data.clone().into(), sent);
+    Ok(was_empty)
 }
 
 /// Whether `data` is one of the bytes-like types transports accept.
@@ -510,7 +539,8 @@ pub fn extra_info<'py>(
 
 /// `getattr(transport, name)` as if `transport` were an instance of its `__class__` (one of
 /// asyncio's transport classes): the attribute found along that class's MRO, bound through its
-/// `__get__`. The transport types' `__getattr__` falls back to it, so asyncio's methods that
+/// `__get__`. The transport types fall back to it (the socket transport through [`AsyncioAttr`],
+/// the pipe transports through `__getattr__`), so asyncio's methods that
 /// oxloop does not define (`pause_reading` of a write pipe, raising NotImplementedError) and
 /// methods patched onto asyncio's classes are found; `AttributeError` with asyncio's text
 /// otherwise.
@@ -535,6 +565,56 @@ pub fn class_attr<'py>(
     Err(pyo3::exceptions::PyAttributeError::new_err(format!(
         "'{cls_name}' object has no attribute '{name}'"
     )))
+}
+
+/// An attribute of asyncio's transport class that an oxloop transport type lacks, installed on
+/// that type (see [`inherit_from`]): reading it binds whatever the class holds under that name
+/// now ([`class_attr`]), so a later patch of the class reaches the transport too.
+///
+/// NOTE: a non-data descriptor on the type, not a `__getattr__`: a type with its own attribute
+/// lookup makes CPython build a bound method on every `transport.write(...)` call (a GC-tracked
+/// allocation per call); with the generic lookup the call goes straight to the method.
+#[pyclass(frozen, module = "oxloop._oxloop")]
+pub struct AsyncioAttr {
+    /// The attribute's name on asyncio's class.
+    name: Py<pyo3::types::PyString>,
+}
+
+#[pymethods]
+impl AsyncioAttr {
+    fn __get__<'py>(
+        slf: &Bound<'py, Self>,
+        obj: Option<&Bound<'py, PyAny>>,
+        _owner: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match obj {
+            Some(obj) if !obj.is_none() => class_attr(obj, slf.get().name.bind(slf.py())),
+            _ => Ok(slf.clone().into_any()),
+        }
+    }
+}
+
+/// Gives the transport type `ty` every public or private attribute of asyncio's class `cls`
+/// (what its instances report as `__class__`) that `ty` does not define, as an [`AsyncioAttr`];
+/// dunder names are left alone (`__del__` would install a finalizer, say). An instance attribute
+/// of the same name still wins, as on asyncio's pure-Python transports.
+fn inherit_from(ty: &Bound<'_, pyo3::types::PyType>, cls: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = ty.py();
+    for name in cls.dir()?.iter() {
+        let name = name.cast_into::<pyo3::types::PyString>()?;
+        let text = name.to_str()?;
+        if (text.starts_with("__") && text.ends_with("__")) || ty.hasattr(&name)? {
+            continue;
+        }
+        let attr = Py::new(
+            py,
+            AsyncioAttr {
+                name: name.clone().unbind(),
+            },
+        )?;
+        ty.setattr(&name, attr)?;
+    }
+    Ok(())
 }
 
 /// Whether `err` must stop the loop instead of going to the exception handler.
@@ -646,6 +726,35 @@ pub struct AsyncioNames {
     /// True where the socket transport has its own `writelines` (Python 3.12+: its own
     /// RuntimeError texts, a memoryview of each item); before, `WriteTransport.writelines`.
     pub own_writelines: bool,
+    /// The running Python's `_SelectorSocketTransport.write` TypeError text up to the type's
+    /// name (3.14 and late 3.13 releases name `bytes, bytearray, or memoryview`; before, `a
+    /// bytes-like object`): taken from asyncio itself, see [`probe_write_type_error`].
+    pub write_type_error: String,
+}
+
+/// What the running Python's `_SelectorSocketTransport.write(None, None)` raises, minus the type
+/// name: the method checks `data`'s type before it touches `self`, so the probe runs nothing else.
+/// Falls back to the text of 3.11-3.13.0 if asyncio's method ever stops raising that way.
+fn probe_write_type_error(py: Python<'_>) -> String {
+    const FALLBACK: &str = "data argument must be a bytes-like object, not ";
+    let probe = || -> PyResult<Option<String>> {
+        let write = py
+            .import("asyncio.selector_events")?
+            .getattr("_SelectorSocketTransport")?
+            .getattr("write")?;
+        let Err(err) = write.call1((py.None(), py.None())) else {
+            return Ok(None);
+        };
+        if !err.is_instance_of::<PyTypeError>(py) {
+            return Ok(None);
+        }
+        let text = err.value(py).str()?.to_string();
+        Ok(text.strip_suffix("'NoneType'").map(str::to_owned))
+    };
+    probe()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| FALLBACK.to_owned())
 }
 
 static NAMES: PyOnceLock<AsyncioNames> = PyOnceLock::new();
@@ -707,6 +816,14 @@ pub fn names(py: Python<'_>) -> PyResult<&AsyncioNames> {
             sends_empty_datagrams: py.version_info() >= (3, 13),
             datagram_header_size: if py.version_info() >= (3, 13) { 8 } else { 0 },
             own_writelines: py.version_info() >= (3, 12),
+            write_type_error: probe_write_type_error(py),
+        })
+        .and_then(|names| {
+            let socket = py.get_type::<stream::SocketTransport>();
+            inherit_from(&socket, names.transport_class.bind(py))?;
+            // What lacks an attribute is reported as asyncio reports its own transport.
+            crate::ffi::set_message_name(&socket, c"_SelectorSocketTransport");
+            Ok(names)
         })
     })
 }

@@ -31,7 +31,7 @@ use pyo3::types::{PyBytes, PyDict, PyMemoryView};
 use pyo3::{intern, PyTraverseError};
 
 use super::{
-    apply, call_soon_in, class_attr, close_unclosed, debug_log, extra_info, flow, is_bytes_like,
+    apply, call_soon_in, close_unclosed, debug_log, extra_info, flow, is_bytes_like,
     is_fatal_to_loop, names, read_chunk, report, report_callback_error, send_or_buffer,
     transport_context, transport_socket, unwatch, watch, write_buffer_limits, Finalize, Reactive,
     Transport, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
@@ -735,9 +735,9 @@ impl SocketTransport {
         let this = slf.get();
         if !is_bytes_like(data) {
             let tname = data.get_type().name()?.to_string();
-            return Err(PyTypeError::new_err(format!(
-                "data argument must be a bytes-like object, not '{tname}'"
-            )));
+            // The running Python's text (it changed in 3.14), see `probe_write_type_error`.
+            let text = &names(py)?.write_type_error;
+            return Err(PyTypeError::new_err(format!("{text}'{tname}'")));
         }
         {
             let mut st = this.st.borrow_mut(py);
@@ -959,14 +959,6 @@ impl SocketTransport {
                 None => Ok(None),
             }
         })
-    }
-
-    /// What oxloop does not define is looked up on asyncio's class (see `class_attr`).
-    fn __getattr__<'py>(
-        slf: &Bound<'py, Self>,
-        name: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        class_attr(slf.as_any(), name)
     }
 
     /// Set the high- and low-water limits for write flow control.
