@@ -153,7 +153,7 @@ EXTRA = {
 
 def run_one(loop_name: str, row: str, n: int) -> None:
     """The child: ``row`` with ``n`` operations on a fresh ``loop_name`` loop, after a warm-up."""
-    from loops import MONITORED, factory
+    from loops import factory
     from micro import BY_NAME
 
     if loop_name.startswith("oxloop") and os.environ.get(MONITORED_RUN_ENV):
