@@ -221,12 +221,13 @@ ecosystem: venv ## Real libraries' own test suites on asyncio and oxloop (SUITES
 	nice -n 10 $(PY) ecosystem/run.py $(if $(SUITES),--suites $(SUITES)) -- $(ARGS)
 
 .PHONY: lint
-lint: build ## cargo fmt --check, clippy -D warnings, ruff, stubtest of the extension's stubs
+lint: build ## cargo fmt --check, clippy -D warnings, ruff, stubtest of the extension's stubs, mypy of the package stubs per Python
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 	$(VENV)/bin/ruff check python tests benchmarks examples ecosystem
 	$(VENV)/bin/ruff format --check python tests benchmarks examples ecosystem
 	$(PY) -m mypy.stubtest oxloop._oxloop
+	$(foreach v,3.11 3.12 3.13 3.14 3.15,$(PY) -m mypy --platform linux --python-version $(v) python/oxloop/__init__.pyi &&) true
 
 .PHONY: format
 format: venv ## Format Rust and Python sources

@@ -9,6 +9,7 @@ pause on EMFILE, and a server closed while connections are pending.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import resource
@@ -409,3 +410,78 @@ def test_accept_out_of_fds_pauses_then_resumes(on_both):
     aio, ox = on_both(scenario)
     assert aio == ox
     assert aio[0][:3] == ("socket.accept() out of system resource", "OSError", errno.EMFILE)
+
+
+def _first_report(on_both, provoke):
+    """What the first exception-handler call says when ``provoke(loop, server)`` (a context
+    manager, entered while the server runs) makes its accept loop fail, the same on both loops;
+    the message is cut before the callback's arguments (their reprs hold addresses)."""
+
+    def scenario(loop):
+        async def main():
+            server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+            with provoke(loop, server):
+                while not loop.handled_errors:
+                    await asyncio.sleep(0)
+            context = loop.handled_errors[0]
+            shape = (
+                context["message"].split("(")[0],
+                repr(context["exception"]),
+                type(context["handle"]).__name__,
+                context["handle"].cancelled(),
+            )
+            server.close()
+            await server.wait_closed()
+            loop.handled_errors.clear()
+            return shape
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
+    return aio
+
+
+def test_accept_error_reported_as_asyncio_reports_it(on_both):
+    """An accept error other than EMFILE and friends (EINVAL: the listener was shut down) goes to
+    the exception handler as the failure of asyncio's ``_accept_connection`` reader handle."""
+
+    @contextlib.contextmanager
+    def shut_down(loop, server):
+        # A listening socket shut down for reading is readable, and accept fails with EINVAL.
+        server.sockets[0].shutdown(socket.SHUT_RD)
+        yield
+
+    assert _first_report(on_both, shut_down) == (
+        "Exception in callback BaseSelectorEventLoop._accept_connection",
+        repr(OSError(errno.EINVAL, os.strerror(errno.EINVAL))),
+        "Handle",
+        False,
+    )
+
+
+def test_accept_task_failure_reported_as_asyncio_reports_it(on_both):
+    """An error making the connection's task (here the task factory's) goes to the exception
+    handler as the failure of asyncio's ``_accept_connection`` reader handle."""
+
+    def refuse(loop, coro, **kwargs):
+        # Close what asyncio's loop would leave to the collector (a ResourceWarning).
+        coro.cr_frame.f_locals["conn"].close()
+        coro.close()
+        raise RuntimeError("no task")
+
+    @contextlib.contextmanager
+    def connect_refusing_tasks(loop, server):
+        loop.set_task_factory(refuse)
+        try:
+            with socket.create_connection(server.sockets[0].getsockname()):
+                yield
+        finally:
+            loop.set_task_factory(None)
+
+    assert _first_report(on_both, connect_refusing_tasks) == (
+        "Exception in callback BaseSelectorEventLoop._accept_connection",
+        "RuntimeError('no task')",
+        "Handle",
+        False,
+    )

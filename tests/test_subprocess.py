@@ -100,6 +100,55 @@ def test_cat_pipeline_100mib(loop):
     assert loop.run_until_complete(main()) == (total, 0)
 
 
+def pipe_sizes(proc) -> list[int]:
+    """The capacity of each pipe between the loop and ``proc`` (stdin, stdout, stderr order)."""
+    import fcntl
+
+    sizes = []
+    for fd in (0, 1, 2):
+        pipe_transport = proc._transport.get_pipe_transport(fd)
+        if pipe_transport is not None:
+            pipe = pipe_transport.get_extra_info("pipe")
+            sizes.append(fcntl.fcntl(pipe.fileno(), fcntl.F_GETPIPE_SZ))
+    return sizes
+
+
+def test_pipesize_is_kept(on_both):
+    # A caller's pipesize= (Popen's) is what the child's pipes get, on both loops.
+    def scenario(loop):
+        async def main():
+            proc = await asyncio.create_subprocess_exec(
+                "cat", stdin=PIPE, stdout=PIPE, stderr=PIPE, pipesize=16384
+            )
+            sizes = pipe_sizes(proc)
+            out, _ = await proc.communicate(b"x" * 100_000)
+            return sizes, len(out), proc.returncode
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox == ([16384] * 3, 100_000, 0)
+
+
+def test_pipes_grown_for_the_first_children(loop, loop_kind):
+    # oxloop gives the pipes of its first 8 running children 256 KiB (fewer reads, writes and
+    # wake-ups per MiB); asyncio keeps Linux's default, 64 KiB. The 9th child gets the default.
+    async def main():
+        procs = [
+            await asyncio.create_subprocess_exec("cat", stdin=PIPE, stdout=PIPE, stderr=PIPE)
+            for _ in range(9)
+        ]
+        sizes = [pipe_sizes(p) for p in procs]
+        for p in procs:
+            p.stdin.close()
+        return sizes, [await p.wait() for p in procs]
+
+    sizes, codes = loop.run_until_complete(main())
+    grown = 256 * 1024 if loop_kind == "oxloop" else 64 * 1024
+    assert sizes == [[grown] * 3] * 8 + [[64 * 1024] * 3]
+    assert codes == [0] * 9
+
+
 def test_communicate_both_pipes(on_both):
     def scenario(loop):
         async def main():

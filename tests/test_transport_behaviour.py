@@ -149,6 +149,52 @@ def test_write_eof_on_a_write_pipe(on_both):
     assert a == o == [True, True, b"abc", ["made", ("lost", None)]]
 
 
+def test_write_pipe_keeps_what_was_written(on_both):
+    # A full pipe queues what it cannot take: large bytes (held, not copied), a bytearray and a
+    # memoryview changed after write() (their bytes at write() time count), small writes; the
+    # reader gets them in order, and the buffer size counts each byte once.
+    def scenario(loop):
+        async def main():
+            import fcntl
+
+            r, w = os.pipe()
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
+            tr, pr = await loop.connect_write_pipe(Collect, os.fdopen(w, "wb"))
+            big = bytes(range(256)) * 400  # 100 KiB: partly taken by the pipe, the rest queued
+            mutable = bytearray(b"m" * 40_000)
+            view_source = bytearray(b"v" * 30_000)
+            tr.write(big)
+            sizes = [tr.get_write_buffer_size()]
+            tr.write(b"small")
+            tr.write(mutable)
+            tr.write(memoryview(view_source))
+            tr.write(big[1000:])
+            mutable[:] = b"X" * len(mutable)
+            view_source[:] = b"Y" * len(view_source)
+            sizes.append(tr.get_write_buffer_size() - sizes[0])
+            tr.close()
+            got = bytearray()
+            os.set_blocking(r, False)
+            while not pr.lost.done():
+                await asyncio.sleep(0)
+                try:
+                    got += os.read(r, 65536)
+                except BlockingIOError:
+                    pass
+            os.set_blocking(r, True)
+            while chunk := os.read(r, 65536):
+                got += chunk
+            os.close(r)
+            want = big + b"small" + b"m" * 40_000 + b"v" * 30_000 + big[1000:]
+            return sizes, bytes(got) == want, len(got), pr.events
+
+        return loop.run_until_complete(main())
+
+    a, o = on_both(scenario)
+    assert a == o
+    assert o[1] is True and o[0][1] == 5 + 40_000 + 30_000 + 102_400 - 1000
+
+
 def test_datagram_write_buffer_limits(on_both):
     def scenario(loop):
         async def main():

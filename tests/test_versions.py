@@ -18,6 +18,10 @@ from oxloop import _borrowed
 
 PY312 = sys.version_info >= (3, 12)
 PY313 = sys.version_info >= (3, 13)
+PY314 = sys.version_info >= (3, 14)
+# The policy getter and setter without 3.14's deprecation warnings (the same functions).
+_get_policy = getattr(asyncio.events, "_get_event_loop_policy", asyncio.get_event_loop_policy)
+_set_policy = getattr(asyncio.events, "_set_event_loop_policy", asyncio.set_event_loop_policy)
 
 
 def test_borrowed_methods_are_the_running_pythons():
@@ -176,7 +180,7 @@ def test_exception_handler_runs_in_the_callbacks_context(on_both):
 
 
 def test_install_warns_from_3_14(monkeypatch):
-    old = asyncio.get_event_loop_policy()
+    old = _get_policy()
     monkeypatch.setattr(sys, "version_info", (3, 14, 0, "final", 0))
     try:
         with pytest.warns(DeprecationWarning, match="oxloop.install") as record:
@@ -184,10 +188,10 @@ def test_install_warns_from_3_14(monkeypatch):
         # Only oxloop's warning, pointing at the caller of install().
         assert len(record) == 1
         assert record[0].filename == __file__
-        assert isinstance(asyncio.get_event_loop_policy(), oxloop.EventLoopPolicy)
+        assert isinstance(_get_policy(), oxloop.EventLoopPolicy)
     finally:
         monkeypatch.undo()
-        asyncio.set_event_loop_policy(old)
+        _set_policy(old)
 
 
 @pytest.mark.skipif(not PY313, reason="a Server tracks its transports from 3.13")
@@ -233,3 +237,204 @@ def test_transport_collected_while_open_leaves_its_server(on_both):
 
     aio, ox = on_both(scenario)
     assert aio == ox
+
+
+def test_transport_write_type_error_is_the_running_pythons(on_both):
+    """A str written to a socket transport: asyncio's TypeError text, which 3.14 reworded."""
+
+    def scenario(loop):
+        async def main():
+            server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+            try:
+                transport.write("text")
+            except TypeError as exc:
+                return str(exc)
+            finally:
+                transport.close()
+                server.close()
+                await server.wait_closed()
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
+    assert aio.endswith("not 'str'")
+
+
+def test_tasks_are_asyncios_c_tasks_seen_by_all_tasks(on_both):
+    """Tasks on oxloop are CPython's C Task (3.14 registers them per thread for all_tasks() and
+    ``python -m asyncio ps``), found by all_tasks(loop) and current_task() as on asyncio's loop."""
+
+    def scenario(loop):
+        async def child(started):
+            started.set()
+            await asyncio.sleep(3600)
+
+        async def main():
+            started = asyncio.Event()
+            t = loop.create_task(child(started), name="child")
+            await started.wait()
+            names = sorted(x.get_name() for x in asyncio.all_tasks(loop))
+            current = asyncio.current_task().get_name()
+            c_task = type(t) is asyncio.tasks._CTask
+            t.cancel()
+            return names, current, c_task
+
+        return loop.run_until_complete(loop.create_task(main(), name="main"))
+
+    aio, ox = on_both(scenario)
+    assert aio == ox == (["child", "main"], "main", True)
+
+
+@pytest.mark.skipif(not PY314, reason="asyncio.capture_call_graph is new in 3.14")
+def test_call_graph_of_an_oxloop_task(on_both):
+    """3.14's asyncio.capture_call_graph: the same coroutine stack and awaiting tasks on oxloop
+    (written from 3.14's Lib/asyncio/graph.py; not run here before a 3.14 interpreter was at
+    hand)."""
+
+    def scenario(loop):
+        async def leaf(ready, out):
+            graph = asyncio.capture_call_graph()
+            out.append(
+                (
+                    [entry.frame.f_code.co_name for entry in graph.call_stack],
+                    [edge.future.get_name() for edge in graph.awaited_by],
+                )
+            )
+            ready.set()
+
+        async def parent():
+            ready, out = asyncio.Event(), []
+            await loop.create_task(leaf(ready, out), name="leaf")
+            await ready.wait()
+            return out[0]
+
+        return loop.run_until_complete(loop.create_task(parent(), name="parent"))
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
+    assert aio[1] == ["parent"]
+
+
+def test_subprocess_transport_closed_after_its_loop(on_both):
+    """Closing a subprocess transport after its loop closed: 3.13.0 and older close the pipes and
+    raise ``Event loop is closed``; 3.14 leaves them (gh-114177): oxloop asks asyncio."""
+    import gc
+    import warnings
+
+    def pidfds():
+        fds = set()
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]":
+                    fds.add(int(fd))
+            except OSError:
+                pass
+        return fds
+
+    def scenario(loop):
+        pidfds_before = pidfds()
+
+        async def main():
+            transport, _ = await loop.subprocess_exec(
+                asyncio.SubprocessProtocol,
+                sys.executable,
+                "-c",
+                "import time; time.sleep(60)",
+                stdin=-1,
+                stdout=-1,
+            )
+            transport.kill()
+            return transport
+
+        transport = loop.run_until_complete(main())
+        loop.close()
+        try:
+            transport.close()
+            outcome = "closed"
+        except RuntimeError as exc:
+            outcome = str(exc)
+        with warnings.catch_warnings():
+            # What is left of the pipes goes with the transport, as on asyncio's loop.
+            warnings.simplefilter("ignore", ResourceWarning)
+            del transport
+            gc.collect()
+        if not type(loop).__module__.startswith("oxloop"):
+            # asyncio's PidfdChildWatcher (3.12, 3.13) leaves its pidfd open when the loop
+            # closes before the child's exit was read; oxloop closes its own with the loop.
+            for fd in pidfds() - pidfds_before:
+                os.close(fd)
+        return outcome
+
+    aio, ox = on_both(scenario)
+    assert aio == ox
+
+
+@pytest.mark.skipif(not PY314, reason="create_task passes eager_start= on to Task from 3.14")
+def test_create_task_eager_start(on_both):
+    """3.14's ``create_task(coro, eager_start=True)``: the C Task starts at once, which it only
+    does where ``_asyncio`` knows the loop as the running one (written from 3.14's source; not run
+    here before a 3.14 interpreter was at hand)."""
+
+    def scenario(loop):
+        async def child(order):
+            order.append("child started")
+            await asyncio.sleep(0)
+            order.append("child done")
+
+        async def main():
+            order = []
+            task = asyncio.create_task(child(order), eager_start=True)
+            order.append("created")
+            await task
+            return order
+
+        return loop.run_until_complete(main())
+
+    aio, ox = on_both(scenario)
+    assert aio == ox == ["child started", "created", "child done"]
+
+
+@pytest.mark.skipif(
+    not (3, 13) <= sys.version_info < (3, 15), reason="Py_mod_gil slots as in 3.13 and 3.14"
+)
+def test_extension_declares_that_it_needs_the_gil():
+    """The extension's Py_mod_gil slot says Py_MOD_GIL_USED (NULL), so a free-threaded interpreter
+    would turn its GIL on to load it (PyO3's default says Py_MOD_GIL_NOT_USED)."""
+    import ctypes
+
+    from oxloop import _oxloop
+
+    class Slot(ctypes.Structure):
+        _fields_ = [("slot", ctypes.c_int), ("value", ctypes.c_void_p)]
+
+    class ModuleDef(ctypes.Structure):
+        # PyModuleDef: PyModuleDef_Base (PyObject_HEAD, m_init, m_index, m_copy), then ours.
+        _fields_ = [
+            ("ob_refcnt", ctypes.c_ssize_t),
+            ("ob_type", ctypes.c_void_p),
+            ("m_init", ctypes.c_void_p),
+            ("m_index", ctypes.c_ssize_t),
+            ("m_copy", ctypes.c_void_p),
+            ("m_name", ctypes.c_char_p),
+            ("m_doc", ctypes.c_char_p),
+            ("m_size", ctypes.c_ssize_t),
+            ("m_methods", ctypes.c_void_p),
+            ("m_slots", ctypes.POINTER(Slot)),
+        ]
+
+    get_def = ctypes.pythonapi.PyModule_GetDef
+    get_def.restype = ctypes.c_void_p
+    get_def.argtypes = [ctypes.py_object]
+    module_def = ModuleDef.from_address(get_def(_oxloop))
+    assert module_def.m_name == b"_oxloop"
+    slots = {}
+    i = 0
+    while module_def.m_slots[i].slot:
+        slots[module_def.m_slots[i].slot] = module_def.m_slots[i].value
+        i += 1
+    py_mod_gil = 4
+    assert py_mod_gil in slots
+    assert slots[py_mod_gil] is None  # Py_MOD_GIL_USED

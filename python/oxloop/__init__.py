@@ -4,6 +4,7 @@ Entry points::
 
     oxloop.run(main())                                  # like asyncio.run, on oxloop
     with asyncio.Runner(loop_factory=oxloop.new_event_loop) as runner: ...
+    asyncio.run(main(), loop_factory=oxloop.new_event_loop)   # 3.12+
     oxloop.install()                                    # policy-based code (deprecated from 3.14)
     python -m oxloop app.py                             # any asyncio program, unchanged
     python -m oxloop --monitor app.py                   # ... with monitoring mode on

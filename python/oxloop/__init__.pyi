@@ -1,6 +1,7 @@
 """Type stubs for the public ``oxloop`` API."""
 
 import asyncio
+from asyncio.unix_events import _UnixDefaultEventLoopPolicy
 from typing import Any, Coroutine, Optional, TypeVar, Union
 
 from ._loop import Loop as Loop
@@ -22,7 +23,8 @@ def run(
 ) -> _T: ...
 def stats(loop: Optional[asyncio.AbstractEventLoop] = None) -> Stats: ...
 
-class EventLoopPolicy(asyncio.AbstractEventLoopPolicy):
+# As at run time: the running Python's own default policy class (no deprecated name on 3.14).
+class EventLoopPolicy(_UnixDefaultEventLoopPolicy):
     def get_event_loop(self) -> asyncio.AbstractEventLoop: ...
     def set_event_loop(self, loop: Optional[asyncio.AbstractEventLoop]) -> None: ...
     def new_event_loop(self) -> Loop: ...

@@ -128,9 +128,13 @@ def main(argv: list[str]) -> int:
     if argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        asyncio.set_event_loop_policy(oxloop.EventLoopPolicy())
+    # The policy is how asyncio.run() and asyncio.new_event_loop() in the program find oxloop:
+    # 3.14 deprecates the public setter, so its private one (the same function without the
+    # warning) is used where it exists, as asyncio's own code does.
+    set_policy = getattr(asyncio.events, "_set_event_loop_policy", None)
+    if set_policy is None:
+        set_policy = asyncio.set_event_loop_policy
+    set_policy(oxloop.EventLoopPolicy())
     if argv[0] == "-m":
         if len(argv) < 2:
             print("python -m oxloop: -m needs a module name", file=sys.stderr)

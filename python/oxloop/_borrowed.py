@@ -12,7 +12,14 @@ that allow a call only from asyncio's own files (blockbuster) see asyncio's file
 
 A function is borrowed only where it goes through the loop's public methods, the hooks above and
 the private attributes ``Loop.__init__`` provides. Checked against ``Lib/asyncio`` of 3.11, 3.12,
-3.13 (installed here) and of CPython's 3.14 branch and main. The private state they touch:
+3.13 (installed here, and run) and, by reading, of 3.14.5: every name below still exists there, at
+the same level, and still calls only what oxloop provides. What 3.14 changed in them:
+``create_task`` takes ``**kwargs`` (``eager_start=``...), handed to the task factory or ``Task``;
+``_sock_sendfile_native_impl`` calls ``_sock_sendfile_update_filepos(fileno, offset)`` with two
+arguments (both borrowed, so they change together); ``_accept_connection`` takes ``backlog + 1``
+connections and goes on after ``ConnectionAbortedError``; ``_connect_sock``, ``create_connection``,
+``start_tls``, ``_sendfile_fallback`` and ``_sock_sendfile_fallback`` changed inside, through the
+same loop methods. The private state they touch:
 
 - ``_task_factory``, ``_exception_handler``, ``_current_handle`` (set by the Rust tick in debug
   mode), ``_default_executor``, ``_executor_shutdown_called``, ``_asyncgens``,

@@ -97,10 +97,9 @@ class Stats:
     callbacks: int
     #: Readiness events the poller returned.
     io_events: int
-    #: Tasks created through the loop's ``create_task`` while monitored (``None`` when the loop
-    #: never was: counting is a wrapper around ``create_task`` that only monitoring installs),
-    #: and tasks not done now.
-    tasks_created: Optional[int]
+    #: Tasks the loop's ``create_task`` returned (``asyncio.create_task``, ``ensure_future`` and
+    #: ``TaskGroup`` go through it; counted at all times), and tasks not done now.
+    tasks_created: int
     tasks_pending: int
     #: Seconds the loop ran callbacks and its own work / waited in the poller, while monitored.
     #: The time waiting is sampled (every ``sample_period``, so within a few periods over any
@@ -147,7 +146,7 @@ def stats(loop=None) -> Stats:
         ticks=raw["ticks"],
         callbacks=raw["callbacks"],
         io_events=raw["io_events"],
-        tasks_created=monitor.tasks_created if monitor else None,
+        tasks_created=raw["tasks_created"],
         tasks_pending=pending,
         busy_time=busy,
         wait_time=wait,
@@ -178,8 +177,6 @@ def enable(loop) -> "Monitor":
     monitor = _monitors.get(loop)
     if monitor is None:
         monitor = _monitors[loop] = Monitor(loop)
-        # An instance attribute: unmonitored loops run asyncio's create_task with no wrapper.
-        loop.create_task = monitor.create_task
         _oxloop.monitor_start(loop, monitor, SAMPLE_PERIOD, float(loop.slow_callback_duration))
         from . import _live, _otel
 
@@ -192,7 +189,6 @@ def disable(loop) -> None:
     """Turn monitoring off for ``loop``: joins its watchdog. Statistics gathered so far stay."""
     if _monitors.get(loop) is not None:
         _oxloop.monitor_stop(loop)
-        loop.__dict__.pop("create_task", None)
 
 
 def set_threshold(loop, seconds) -> None:
@@ -227,21 +223,8 @@ class Monitor:
         self._entries: dict = {}
         self.events: deque = deque(maxlen=MAX_EVENTS)
         self.slow_count = 0
-        self.tasks_created = 0
         self._logged: deque = deque()
         self._suppressed = 0
-
-    def create_task(self, coro, **kwargs):
-        """The monitored loop's ``create_task``: asyncio's own, counted."""
-        self.tasks_created += 1
-        loop = self._loop()
-        task = type(loop).create_task(loop, coro, **kwargs)
-        tb = getattr(task, "_source_traceback", None)
-        if tb and tb[-1][0] == __file__:
-            # Debug mode: asyncio's create_task dropped its own frame; drop this wrapper's too,
-            # so the traceback ends where the user called create_task.
-            del tb[-1]
-        return task
 
     # Called on the loop thread, at most once per sampling period.
     def _sample(self, what, micros):

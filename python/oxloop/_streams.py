@@ -11,17 +11,13 @@ asyncio's own ``base_events.Server``: it only talks to the loop through ``_start
 
 from __future__ import annotations
 
-import errno
 import socket
-from asyncio import constants, events, format_helpers, trsock
 
 from . import _oxloop
 
 # Listening sockets served by oxloop's native accept loop (_oxloop.serve); any other goes
 # through asyncio's _accept_connection as a reader.
 _NATIVE_ACCEPT = frozenset({socket.AF_INET, socket.AF_INET6, socket.AF_UNIX})
-# Mirrors _accept_connection: these accept errors pause accepting for ACCEPT_RETRY_DELAY.
-_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class StreamsMixin:
@@ -52,7 +48,8 @@ class StreamsMixin:
     ):
         # Mirrors BaseSelectorEventLoop._start_serving. A plain socket is served by a native
         # watcher that accepts in Rust and runs asyncio's _accept_connection2 (borrowed) per
-        # connection; any other socket gets asyncio's _accept_connection (borrowed) as a reader.
+        # connection, and asyncio's _accept_connection in debug mode and after an accept error;
+        # any other socket gets asyncio's _accept_connection (borrowed) as a reader.
         args = (
             protocol_factory,
             sock,
@@ -67,48 +64,6 @@ class StreamsMixin:
             _oxloop.serve(self, fd, args)
         else:
             self._add_reader(fd, self._accept_connection, *args)
-
-    def _accept_cold(self, exc, *args):
-        """The rare paths of the native accept loop (``_oxloop.serve``).
-
-        ``exc`` None (debug mode): asyncio's own ``_accept_connection``, which logs each
-        connection. Otherwise the error the accept raised, handled as asyncio's
-        ``_accept_connection`` handles it; True if asyncio's accept loop goes on after it (it
-        does after the out-of-resources pause). Errors are reported as a failing reader handle's.
-        """
-        sock = args[1]
-        try:
-            if exc is None:
-                self._accept_connection(*args)
-            elif isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS:
-                # Mirrors _accept_connection: Linux keeps reporting the fd ready, so stop
-                # watching it and start serving again after a while.
-                self.call_exception_handler(
-                    {
-                        "message": "socket.accept() out of system resource",
-                        "exception": exc,
-                        "socket": trsock.TransportSocket(sock),
-                    }
-                )
-                self._remove_reader(sock.fileno())
-                self.call_later(constants.ACCEPT_RETRY_DELAY, self._start_serving, *args)
-                return True
-            else:
-                raise exc
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as err:
-            # Mirrors events.Handle._run for the reader handle asyncio would have run.
-            callback = self._accept_connection
-            source = format_helpers._format_callback_source(callback, args, debug=self.get_debug())
-            self.call_exception_handler(
-                {
-                    "message": f"Exception in callback {source}",
-                    "exception": err,
-                    "handle": events.Handle(callback, args, self),
-                }
-            )
-        return False
 
     def _stop_serving(self, sock):
         # Mirrors BaseSelectorEventLoop._stop_serving. On 3.13+ the Unix loop's _stop_serving

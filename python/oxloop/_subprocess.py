@@ -15,10 +15,13 @@ through ``_make_subprocess_transport``. The pipes are oxloop's Rust pipe transpo
   ``ThreadedChildWatcher`` does.
 - Closing the loop hands every child still running to a daemon thread that reaps it, so no zombie
   is left behind; its pidfd is closed at once.
+- The pipes ``Popen`` makes for the child (stdin, stdout, stderr) hold ``_PIPE_SIZE`` bytes
+  instead of Linux's 64 KiB, unless the caller chose ``pipesize=``: see ``_grow_pipes``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -27,6 +30,14 @@ import threading
 from asyncio import base_subprocess
 
 logger = logging.getLogger("asyncio")
+
+# The capacity given to a child's pipes: one full read of the pipe transports (their read size).
+_PIPE_SIZE = 256 * 1024
+
+# Pipes are grown only while the loop has fewer children than this: a non-root user's pipes
+# share one budget (/proc/sys/fs/pipe-user-pages-soft, 64 MiB by default), and past it every new
+# pipe of that user gets 8 KiB. 8 children with three grown pipes hold 6 MiB of it at most.
+_PIPE_GROW_CHILDREN = 8
 
 
 def _pidfd_open(pid):
@@ -39,6 +50,28 @@ def _pidfd_open(pid):
     except OSError:
         # ENOSYS before Linux 5.3, EPERM under some seccomp filters.
         return None
+
+
+def _grow_pipes(proc):
+    """Give each pipe Popen made for ``proc`` a capacity of ``_PIPE_SIZE`` bytes, if Linux allows.
+
+    With 64 KiB pipes, streaming through a child takes a read, a write, an epoll wake-up and two
+    context switches per 64 KiB; with 256 KiB, a quarter of them (libuv, hence uvloop, gets the
+    same effect by giving children socketpairs, whose buffers are larger).
+    """
+    # NOTE: asyncio leaves Linux's default; the child sees a pipe either way, only its capacity
+    # differs. A caller's own pipesize= is kept (Popen applied it), and a refusal (EPERM once the
+    # user's pipe budget is spent, or an older kernel) leaves the default.
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is None:
+        return
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is None:
+            continue
+        try:
+            fcntl.fcntl(pipe.fileno(), set_size, _PIPE_SIZE)
+        except OSError:
+            pass
 
 
 def _reap(pid, proc):
@@ -86,6 +119,40 @@ class _Child:
         self.transport = transport
 
 
+def _closes_pipes_of_closed_loop():
+    """Whether the running Python's ``BaseSubprocessTransport.close`` closes the pipes when the
+    loop is already closed (then ``Event loop is closed``); gh-114177 made it skip them (3.14 and
+    bug-fix releases of older branches). Asked of asyncio's own method, on a bare instance with
+    one recording pipe and no child, so the answer follows the running Python's release."""
+    closed = []
+
+    class Pipe:
+        def close(self):
+            closed.append(True)
+
+    class Proto:
+        pipe = Pipe()
+
+    class ClosedLoop:
+        def is_closed(self):
+            return True
+
+    probe = object.__new__(base_subprocess.BaseSubprocessTransport)
+    probe._closed = False
+    probe._pipes = {0: Proto()}
+    probe._loop = ClosedLoop()
+    probe._proc = None
+    probe._returncode = None
+    try:
+        base_subprocess.BaseSubprocessTransport.close(probe)
+    except Exception:  # noqa: BLE001 - a changed method: keep the behaviour of 3.11-3.13.0
+        return True
+    return bool(closed)
+
+
+_CLOSES_PIPES_OF_CLOSED_LOOP = _closes_pipes_of_closed_loop()
+
+
 class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
     """asyncio's SubprocessTransport over oxloop pipe transports and a pidfd exit watch."""
 
@@ -111,6 +178,8 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
             bufsize=bufsize,
             **kwargs,
         )
+        if kwargs.get("pipesize", -1) == -1 and len(self._loop._children) < _PIPE_GROW_CHILDREN:
+            _grow_pipes(self._proc)
         self._loop._watch_child(self)
 
     def _has_exited(self):
@@ -153,6 +222,8 @@ class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
         for proto in self._pipes.values():
             if proto is None:
                 continue
+            if not _CLOSES_PIPES_OF_CLOSED_LOOP and (not self._loop or self._loop.is_closed()):
+                continue  # As the running Python's (gh-114177): its pipes went with the loop.
             proto.pipe.close()
         if self._proc is not None and self._returncode is None and not self._has_exited():
             if self._loop.get_debug():

@@ -1,7 +1,7 @@
 //! `oxloop._oxloop.Resolver`: `loop.getaddrinfo` for host names without Python's thread pool.
 //!
 //! A query goes to oxloop-core's resolver threads, which call libc's `getaddrinfo` holding no
-//! GIL; their eventfd is watched by the loop like a transport (a `NativeWatcher`), and in the
+//! GIL; their eventfd is watched by the loop like a transport (a [`Dispatch`]), and in the
 //! tick the finished queries' futures get their raw results. The Python side
 //! (`oxloop._sock.SocketMethods.getaddrinfo`) encodes the arguments exactly as
 //! `socket.getaddrinfo` does and converts the raw tuples into its exact answer; a failed lookup
@@ -20,8 +20,9 @@ use pyo3::types::PyList;
 use pyo3::{intern, PyTraverseError};
 
 use crate::errors;
-use crate::event_loop::{Direction, NativeWatcher, PyLoop, Watcher};
+use crate::event_loop::{Direction, PyLoop, Watcher};
 use crate::gil::GilCell;
+use crate::transports::{Dispatch, Reactive};
 
 /// Mutable state of the resolver.
 struct Inner {
@@ -46,20 +47,10 @@ pub struct Resolver {
     st: GilCell<Inner>,
 }
 
-/// The loop's reader for the pool's eventfd.
-struct Watch(Py<Resolver>);
-
-impl NativeWatcher for Watch {
-    fn ready(&self, py: Python<'_>, _direction: Direction) -> PyResult<()> {
-        Resolver::deliver(self.0.bind(py))
-    }
-
-    fn describe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(self.0.bind(py).clone().into_any())
-    }
-
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.0)
+impl Reactive for Resolver {
+    #[inline(always)]
+    fn on_ready(slf: &Bound<'_, Self>, _direction: Direction) -> PyResult<()> {
+        Resolver::deliver(slf)
     }
 }
 
@@ -188,7 +179,10 @@ impl Resolver {
             (fd, watch)
         };
         if watch {
-            let watcher = Watcher::Native(Arc::new(Watch(slf.clone().unbind())));
+            let watcher = Watcher::Native(Arc::new(Dispatch {
+                target: slf.clone().unbind(),
+                context: None,
+            }));
             if let Err(e) = loop_.get().watch(py, fd, Direction::Read, watcher) {
                 slf.get().st.borrow_mut(py).watching = false;
                 return Err(e);

@@ -385,6 +385,30 @@ impl PyLoop {
         Ok(())
     }
 
+    /// Registers `watcher` as [`PyLoop::watch`] does and returns its token: the address of its
+    /// `Arc`, never 0, which [`PyLoop::watches`] recognises while it is still the fd's watcher.
+    pub fn watch_native(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        direction: Direction,
+        watcher: Arc<dyn NativeWatcher>,
+    ) -> PyResult<usize> {
+        let token = Arc::as_ptr(&watcher) as *const () as usize;
+        self.watch(py, fd, direction, Watcher::Native(watcher))?;
+        Ok(token)
+    }
+
+    /// Whether the registration `token` (from [`PyLoop::watch_native`]) is still `fd`'s watcher
+    /// for `direction` (`remove_reader`, a second watch or the loop's close may have replaced it).
+    pub fn watches(&self, py: Python<'_>, fd: RawFd, direction: Direction, token: usize) -> bool {
+        let st = self.state.borrow(py);
+        matches!(
+            st.fds.watcher(fd, direction),
+            Some(Watcher::Native(n)) if Arc::as_ptr(n) as *const () as usize == token
+        )
+    }
+
     /// Removes `fd`'s watcher for `direction`; `true` if there was one (the core of
     /// `remove_reader` / `remove_writer`). A Python handle removed this way is cancelled.
     pub fn unwatch(&self, py: Python<'_>, fd: RawFd, direction: Direction) -> PyResult<bool> {

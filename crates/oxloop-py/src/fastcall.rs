@@ -115,32 +115,49 @@ unsafe fn unpack<'py>(
     }))
 }
 
-/// Defines a fast entry point `$name` for the `Loop` method whose PyO3 descriptor is in
-/// `$slow`: `$nlead` leading positional arguments, then `$body` with the unpacked arguments.
+/// Defines the entry point `$name` of a `Loop` method: `$fast`, an expression of the vectorcall
+/// arguments named in its bars, answers the argument shapes it takes (`Some`); every other call
+/// (`None`) goes to the descriptor in `$slow`. The second form's `$fast` unpacks `$nlead` leading
+/// positional arguments and the keyword `context` (see [`unpack`]), then runs `$body`.
 macro_rules! fast_method {
-    ($name:ident, $slow:ident, $nlead:expr, |$u:ident| $body:expr) => {
-        /// See the module docs.
+    (
+        $(#[$doc:meta])*
+        $name:ident, $slow:ident,
+        |$py:ident, $slf:ident, $args:ident, $nargs:ident, $kwnames:ident| $fast:expr
+    ) => {
+        $(#[$doc])*
         ///
         /// # Safety
         /// Called by CPython as a `METH_FASTCALL | METH_KEYWORDS` method of `Loop` (see
         /// [`unpack`]).
         unsafe fn $name(
-            py: Python<'_>,
-            slf: *mut ffi::PyObject,
-            args: *const *mut ffi::PyObject,
-            nargs: ffi::Py_ssize_t,
-            kwnames: *mut ffi::PyObject,
+            $py: Python<'_>,
+            $slf: *mut ffi::PyObject,
+            $args: *const *mut ffi::PyObject,
+            $nargs: ffi::Py_ssize_t,
+            $kwnames: *mut ffi::PyObject,
         ) -> PyResult<*mut ffi::PyObject> {
-            // SAFETY: the caller's guarantees are passed on unchanged.
-            match unsafe { unpack(py, slf, args, nargs, kwnames, $nlead) } {
-                Some(unpacked) => {
-                    let $u = unpacked?;
-                    Ok($body?.into_ptr())
-                }
-                // SAFETY: as above.
-                None => unsafe { call_slow(py, &$slow, slf, args, nargs, kwnames) },
+            let fast: Option<PyResult<*mut ffi::PyObject>> = $fast;
+            match fast {
+                Some(result) => result,
+                // SAFETY: the caller's guarantees are passed on unchanged.
+                None => unsafe { call_slow($py, &$slow, $slf, $args, $nargs, $kwnames) },
             }
         }
+    };
+    ($name:ident, $slow:ident, $nlead:expr, |$u:ident| $body:expr) => {
+        fast_method!(
+            /// See the module docs.
+            $name, $slow,
+            |py, slf, args, nargs, kwnames| {
+                // SAFETY: the caller's guarantees are passed on unchanged.
+                match unsafe { unpack(py, slf, args, nargs, kwnames, $nlead) } {
+                    Some(Ok($u)) => Some($body.map(|r| r.into_ptr())),
+                    Some(Err(err)) => Some(Err(err)),
+                    None => None,
+                }
+            }
+        );
     };
 }
 
@@ -160,54 +177,83 @@ fast_method!(call_at, SLOW_CALL_AT, 2, |u| {
     let [when, callback] = u.lead;
     PyLoop::call_at(&u.slf, &when, callback, u.rest, u.context)
 });
+fast_method!(
+    /// `loop.create_task(coro)`; see [`plain_task`]. Every other call (keywords, a task factory,
+    /// debug mode, a closed loop, bad arguments) goes to asyncio's own function, which decides
+    /// and raises as the running Python does. Both paths count the tasks they return
+    /// (`oxloop.stats().tasks_created`).
+    create_task, SLOW_CREATE_TASK,
+    |py, slf, args, nargs, kwnames| {
+        // SAFETY: the caller's guarantees are passed on unchanged.
+        let task = match unsafe { plain_task(py, slf, args, nargs, kwnames) } {
+            Some(task) => task,
+            // SAFETY: as above.
+            None => unsafe { call_slow(py, &SLOW_CREATE_TASK, slf, args, nargs, kwnames) },
+        };
+        Some(task.inspect(|_| {
+            // SAFETY: as in `unpack`: `slf` is a live `Loop` (the descriptor checked its type).
+            let this = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyLoop>() };
+            this.get().state.borrow_mut(py).stats.tasks_created += 1;
+        }))
+    }
+);
 
 /// `loop.create_task(coro)` without a task factory, outside debug mode, on an open loop: what
-/// asyncio's `create_task` does then, `tasks.Task(coro, loop=self)`, without its Python frame.
-/// Every other call (keywords, a task factory, debug mode, a closed loop, bad arguments) goes to
-/// asyncio's own function, which decides and raises as the running Python does.
+/// asyncio's `create_task` does then, `tasks.Task(coro, loop=self)`, without its Python frame;
+/// `None` for any other call.
 ///
 /// # Safety
-/// Called by CPython as a `METH_FASTCALL | METH_KEYWORDS` method of `Loop` (see [`unpack`]).
-unsafe fn create_task(
+/// As for [`unpack`].
+#[inline(always)]
+unsafe fn plain_task(
     py: Python<'_>,
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    if nargs == 1 && kwnames.is_null() {
-        // SAFETY: as in `unpack`: `slf` is a live `Loop` (the descriptor checked its type).
-        let this = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyLoop>() };
-        let plain = {
-            let st = this.get().state.borrow(py);
-            !st.closed && !st.debug
-        };
-        if plain && this.getattr(intern!(py, "_task_factory"))?.is_none() {
-            let tasks = TASKS.get_or_try_init(py, || {
-                Ok::<_, PyErr>(py.import(intern!(py, "asyncio.tasks"))?.unbind())
-            })?;
-            let task = tasks.bind(py).getattr(intern!(py, "Task"))?;
-            let kwnames = LOOP_KWNAMES.get_or_init(py, || {
-                PyTuple::new(py, [intern!(py, "loop")])
-                    .expect("a one-item tuple")
-                    .unbind()
-            });
-            // SAFETY: `args[0]` is the borrowed coroutine; `slf` is borrowed too.
-            let argv = [unsafe { *args }, slf];
-            // SAFETY: `argv` holds one positional argument and one keyword value, both borrowed
-            // for the call; the result is a new reference or NULL with an exception set.
-            let result = unsafe {
-                ffi::PyObject_Vectorcall(task.as_ptr(), argv.as_ptr(), 1, kwnames.as_ptr())
-            };
-            return if result.is_null() {
-                Err(PyErr::fetch(py))
-            } else {
-                Ok(result)
-            };
-        }
+) -> Option<PyResult<*mut ffi::PyObject>> {
+    if nargs != 1 || !kwnames.is_null() {
+        return None;
     }
-    // SAFETY: the caller's guarantees are passed on unchanged.
-    unsafe { call_slow(py, &SLOW_CREATE_TASK, slf, args, nargs, kwnames) }
+    // SAFETY: as in `unpack`: `slf` is a live `Loop` (the descriptor checked its type).
+    let this = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyLoop>() };
+    let plain = {
+        let st = this.get().state.borrow(py);
+        !st.closed && !st.debug
+    };
+    if !plain {
+        return None;
+    }
+    match this.getattr(intern!(py, "_task_factory")) {
+        Ok(factory) if factory.is_none() => {}
+        Ok(_) => return None,
+        Err(err) => return Some(Err(err)),
+    }
+    let task = TASKS
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import(intern!(py, "asyncio.tasks"))?.unbind())
+        })
+        .and_then(|tasks| tasks.bind(py).getattr(intern!(py, "Task")));
+    let task = match task {
+        Ok(task) => task,
+        Err(err) => return Some(Err(err)),
+    };
+    let kwnames = LOOP_KWNAMES.get_or_init(py, || {
+        PyTuple::new(py, [intern!(py, "loop")])
+            .expect("a one-item tuple")
+            .unbind()
+    });
+    // SAFETY: `args[0]` is the borrowed coroutine; `slf` is borrowed too.
+    let argv = [unsafe { *args }, slf];
+    // SAFETY: `argv` holds one positional argument and one keyword value, both borrowed for the
+    // call; the result is a new reference or NULL with an exception set.
+    let result =
+        unsafe { ffi::PyObject_Vectorcall(task.as_ptr(), argv.as_ptr(), 1, kwnames.as_ptr()) };
+    Some(if result.is_null() {
+        Err(PyErr::fetch(py))
+    } else {
+        Ok(result)
+    })
 }
 
 /// The `create_task` method descriptor for `Loop`: [`create_task`] over asyncio's `slow`

@@ -129,18 +129,14 @@ impl Callback {
         };
         match result {
             Ok(()) => Ok(()),
-            Err(err)
-                if err.is_instance_of::<PySystemExit>(py)
-                    || err.is_instance_of::<PyKeyboardInterrupt>(py) =>
-            {
-                Err(err)
-            }
-            Err(err) => self.report(py, owner, &callback, &args, err),
+            Err(err) => self.fail(py, owner, &callback, &args, err),
         }
     }
 
-    /// Sends a callback's exception to `loop.call_exception_handler`.
-    fn report(
+    /// What `Handle._run` does with the exception `err` of `callback(*args)` (this handle's
+    /// callback): `SystemExit` and `KeyboardInterrupt` come back out, the rest goes to
+    /// `loop.call_exception_handler`.
+    pub fn fail(
         &self,
         py: Python<'_>,
         owner: &Bound<'_, PyAny>,
@@ -148,6 +144,9 @@ impl Callback {
         args: &Bound<'_, PyTuple>,
         err: PyErr,
     ) -> PyResult<()> {
+        if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
+            return Err(err);
+        }
         let debug = self.loop_.get().debug(py);
         let source = format_callback_source(py, callback, args, debug)?;
         let context = PyDict::new(py);

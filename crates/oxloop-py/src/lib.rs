@@ -26,7 +26,12 @@ mod transports;
 use pyo3::prelude::*;
 
 /// The extension module.
-#[pymodule]
+///
+/// NOTE: `gil_used = true` sets the `Py_mod_gil` slot to `Py_MOD_GIL_USED` (PyO3's default says
+/// the opposite): oxloop's state is serialised by the GIL (`gil.rs`), so a free-threaded
+/// interpreter that loaded it would have to turn its GIL back on. Standard builds ignore the slot;
+/// free-threaded builds are refused above and in `oxloop/__init__.py` until that is tested.
+#[pymodule(gil_used = true)]
 fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::PyLoop>()?;
     fastcall::install(m.py())?;

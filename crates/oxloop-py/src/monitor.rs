@@ -66,9 +66,14 @@ pub const WAITING: u64 = u64::MAX;
 
 /// What the loop thread and the watchdog share, lock-free.
 pub struct Probe {
-    /// Sequence number of the callback running now, [`IDLE`] outside a batch, [`WAITING`] in a
-    /// poll that may block. Written only by the loop thread.
+    /// Sequence number of the callback running now or, between two callbacks of a batch, of the
+    /// one that ran last (the loop's work between them is charged to it); [`IDLE`] outside a
+    /// batch, [`WAITING`] in a poll that may block. Written only by the loop thread.
     seq: AtomicU64,
+    /// Sequence number of the callback whose code runs now, [`IDLE`] once it returned: a stack
+    /// captured while it equals [`Probe::seq`] is that callback's. Written only by the loop
+    /// thread.
+    running: AtomicU64,
     /// The last sequence number used; only the loop thread touches it.
     counter: AtomicU64,
     /// Microseconds of loop time the watchdog's samples found a callback running, not yet
@@ -101,6 +106,8 @@ pub struct Stats {
     pub callbacks: u64,
     /// Readiness events returned by the poller.
     pub io_events: u64,
+    /// Tasks `loop.create_task` returned (counted in `fastcall::create_task`).
+    pub tasks_created: u64,
     /// Loop clock when the loop first ran; `None` until then.
     pub first_run: Option<f64>,
     /// Monitoring state; `None` when monitoring is off.
@@ -178,7 +185,10 @@ impl Stats {
             a.probe.seq.store(IDLE, Ordering::Relaxed);
         }
         let stamp = a.stamp.take();
-        let mut now = first_timer.map(|(_, now)| now);
+        // The clock reading that found a timer due, if any: reused, never read again here.
+        let timer_now = first_timer.map(|(_, now)| now);
+        // A clock read done here for this tick's lag sample.
+        let mut read = None;
         let held = a.probe.held_ns.load(Ordering::Relaxed);
         if held != 0 {
             a.probe.held_ns.store(0, Ordering::Relaxed);
@@ -188,11 +198,7 @@ impl Stats {
                 (Some((when, now)), true, _) | (Some((when, now)), false, None) => Some(now - when),
                 (Some((when, now)), false, Some(s)) => Some(now - s.min(when)),
                 (None, true, _) => Some(0.0),
-                (None, false, Some(s)) => {
-                    let t = sys::monotonic();
-                    now = Some(t);
-                    Some(t - s)
-                }
+                (None, false, Some(s)) => Some(*read.insert(sys::monotonic()) - s),
                 (None, false, None) => None,
             };
             let lag = match lag {
@@ -203,11 +209,15 @@ impl Stats {
                 a.lag.record(a.probe.second.load(Ordering::Relaxed), lag);
             }
         }
-        // Stamp this batch's start for the next tick when the clock was read anyway, or the
-        // watchdog asked for one (once per period).
-        if now.is_some() || a.probe.want_stamp.load(Ordering::Relaxed) {
+        // Stamp this batch's start for the next tick when a timer's reading has it anyway, or
+        // the watchdog asked for one (once per period). NOTE: not from `read`, unless asked:
+        // stamping from the lag sample's own reading would sample, and read the clock, on every
+        // tick from then on.
+        if let Some(now) = timer_now {
+            a.stamp = Some(now);
+        } else if a.probe.want_stamp.load(Ordering::Relaxed) {
             a.probe.want_stamp.store(false, Ordering::Relaxed);
-            a.stamp = Some(now.unwrap_or_else(sys::monotonic));
+            a.stamp = Some(read.unwrap_or_else(sys::monotonic));
         }
         Some(Tick {
             seq: a.probe.counter.load(Ordering::Relaxed),
@@ -235,39 +245,38 @@ impl Tick {
     #[inline]
     pub fn run(&mut self, slf: &Bound<'_, PyLoop>, item: &Ready, debug: bool) -> PyResult<()> {
         self.seq += 1;
-        self.probe.seq.store(self.seq, Ordering::Relaxed);
-        // `charge` names the callback after it ran, when the handle may already be emptied for
-        // reuse (see `handles::recycle`): take the callback now. Holding the callback, not the
-        // handle, leaves the handle reusable.
-        let py = slf.py();
-        let what = match item {
-            Ready::Handle(h) => h.get().cb.callback(py),
-            Ready::Timer(t) => t.get().cb.callback(py),
-            Ready::Native(..) => None,
-        };
-        let result = run_ready(slf, item, debug);
-        if self.probe.hits.load(Ordering::Relaxed) != 0 {
-            self.charge(slf, item, what);
-        }
-        result
+        let probe = &*self.probe;
+        probe.seq.store(self.seq, Ordering::Relaxed);
+        probe.running.store(self.seq, Ordering::Relaxed);
+        // The hook runs once the callback returned and before its handle is emptied for reuse
+        // (see `handles::recycle`), so a sampled callback is named without holding a reference
+        // to every callback.
+        run_ready(slf, item, debug, || {
+            probe.running.store(IDLE, Ordering::Relaxed);
+            if probe.hits.load(Ordering::Relaxed) != 0 {
+                charge(slf, probe, item);
+            }
+        })
     }
+}
 
-    /// Hands the hits the sampler took to the sink with what ran. Rare: at most once a period.
-    #[cold]
-    fn charge(&self, slf: &Bound<'_, PyLoop>, item: &Ready, what: Option<Py<PyAny>>) {
-        let py = slf.py();
-        let hits = self.probe.hits.swap(0, Ordering::Relaxed);
-        let sink = match &slf.get().state.borrow(py).stats.active {
-            Some(a) => a.sink.clone_ref(py),
-            None => return,
-        };
-        let what = match item {
-            Ready::Native(n, _) => n.describe(py).ok().map(Bound::unbind),
-            _ => what,
-        };
-        if let Err(e) = sink.call_method1(py, intern!(py, "_sample"), (what, hits)) {
-            e.write_unraisable(py, Some(sink.bind(py)));
-        }
+/// Hands the hits the sampler took to the sink with what ran. Rare: at most once a period.
+#[cold]
+#[inline(never)]
+fn charge(slf: &Bound<'_, PyLoop>, probe: &Probe, item: &Ready) {
+    let py = slf.py();
+    let hits = probe.hits.swap(0, Ordering::Relaxed);
+    let sink = match &slf.get().state.borrow(py).stats.active {
+        Some(a) => a.sink.clone_ref(py),
+        None => return,
+    };
+    let what = match item {
+        Ready::Handle(h) => h.get().cb.callback(py),
+        Ready::Timer(t) => t.get().cb.callback(py),
+        Ready::Native(n, _) => n.describe(py).ok().map(Bound::unbind),
+    };
+    if let Err(e) = sink.call_method1(py, intern!(py, "_sample"), (what, hits)) {
+        e.write_unraisable(py, Some(sink.bind(py)));
     }
 }
 
@@ -344,8 +353,11 @@ fn watchdog(probe: Arc<Probe>, sink: Py<PyAny>) {
             captured_at = Some(now);
             let got = Python::attach(|py| {
                 let c = sink.call_method0(py, intern!(py, "_capture"));
-                // The loop may have moved on while this thread waited for the GIL.
-                if probe.seq.load(Ordering::Relaxed) != seq {
+                // The loop may have moved on while this thread waited for the GIL, to the next
+                // callback or to its own work after this one returned: the stack is this
+                // callback's only if it still runs (the loop thread cannot change `running`
+                // while this thread holds the GIL, so the check covers the capture).
+                if probe.running.load(Ordering::Relaxed) != seq {
                     return None;
                 }
                 match c {
@@ -399,6 +411,7 @@ pub fn monitor_start(
     }
     let probe = Arc::new(Probe {
         seq: AtomicU64::new(IDLE),
+        running: AtomicU64::new(IDLE),
         counter: AtomicU64::new(IDLE),
         hits: AtomicU64::new(0),
         wait_ns: AtomicU64::new(0),
@@ -472,6 +485,7 @@ pub fn loop_stats<'py>(loop_: &Bound<'py, PyLoop>) -> PyResult<Bound<'py, PyDict
     d.set_item("ticks", s.ticks)?;
     d.set_item("callbacks", s.callbacks)?;
     d.set_item("io_events", s.io_events)?;
+    d.set_item("tasks_created", s.tasks_created)?;
     d.set_item("uptime", s.first_run.map_or(0.0, |t| now - t))?;
     d.set_item("monitoring", s.active.is_some())?;
     if let Some(a) = &s.active {

@@ -171,7 +171,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
             ran += 1;
             // Monitoring off: this one predictable check is its whole per-callback cost.
             match &mut probe {
-                None => run_ready(slf, &item, debug)?,
+                None => run_ready(slf, &item, debug, || {})?,
                 Some(probe) => probe.run(slf, &item, debug)?,
             }
         }
@@ -189,24 +189,37 @@ fn now_overridden(slf: &Bound<'_, PyLoop>) -> PyResult<f64> {
     slf.call_method0(intern!(slf.py(), "time"))?.extract()
 }
 
-/// Runs one ready entry; in debug mode, times it and reports a slow callback.
-#[inline]
-pub fn run_ready(slf: &Bound<'_, PyLoop>, item: &Ready, debug: bool) -> PyResult<()> {
+/// Runs one ready entry; in debug mode, times it and reports a slow callback. `ran` is called
+/// once the callback returned, while its handle still holds it (before the handle is recycled);
+/// not if the entry fails before its callback runs (debug mode's `describe`).
+#[inline(always)]
+pub fn run_ready(
+    slf: &Bound<'_, PyLoop>,
+    item: &Ready,
+    debug: bool,
+    ran: impl FnOnce(),
+) -> PyResult<()> {
     let py = slf.py();
     if !debug {
         // The loop lets go of the handle once it ran; see `handles::release`.
         return match item {
             Ready::Handle(h) => {
-                let ran = h.get().cb.run(py, h.bind(py).as_any());
+                let result = h.get().cb.run(py, h.bind(py).as_any());
+                ran();
                 crate::handles::recycle(h.bind(py));
-                ran
+                result
             }
             Ready::Timer(t) => {
-                let ran = t.get().cb.run(py, t.bind(py).as_any());
+                let result = t.get().cb.run(py, t.bind(py).as_any());
+                ran();
                 crate::handles::recycle(t.bind(py));
-                ran
+                result
             }
-            Ready::Native(n, direction) => n.ready(py, *direction),
+            Ready::Native(n, direction) => {
+                let result = n.ready(py, *direction);
+                ran();
+                result
+            }
         };
     }
     // The debug path: what asyncio's `_run_once` does when `self._debug` is set. Debug mode keeps
@@ -216,9 +229,16 @@ pub fn run_ready(slf: &Bound<'_, PyLoop>, item: &Ready, debug: bool) -> PyResult
         Ready::Timer(t) => crate::ffi::gc_track(t.bind(py).as_any()),
         Ready::Native(..) => {}
     }
+    let cancelled = match item {
+        Ready::Handle(h) => h.get().cb.is_cancelled(),
+        Ready::Timer(t) => t.get().cb.is_cancelled(),
+        Ready::Native(..) => false,
+    };
+    if cancelled {
+        ran();
+        return Ok(());
+    }
     let owner = match item {
-        Ready::Handle(h) if h.get().cb.is_cancelled() => return Ok(()),
-        Ready::Timer(t) if t.get().cb.is_cancelled() => return Ok(()),
         Ready::Handle(h) => h.bind(py).clone().into_any(),
         Ready::Timer(t) => t.bind(py).clone().into_any(),
         Ready::Native(n, _) => n.describe(py)?,
@@ -231,6 +251,7 @@ pub fn run_ready(slf: &Bound<'_, PyLoop>, item: &Ready, debug: bool) -> PyResult
         Ready::Native(n, direction) => n.ready(py, *direction),
     };
     let dt = sys::monotonic() - t0;
+    ran();
     slf.setattr(intern!(py, "_current_handle"), py.None())?;
     result?;
     let slow: f64 = slf

@@ -1,28 +1,33 @@
-//! Server accept loops: the listening socket of `create_server` watched by a native watcher.
+//! Server accept loops: the listening socket of `create_server` watched by a native watcher
+//! ([`Dispatch`]).
 //!
-//! Where it sits in a tick: when a listening fd is readable, the tick runs [`Acceptor::ready`]
+//! Where it sits in a tick: when a listening fd is readable, the tick runs `Acceptor::on_ready`
 //! in ready-queue order (where asyncio would run its `_accept_connection` reader handle). It
 //! accepts up to `backlog` connections with `accept4` (each non-blocking from the start) and,
 //! for each, creates the task of the loop's `_accept_connection2` (asyncio's own, borrowed),
 //! which makes the protocol and the transport through the same hooks as asyncio's loop.
 //!
-//! Mirrors `BaseSelectorEventLoop._accept_connection`; what is rare stays in Python
-//! (`oxloop._streams`): debug mode runs asyncio's `_accept_connection` itself (it logs each
-//! connection), and an accept error other than "nothing pending" goes to `loop._accept_cold`,
-//! which pauses accepting on EMFILE and friends or reports the error as asyncio's reader handle
-//! would.
+//! Mirrors `BaseSelectorEventLoop._accept_connection`; what is rare is asyncio's own, run as
+//! the reader handle asyncio's loop would run: in debug mode (which logs each connection) and
+//! after an accept error other than "nothing pending" (EMFILE and friends, ...), it hands
+//! the readiness to the loop's `_accept_connection` (borrowed), which accepts again and handles
+//! the error as the running Python does: it reports it, stops watching the socket through
+//! `_remove_reader` and serves it again later through `_start_serving`, both oxloop's hooks.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use pyo3::exceptions::{PyConnectionAbortedError, PyOSError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
-use crate::event_loop::{Direction, NativeWatcher, PyLoop, Watcher};
+use crate::event_loop::{Direction, PyLoop};
+use crate::handles::{self, Callback};
 use crate::sock::{accept_raw, listener_kind};
+use crate::transports::{Dispatch, Reactive};
 
 /// One listening socket served by the loop.
 #[pyclass(frozen, module = "oxloop._oxloop")]
@@ -44,68 +49,43 @@ pub struct Acceptor {
     token: AtomicUsize,
 }
 
-/// The `Arc` the loop holds for an [`Acceptor`].
-struct Registration(Py<Acceptor>);
-
-impl NativeWatcher for Registration {
-    fn ready(&self, py: Python<'_>, _direction: Direction) -> PyResult<()> {
-        Acceptor::ready(self.0.bind(py))
-    }
-
-    fn describe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(self.0.bind(py).clone().into_any())
-    }
-
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.0)
-    }
-}
-
-impl Acceptor {
-    /// Whether our registration is still the fd's reader (`_stop_serving` or `remove_reader`
-    /// may have removed it after the fd was reported ready in this tick).
-    fn registered(&self, py: Python<'_>) -> bool {
-        let token = self.token.load(Ordering::Relaxed);
-        let lp = self.loop_.get();
-        let st = lp.state.borrow(py);
-        matches!(
-            st.fds.watcher(self.fd, Direction::Read),
-            Some(Watcher::Native(n)) if Arc::as_ptr(n) as *const () as usize == token
-        )
-    }
-
+impl Reactive for Acceptor {
     /// The listening socket is readable. Mirrors `BaseSelectorEventLoop._accept_connection`.
-    fn ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+    #[inline(always)]
+    fn on_ready(slf: &Bound<'_, Self>, _direction: Direction) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if !this.registered(py) {
+        // `_stop_serving` or `remove_reader` may have removed our registration after the fd was
+        // reported ready in this tick.
+        let token = this.token.load(Ordering::Relaxed);
+        if !this
+            .loop_
+            .get()
+            .watches(py, this.fd, Direction::Read, token)
+        {
             return Ok(());
         }
         let lp = this.loop_.bind(py);
         let args = this.args.bind(py);
         if lp.get().debug(py) {
             // asyncio's own loop, which also logs each connection in debug mode.
-            cold(lp, args, None)?;
-            return Ok(());
+            return in_asyncio(lp, args, None);
         }
         let sock = this.sock.bind(py);
         for _ in 0..this.backlog {
             let (conn, address) = match accept_raw(py, sock, this.fd, Some(this.kind)) {
                 Ok(Some(pair)) => (pair.get_item(0)?, pair.get_item(1)?),
                 Ok(None) => return Ok(()),
-                Err(err)
-                    if err.is_instance_of::<pyo3::exceptions::PyConnectionAbortedError>(py) =>
-                {
+                Err(err) if err.is_instance_of::<PyConnectionAbortedError>(py) => {
                     // Early exit as asyncio's: the connection went away before it was taken.
                     return Ok(());
                 }
-                Err(err) => {
-                    // asyncio's loop goes on after the out-of-resources pause (only).
-                    if cold(lp, args, Some(err))? {
-                        continue;
-                    }
-                    return Ok(());
+                // NOTE: asyncio's accept loop goes on from here: it accepts again, so it meets
+                // the error again (EMFILE lasts) or takes what is pending since.
+                Err(err) if err.is_instance_of::<PyOSError>(py) => {
+                    return in_asyncio(lp, args, None)
                 }
+                Err(err) => return in_asyncio(lp, args, Some(err)),
             };
             let extra = PyDict::new(py);
             extra.set_item(intern!(py, "peername"), address)?;
@@ -128,28 +108,39 @@ impl Acceptor {
                 Ok(())
             })();
             if let Err(err) = call {
-                cold(lp, args, Some(err))?;
-                return Ok(());
+                return in_asyncio(lp, args, Some(err));
             }
         }
         Ok(())
     }
 }
 
-/// Calls the loop's `_accept_cold(err, *args)` (Python, `oxloop._streams`): asyncio's own
-/// `_accept_connection` when `err` is `None` (debug mode), else what asyncio does when its
-/// accept raised `err`; whether asyncio's accept loop would go on. Only `SystemExit` and
-/// `KeyboardInterrupt` come back out of it.
-fn cold(lp: &Bound<'_, PyLoop>, args: &Bound<'_, PyTuple>, err: Option<PyErr>) -> PyResult<bool> {
+/// What asyncio's reader handle for `loop._accept_connection(*args)` does: with `err` None, run
+/// it (asyncio's accept loop, borrowed); else report `err` as raised by it. Errors go to the
+/// exception handler as `Handle._run` sends them; only `SystemExit` and `KeyboardInterrupt`
+/// come back out.
+fn in_asyncio(
+    lp: &Bound<'_, PyLoop>,
+    args: &Bound<'_, PyTuple>,
+    err: Option<PyErr>,
+) -> PyResult<()> {
     let py = lp.py();
-    let first = match err {
-        Some(err) => err.into_value(py).into_any(),
-        None => py.None(),
-    };
-    let mut all = vec![first];
-    all.extend(args.iter().map(|a| a.unbind()));
-    lp.call_method1(intern!(py, "_accept_cold"), PyTuple::new(py, all)?)?
-        .is_truthy()
+    let callback = lp.getattr(intern!(py, "_accept_connection"))?;
+    let debug = lp.get().debug(py);
+    let handle = handles::new_handle(
+        py,
+        Callback::new(lp, callback.clone(), args.clone(), None, debug)?,
+    )?;
+    let handle = handle.bind(py);
+    // Whoever keeps it (an exception handler, say) leaves it to the collector.
+    handles::set_tracking(handle.as_any(), true);
+    match err {
+        None => handle.get().cb.run(py, handle.as_any()),
+        Some(err) => handle
+            .get()
+            .cb
+            .fail(py, handle.as_any(), &callback, args, err),
+    }
 }
 
 #[pymethods]
@@ -185,12 +176,11 @@ pub fn serve(loop_: &Bound<'_, PyLoop>, fd: RawFd, args: &Bound<'_, PyTuple>) ->
             token: AtomicUsize::new(0),
         },
     )?;
-    let registration: Arc<dyn NativeWatcher> = Arc::new(Registration(acceptor.clone_ref(py)));
-    acceptor.get().token.store(
-        Arc::as_ptr(&registration) as *const () as usize,
-        Ordering::Relaxed,
-    );
-    loop_
-        .get()
-        .watch(py, fd, Direction::Read, Watcher::Native(registration))
+    let watcher = Arc::new(Dispatch {
+        target: acceptor.clone_ref(py),
+        context: None,
+    });
+    let token = loop_.get().watch_native(py, fd, Direction::Read, watcher)?;
+    acceptor.get().token.store(token, Ordering::Relaxed);
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //!
 //! The Python half (`oxloop._sock`) tries the socket call at once, as asyncio does. Only when the
 //! call would block does it ask [`sock_wait`] for a future: a [`SockWait`] is registered with the
-//! loop as a [`NativeWatcher`] on the socket's fd (no Python `Handle`), retries the call each time
+//! loop as a native watcher ([`Dispatch`]) on the socket's fd (no Python `Handle`), retries the call each time
 //! the tick reports the fd ready, and resolves the future with the call's result or exception.
 //!
 //! Cancellation safety: the `SockWait` is also the future's done callback. Whenever the future
@@ -31,8 +31,9 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PySlice, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
-use crate::event_loop::{Direction, NativeWatcher, PyLoop, Watcher};
+use crate::event_loop::{Direction, PyLoop};
 use crate::gil::GilCell;
+use crate::transports::{Dispatch, Reactive};
 
 /// What a pending call retries when its fd is ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,23 +125,10 @@ pub struct SockWait {
     raw: bool,
 }
 
-/// The `Arc` the loop holds for a [`SockWait`].
-struct Registration(
-    /// The pending call; the loop's watch keeps it alive until it is unregistered.
-    Py<SockWait>,
-);
-
-impl NativeWatcher for Registration {
-    fn ready(&self, py: Python<'_>, _direction: Direction) -> PyResult<()> {
-        SockWait::ready(self.0.bind(py))
-    }
-
-    fn describe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(self.0.bind(py).clone().into_any())
-    }
-
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.0)
+impl Reactive for SockWait {
+    #[inline(always)]
+    fn on_ready(slf: &Bound<'_, Self>, _direction: Direction) -> PyResult<()> {
+        SockWait::ready(slf)
     }
 }
 
@@ -337,12 +325,7 @@ impl SockWait {
         }
         let lp = self.loop_.get();
         let direction = self.kind.direction();
-        let current = {
-            let st = lp.state.borrow(py);
-            let slot = st.fds.watcher(self.fd, direction);
-            matches!(slot, Some(Watcher::Native(n)) if Arc::as_ptr(n) as *const () as usize == token)
-        };
-        if current {
+        if lp.watches(py, self.fd, direction, token) {
             lp.unwatch(py, self.fd, direction)?;
         }
         Ok(())
@@ -450,14 +433,14 @@ pub fn sock_wait(
             ) && is_plain_nonblocking(py, sock)?,
         },
     )?;
-    let registration: Arc<dyn NativeWatcher> = Arc::new(Registration(wait.clone_ref(py)));
-    wait.get().token.store(
-        Arc::as_ptr(&registration) as *const () as usize,
-        Ordering::Relaxed,
-    );
-    loop_
+    let watcher = Arc::new(Dispatch {
+        target: wait.clone_ref(py),
+        context: None,
+    });
+    let token = loop_
         .get()
-        .watch(py, fd, kind.direction(), Watcher::Native(registration))?;
+        .watch_native(py, fd, kind.direction(), watcher)?;
+    wait.get().token.store(token, Ordering::Relaxed);
     fut.call_method1(intern!(py, "add_done_callback"), (wait,))?;
     Ok(fut.unbind())
 }

@@ -1,10 +1,13 @@
 //! [`WriteBuffer`]: bytes accepted by `write()` but not yet taken by the kernel.
 //!
 //! # Implementation
-//! A deque of owned chunks plus the offset already sent from the front chunk. Small writes are
+//! A deque of chunks plus the offset already sent from the front chunk. Small writes are
 //! appended to the last chunk while it is small, so many tiny writes still flush in a few
-//! iovecs; large writes keep their own chunk. [`WriteBuffer::slices`] hands at most [`MAX_IOV`]
-//! slices to one `writev`/`sendmsg`, and [`WriteBuffer::consume`] drops what was sent.
+//! iovecs; large writes keep their own chunk. A chunk is either bytes the buffer owns (a copy) or
+//! a buffer of type `H` the caller hands over whole ([`WriteBuffer::push_held`]): the binding
+//! holds an immutable Python `bytes` that way instead of copying it, as libuv keeps the caller's
+//! buffer. [`WriteBuffer::slices`] hands at most [`MAX_IOV`] slices to one `writev`/`sendmsg`,
+//! and [`WriteBuffer::consume`] drops what was sent.
 //!
 //! Flow control mirrors `asyncio.transports._FlowControlMixin`: the protocol is paused once the
 //! size goes *above* the high-water mark and resumed once it is back *at or below* the low-water
@@ -61,11 +64,33 @@ impl Default for Limits {
     }
 }
 
-/// Unsent bytes of one transport, in order, with its flow-control state.
-#[derive(Debug, Default)]
-pub struct WriteBuffer {
+/// One queued chunk.
+#[derive(Debug)]
+enum Chunk<H> {
+    /// A copy the buffer owns.
+    Owned(Vec<u8>),
+    /// A buffer the caller handed over, and the offset of its first queued byte (the bytes
+    /// before it were sent before it was queued).
+    Held(H, usize),
+}
+
+impl<H: AsRef<[u8]>> Chunk<H> {
+    /// The queued bytes of the chunk (including those of the front chunk already sent).
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Held(h, start) => &h.as_ref()[*start..],
+        }
+    }
+}
+
+/// Unsent bytes of one transport, in order, with its flow-control state. `H` is the kind of
+/// buffer [`WriteBuffer::push_held`] keeps without copying; it must not change while held.
+#[derive(Debug)]
+pub struct WriteBuffer<H = Vec<u8>> {
     /// Chunks in write order; never holds an empty chunk.
-    chunks: VecDeque<Vec<u8>>,
+    chunks: VecDeque<Chunk<H>>,
     /// Bytes of `chunks[0]` already sent; always less than its length.
     head: usize,
     /// Unsent bytes in total: the sum of the chunk lengths minus `head`.
@@ -76,12 +101,27 @@ pub struct WriteBuffer {
     paused: bool,
 }
 
+impl<H> Default for WriteBuffer<H> {
+    fn default() -> Self {
+        Self {
+            chunks: VecDeque::new(),
+            head: 0,
+            len: 0,
+            limits: Limits::default(),
+            paused: false,
+        }
+    }
+}
+
 impl WriteBuffer {
-    /// An empty buffer with asyncio's default limits.
+    /// An empty buffer of owned chunks with asyncio's default limits (`default()` makes one
+    /// for any kind of held chunk).
     pub fn new() -> Self {
         Self::default()
     }
+}
 
+impl<H: AsRef<[u8]>> WriteBuffer<H> {
     /// Unsent bytes (`get_write_buffer_size()`).
     #[inline]
     pub fn len(&self) -> usize {
@@ -100,12 +140,27 @@ impl WriteBuffer {
             return;
         }
         match self.chunks.back_mut() {
-            Some(last) if data.len() < COALESCE && last.len() < COALESCE => {
+            Some(Chunk::Owned(last)) if data.len() < COALESCE && last.len() < COALESCE => {
                 last.extend_from_slice(data)
             }
-            _ => self.chunks.push_back(data.to_vec()),
+            _ => self.chunks.push_back(Chunk::Owned(data.to_vec())),
         }
         self.len += data.len();
+    }
+
+    /// Queues `data[start..]` behind what is already queued, keeping `data` itself rather than a
+    /// copy; a short remainder (under 16 KiB) is copied instead, so that small writes still
+    /// coalesce into few iovecs.
+    pub fn push_held(&mut self, data: H, start: usize) {
+        let Some(rest) = data.as_ref().get(start..) else {
+            return;
+        };
+        if rest.len() < COALESCE {
+            self.push(rest);
+            return;
+        }
+        self.len += rest.len();
+        self.chunks.push_back(Chunk::Held(data, start));
     }
 
     /// Fills `out` with up to [`MAX_IOV`] slices of the unsent bytes, front first.
@@ -113,13 +168,13 @@ impl WriteBuffer {
         out.clear();
         for (i, chunk) in self.chunks.iter().take(MAX_IOV).enumerate() {
             let start = if i == 0 { self.head } else { 0 };
-            out.push(IoSlice::new(&chunk[start..]));
+            out.push(IoSlice::new(&chunk.bytes()[start..]));
         }
     }
 
     /// The front chunk's unsent bytes (for a plain `write` when one slice is enough).
     pub fn front(&self) -> &[u8] {
-        self.chunks.front().map_or(&[], |c| &c[self.head..])
+        self.chunks.front().map_or(&[], |c| &c.bytes()[self.head..])
     }
 
     /// Whether more than one chunk is queued (a vectored write is worth it).
@@ -132,7 +187,7 @@ impl WriteBuffer {
         assert!(n <= self.len, "consumed more than was buffered");
         self.len -= n;
         while n > 0 {
-            let front_left = self.chunks[0].len() - self.head;
+            let front_left = self.chunks[0].bytes().len() - self.head;
             if n < front_left {
                 self.head += n;
                 return;
@@ -190,7 +245,7 @@ impl WriteBuffer {
 mod tests {
     use super::*;
 
-    fn collect(buf: &WriteBuffer) -> Vec<u8> {
+    fn collect<H: AsRef<[u8]>>(buf: &WriteBuffer<H>) -> Vec<u8> {
         let mut out = Vec::new();
         buf.slices(&mut out);
         out.iter().flat_map(|s| s.iter().copied()).collect()
@@ -212,6 +267,37 @@ mod tests {
         b.consume(5);
         assert!(b.is_empty());
         assert!(b.front().is_empty());
+    }
+
+    #[test]
+    fn held_chunks_keep_order_and_offsets() {
+        let big: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+        let mut b = WriteBuffer::new();
+        b.push(b"head");
+        b.push_held(big.clone(), 100);
+        b.push_held(b"tail that is short".to_vec(), 5);
+        b.push_held(big.clone(), big.len());
+        assert_eq!(b.len(), 4 + 39_900 + 13);
+        assert!(b.is_fragmented());
+        let mut want = b"head".to_vec();
+        want.extend_from_slice(&big[100..]);
+        want.extend_from_slice(b"that is short");
+        assert_eq!(collect(&b), want);
+        b.consume(4 + 900);
+        assert_eq!(b.front(), &big[1000..]);
+        b.consume(39_000);
+        assert_eq!(collect(&b), b"that is short");
+        b.consume(13);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn a_short_held_remainder_is_copied_and_coalesced() {
+        let mut b = WriteBuffer::new();
+        b.push(b"ab");
+        b.push_held(b"cdef".to_vec(), 1);
+        assert!(!b.is_fragmented());
+        assert_eq!(b.front(), b"abdef");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod pipe;
 pub mod stream;
 pub mod udp;
 
+use pyo3::exceptions::PyTypeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -29,7 +30,8 @@ use oxloop_core::transport::{Lifecycle, Side, Steps};
 
 use crate::event_loop::{Direction, NativeWatcher, PyLoop, Watcher};
 
-/// A transport the reactor calls when its fd is ready.
+/// A transport, or another Rust object watching an fd (a pending `sock_*` call, a server's accept
+/// loop, the resolver), that the reactor calls when its fd is ready.
 pub trait Reactive: PyClass + Sync + Send {
     /// The fd is ready in `direction`; see [`NativeWatcher::ready`].
     fn on_ready(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()>;
@@ -204,7 +206,7 @@ fn side(direction: Direction) -> Side {
     }
 }
 
-/// The loop's reader or writer for a transport's fd.
+/// The loop's reader or writer for a [`Reactive`] object's fd: the one [`NativeWatcher`] shape.
 pub struct Dispatch<T: Reactive> {
     /// The transport.
     pub target: Py<T>,
@@ -324,8 +326,8 @@ pub fn report_callback_error(
 /// `write()`'s fast path: with nothing queued, `bytes` go to the fd at once and only the rest is
 /// queued; otherwise all of it is queued behind the rest. `Ok(true)` when the queue just became
 /// non-empty (the caller registers the writer); `Err` for a write error other than "try later".
-pub fn send_or_buffer(
-    buffer: &mut oxloop_core::transport::WriteBuffer,
+pub fn send_or_buffer<H: AsRef<[u8]>>(
+    buffer: &mut oxloop_core::transport::WriteBuffer<H>,
     fd: std::os::fd::RawFd,
     bytes: &[u8],
     socket: bool,
@@ -341,6 +343,33 @@ pub fn send_or_buffer(
     };
     buffer.push(&bytes[n..]);
     Ok(n < bytes.len())
+}
+
+/// [`send_or_buffer`] for an immutable `bytes`: what the fd does not take is queued as a
+/// reference to `data`, not a copy (a remainder under 16 KiB is still copied).
+pub fn send_or_hold(
+    buffer: &mut oxloop_core::transport::WriteBuffer<pyo3::pybacked::PyBackedBytes>,
+    fd: std::os::fd::RawFd,
+    data: &Bound<'_, pyo3::types::PyBytes>,
+    socket: bool,
+) -> std::io::Result<bool> {
+    use pyo3::types::PyBytesMethods;
+    let was_empty = buffer.is_empty();
+    let bytes = data.as_bytes();
+    let sent = if was_empty {
+        match oxloop_core::sys::write(fd, bytes, socket) {
+            Ok(n) => n,
+            Err(e) if oxloop_core::sys::is_retry(&e) => 0,
+            Err(e) => return Err(e),
+        }
+    } else {
+        0
+    };
+    if sent == bytes.len() {
+        return Ok(false);
+    }
+    buffer.push_held(data.clone().into(), sent);
+    Ok(was_empty)
 }
 
 /// Whether `data` is one of the bytes-like types transports accept.
@@ -697,6 +726,35 @@ pub struct AsyncioNames {
     /// True where the socket transport has its own `writelines` (Python 3.12+: its own
     /// RuntimeError texts, a memoryview of each item); before, `WriteTransport.writelines`.
     pub own_writelines: bool,
+    /// The running Python's `_SelectorSocketTransport.write` TypeError text up to the type's
+    /// name (3.14 and late 3.13 releases name `bytes, bytearray, or memoryview`; before, `a
+    /// bytes-like object`): taken from asyncio itself, see [`probe_write_type_error`].
+    pub write_type_error: String,
+}
+
+/// What the running Python's `_SelectorSocketTransport.write(None, None)` raises, minus the type
+/// name: the method checks `data`'s type before it touches `self`, so the probe runs nothing else.
+/// Falls back to the text of 3.11-3.13.0 if asyncio's method ever stops raising that way.
+fn probe_write_type_error(py: Python<'_>) -> String {
+    const FALLBACK: &str = "data argument must be a bytes-like object, not ";
+    let probe = || -> PyResult<Option<String>> {
+        let write = py
+            .import("asyncio.selector_events")?
+            .getattr("_SelectorSocketTransport")?
+            .getattr("write")?;
+        let Err(err) = write.call1((py.None(), py.None())) else {
+            return Ok(None);
+        };
+        if !err.is_instance_of::<PyTypeError>(py) {
+            return Ok(None);
+        }
+        let text = err.value(py).str()?.to_string();
+        Ok(text.strip_suffix("'NoneType'").map(str::to_owned))
+    };
+    probe()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| FALLBACK.to_owned())
 }
 
 static NAMES: PyOnceLock<AsyncioNames> = PyOnceLock::new();
@@ -758,6 +816,7 @@ pub fn names(py: Python<'_>) -> PyResult<&AsyncioNames> {
             sends_empty_datagrams: py.version_info() >= (3, 13),
             datagram_header_size: if py.version_info() >= (3, 13) { 8 } else { 0 },
             own_writelines: py.version_info() >= (3, 12),
+            write_type_error: probe_write_type_error(py),
         })
         .and_then(|names| {
             let socket = py.get_type::<stream::SocketTransport>();

@@ -23,13 +23,15 @@ use oxloop_core::transport::{Lifecycle, Side, WriteBuffer};
 use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError, PyOSError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict};
 use pyo3::{intern, PyClass, PyClassInitializer, PyTraverseError};
 
 use super::{
     apply, call_soon_in, class_attr, close_unclosed, debug_log, extra_info, flow, is_bytes_like,
-    names, read_chunk, report, report_callback_error, send_or_buffer, transport_context, unwatch,
-    watch, write_buffer_limits, Finalize, Reactive, Transport, LOG_THRESHOLD_FOR_CONNLOST_WRITES,
+    names, read_chunk, report, report_callback_error, send_or_buffer, send_or_hold,
+    transport_context, unwatch, watch, write_buffer_limits, Finalize, Reactive, Transport,
+    LOG_THRESHOLD_FOR_CONNLOST_WRITES,
 };
 use crate::errors;
 use crate::event_loop::{Direction, PyLoop};
@@ -575,8 +577,11 @@ pub fn make_read_pipe_transport(
 
 /// The state only a write pipe has.
 struct WriteState {
-    /// Bytes written but not yet taken by the pipe, and the flow-control state.
-    buffer: WriteBuffer,
+    /// Bytes written but not yet taken by the pipe, and the flow-control state; a large
+    /// `bytes` is held there, not copied (`bytes` cannot change).
+    // NOTE: a held `bytes` is not visited by `__traverse__`: it refers to nothing, so no cycle
+    // can pass through it.
+    buffer: WriteBuffer<PyBackedBytes>,
     /// Non-zero once the pipe failed; counts writes after that (asyncio's pipe `_conn_lost`,
     /// which, unlike a socket's, counts write errors too).
     conn_lost: usize,
@@ -731,9 +736,13 @@ impl WritePipeTransport {
             }
             return Ok(());
         }
-        let outcome = ffi::with_bytes(data, |bytes| {
-            send_or_buffer(&mut this.st.borrow_mut(py).buffer, base.fd, bytes, false)
-        })?;
+        let outcome = match data.cast_exact::<PyBytes>() {
+            Ok(bytes) => send_or_hold(&mut this.st.borrow_mut(py).buffer, base.fd, bytes, false),
+            // A bytearray or memoryview may change after write() returns: copied.
+            Err(_) => ffi::with_bytes(data, |bytes| {
+                send_or_buffer(&mut this.st.borrow_mut(py).buffer, base.fd, bytes, false)
+            })?,
+        };
         match outcome {
             Err(e) => {
                 this.st.borrow_mut(py).conn_lost += 1;
@@ -865,7 +874,7 @@ pub fn make_write_pipe_transport(
         "Pipe transport is only for pipes, sockets and character devices",
     )?;
     let state = WriteState {
-        buffer: WriteBuffer::new(),
+        buffer: WriteBuffer::default(),
         conn_lost: 0,
     };
     let tr = Py::new(

@@ -735,9 +735,9 @@ impl SocketTransport {
         let this = slf.get();
         if !is_bytes_like(data) {
             let tname = data.get_type().name()?.to_string();
-            return Err(PyTypeError::new_err(format!(
-                "data argument must be a bytes-like object, not '{tname}'"
-            )));
+            // The running Python's text (it changed in 3.14), see `probe_write_type_error`.
+            let text = &names(py)?.write_type_error;
+            return Err(PyTypeError::new_err(format!("{text}'{tname}'")));
         }
         {
             let mut st = this.st.borrow_mut(py);
