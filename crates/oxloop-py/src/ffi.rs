@@ -122,6 +122,11 @@ pub fn call_with_tuple(callback: &Bound<'_, PyAny>, args: &Bound<'_, PyTuple>) -
 /// ...), as `socket.send` reads its argument. Fails with `BufferError`/`TypeError` as
 /// `PyObject_GetBuffer` does.
 pub fn with_bytes<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+    // An exact `bytes` (what nearly every `write` gets) is immutable: its storage is read in
+    // place, without exporting and releasing a buffer.
+    if let Ok(bytes) = obj.cast_exact::<pyo3::types::PyBytes>() {
+        return Ok(f(bytes.as_bytes()));
+    }
     with_buffer(obj, ffi::PyBUF_SIMPLE, |ptr, len| {
         // SAFETY: `ptr`/`len` describe the exported buffer, which stays valid and unmoved until
         // it is released after `f` returns; `f` runs no Python code (the GIL is held throughout,

@@ -77,8 +77,10 @@ impl Reactive for Acceptor {
                 Ok(Some(pair)) => (pair.get_item(0)?, pair.get_item(1)?),
                 Ok(None) => return Ok(()),
                 Err(err) if err.is_instance_of::<PyConnectionAbortedError>(py) => {
-                    // Early exit as asyncio's: the connection went away before it was taken.
-                    return Ok(());
+                    // The connection went away before it was taken. asyncio up to 3.13.0 stops
+                    // here; later releases (gh-127529) accept on: the running Python's own loop
+                    // decides.
+                    return in_asyncio(lp, args, None);
                 }
                 // NOTE: asyncio's accept loop goes on from here: it accepts again, so it meets
                 // the error again (EMFILE lasts) or takes what is pending since.
