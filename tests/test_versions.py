@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -346,16 +347,22 @@ def test_subprocess_transport_closed_after_its_loop(on_both):
                 stdin=-1,
                 stdout=-1,
             )
-            transport.kill()
             return transport
 
+        # The child runs on until after close(): killed earlier, its pipes' end could reach
+        # the loop (and close the pipe transports) before loop.close() or not, on either loop.
         transport = loop.run_until_complete(main())
+        pid = transport.get_pid()
         loop.close()
         try:
             transport.close()
             outcome = "closed"
         except RuntimeError as exc:
             outcome = str(exc)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         with warnings.catch_warnings():
             # What is left of the pipes goes with the transport, as on asyncio's loop.
             warnings.simplefilter("ignore", ResourceWarning)
