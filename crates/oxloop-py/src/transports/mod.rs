@@ -324,16 +324,19 @@ pub fn report_callback_error(
 }
 
 /// `write()`'s fast path: with nothing queued, `bytes` go to the fd at once and only the rest is
-/// queued; otherwise all of it is queued behind the rest. `Ok(true)` when the queue just became
-/// non-empty (the caller registers the writer); `Err` for a write error other than "try later".
-pub fn send_or_buffer<H: AsRef<[u8]>>(
+/// queued (by `queue(buffer, sent)`); otherwise all of it is queued behind the rest
+/// (`queue(buffer, 0)`). `Ok(true)` when the queue just became non-empty (the caller registers
+/// the writer); `Err` for a write error other than "try later".
+#[inline(always)]
+fn send_then_queue<H: AsRef<[u8]>>(
     buffer: &mut oxloop_core::transport::WriteBuffer<H>,
     fd: std::os::fd::RawFd,
     bytes: &[u8],
     socket: bool,
+    queue: impl FnOnce(&mut oxloop_core::transport::WriteBuffer<H>, usize),
 ) -> std::io::Result<bool> {
     if !buffer.is_empty() {
-        buffer.push(bytes);
+        queue(buffer, 0);
         return Ok(false);
     }
     let n = match oxloop_core::sys::write(fd, bytes, socket) {
@@ -341,11 +344,24 @@ pub fn send_or_buffer<H: AsRef<[u8]>>(
         Err(e) if oxloop_core::sys::is_retry(&e) => 0,
         Err(e) => return Err(e),
     };
-    buffer.push(&bytes[n..]);
-    Ok(n < bytes.len())
+    if n == bytes.len() {
+        return Ok(false);
+    }
+    queue(buffer, n);
+    Ok(true)
 }
 
-/// [`send_or_buffer`] for an immutable `bytes`: what the fd does not take is queued as a
+/// [`send_then_queue`] that queues a copy of what the fd did not take.
+pub fn send_or_buffer<H: AsRef<[u8]>>(
+    buffer: &mut oxloop_core::transport::WriteBuffer<H>,
+    fd: std::os::fd::RawFd,
+    bytes: &[u8],
+    socket: bool,
+) -> std::io::Result<bool> {
+    send_then_queue(buffer, fd, bytes, socket, |b, sent| b.push(&bytes[sent..]))
+}
+
+/// [`send_then_queue`] for an immutable `bytes`: what the fd does not take is queued as a
 /// reference to `data`, not a copy (a remainder under 16 KiB is still copied).
 pub fn send_or_hold(
     buffer: &mut oxloop_core::transport::WriteBuffer<pyo3::pybacked::PyBackedBytes>,
@@ -354,22 +370,9 @@ pub fn send_or_hold(
     socket: bool,
 ) -> std::io::Result<bool> {
     use pyo3::types::PyBytesMethods;
-    let was_empty = buffer.is_empty();
-    let bytes = data.as_bytes();
-    let sent = if was_empty {
-        match oxloop_core::sys::write(fd, bytes, socket) {
-            Ok(n) => n,
-            Err(e) if oxloop_core::sys::is_retry(&e) => 0,
-            Err(e) => return Err(e),
-        }
-    } else {
-        0
-    };
-    if sent == bytes.len() {
-        return Ok(false);
-    }
-    buffer.push_held(data.clone().into(), sent);
-    Ok(was_empty)
+    send_then_queue(buffer, fd, data.as_bytes(), socket, |b, sent| {
+        b.push_held(data.clone().into(), sent)
+    })
 }
 
 /// Whether `data` is one of the bytes-like types transports accept.
