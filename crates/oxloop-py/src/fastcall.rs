@@ -10,6 +10,13 @@
 //! it takes the two shapes asyncio uses (positional arguments, and the one keyword `context`)
 //! directly, and hands every other shape (no callback, an unknown or repeated keyword) to PyO3's
 //! method, so argument errors read as before.
+//!
+//! CPython calls these entries through [`entry`], our own trampoline rather than PyO3's: PyO3's
+//! bumps its thread-local attach count on the way in and out (two dynamic TLS lookups in a
+//! shared library) and checks its deferred-decref pool, about a twentieth of a `call_soon`.
+//! [`entry`] keeps the part that matters for soundness (no panic unwinds into C) and leaves the
+//! count alone; its SAFETY comment says why that is sound, and the tick drains PyO3's pool
+//! ([`drain_deferred`]), which PyO3's trampoline would otherwise have done on these calls.
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -29,6 +36,89 @@ static SLOW_CREATE_TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static TASKS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 /// `("loop",)`: the keyword names of `Task(coro, loop=self)`.
 static LOOP_KWNAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+
+/// A Rust function behind a `METH_FASTCALL | METH_KEYWORDS` entry, as [`entry`] calls it.
+type FastFn = for<'py> unsafe fn(
+    Python<'py>,
+    *mut ffi::PyObject,
+    *const *mut ffi::PyObject,
+    ffi::Py_ssize_t,
+    *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject>;
+
+/// Names the [`FastFn`] an [`entry`] calls (a function pointer cannot be a const generic).
+trait Target {
+    /// The function called.
+    const F: FastFn;
+}
+
+/// `entry!(f)`: the C entry point that calls the [`FastFn`] `f` through [`entry`].
+macro_rules! entry {
+    ($f:path) => {{
+        struct T;
+        impl Target for T {
+            const F: FastFn = $f;
+        }
+        entry::<T> as Fast
+    }};
+}
+
+/// The C entry point of a fast method: calls `M::F` and turns its error into a raised exception,
+/// and a panic into `pyo3_runtime.PanicException` (as PyO3's trampoline does), so no panic
+/// unwinds into CPython.
+///
+/// # Safety
+/// Called by CPython as a `METH_FASTCALL | METH_KEYWORDS` method of `Loop` (see [`unpack`]).
+unsafe extern "C" fn entry<M: Target>(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls a C method only from a thread attached to the interpreter (holding
+    // the GIL), which is all `assume_attached` requires. Unlike PyO3's trampoline we do not
+    // raise PyO3's thread-local attach count: that count only tells PyO3 whether it may
+    // `Py_DECREF` a dropped `Py<T>` at once (else it defers the decref to its pool, drained at
+    // the next PyO3 entry or tick, see `drain_deferred`) and whether `Python::attach` needs
+    // `PyGILState_Ensure` (re-entrant while attached). Both stay correct when the count is
+    // zero; when the loop runs, the count is already above zero (`run_forever` entered through
+    // PyO3). Nothing here detaches (`py.detach` saves and restores the count as found).
+    let py = unsafe { Python::assume_attached() };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: the caller's guarantees are passed on unchanged.
+        unsafe { M::F(py, slf, args, nargs, kwnames) }
+    }));
+    let err = match outcome {
+        Ok(Ok(result)) => return result,
+        Ok(Err(err)) => err,
+        Err(payload) => panic_error(payload),
+    };
+    err.restore(py);
+    std::ptr::null_mut()
+}
+
+/// `PanicException` with a panic's message (what PyO3's trampoline raises for a panic).
+#[cold]
+fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
+    let message = if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else {
+        "panic from Rust code".to_owned()
+    };
+    pyo3::panic::PanicException::new_err((message,))
+}
+
+/// Drops the references PyO3 deferred (a `Py<T>` dropped while its attach count was zero, on
+/// any thread): [`entry`] does not drain them as PyO3's trampoline does, so the tick calls this
+/// once when it does not release the GIL (re-attaching after a blocking poll drains them too).
+#[inline]
+pub fn drain_deferred(_attached: Python<'_>) {
+    // NOTE: PyO3 has no public drain; `attach` on an attached thread is its cheapest route
+    // (raise the count, drain if its dirty flag is set, lower the count).
+    Python::attach(|_| ());
+}
 
 /// The arguments of `method(*lead, callback, *args, context=None)`, unpacked.
 struct Unpacked<'py> {
@@ -265,11 +355,7 @@ pub fn fast_create_task(
     doc: String,
 ) -> PyResult<Bound<'_, PyAny>> {
     let _ = SLOW_CREATE_TASK.set(py, slow);
-    let fast = pyo3::impl_::trampoline::get_trampoline_function!(
-        fastcall_cfunction_with_keywords,
-        create_task
-    );
-    descriptor(py, c"create_task", fast, doc)
+    descriptor(py, c"create_task", entry!(create_task), doc)
 }
 
 /// The first str equal to `context` that was not the interned one (3.11's C Task passes its
@@ -339,39 +425,22 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
         (
             "call_soon",
             c"call_soon",
-            pyo3::impl_::trampoline::get_trampoline_function!(
-                fastcall_cfunction_with_keywords,
-                call_soon
-            ),
+            entry!(call_soon),
             &SLOW_CALL_SOON,
         ),
         (
             "call_soon_threadsafe",
             c"call_soon_threadsafe",
-            pyo3::impl_::trampoline::get_trampoline_function!(
-                fastcall_cfunction_with_keywords,
-                call_soon_threadsafe
-            ),
+            entry!(call_soon_threadsafe),
             &SLOW_CALL_SOON_THREADSAFE,
         ),
         (
             "call_later",
             c"call_later",
-            pyo3::impl_::trampoline::get_trampoline_function!(
-                fastcall_cfunction_with_keywords,
-                call_later
-            ),
+            entry!(call_later),
             &SLOW_CALL_LATER,
         ),
-        (
-            "call_at",
-            c"call_at",
-            pyo3::impl_::trampoline::get_trampoline_function!(
-                fastcall_cfunction_with_keywords,
-                call_at
-            ),
-            &SLOW_CALL_AT,
-        ),
+        ("call_at", c"call_at", entry!(call_at), &SLOW_CALL_AT),
     ];
     let ty = py.get_type::<PyLoop>();
     for (name, cname, fast, slow_cell) in methods {

@@ -99,6 +99,10 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         this.state.borrow_mut(py).events = events;
         return Err(e);
     }
+    if !plan.may_block() {
+        // The GIL was kept: drain PyO3's deferred decrefs here (see `fastcall::drain_deferred`).
+        crate::fastcall::drain_deferred(py);
+    }
     // Mirrors PEP 475 in `select.epoll.poll`: a signal that interrupted the wait runs its Python
     // handler now (Ctrl-C under asyncio.Runner, SIGINT's KeyboardInterrupt), not at the next
     // callback, which may be a day away. Outside the main thread this is a cheap no-op.
