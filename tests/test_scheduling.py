@@ -131,6 +131,43 @@ def test_many_cancelled_timers_are_compacted(on_both):
     assert a == o == []
 
 
+def test_pruned_timers_are_unscheduled_and_kept_ones_stay_intact(on_both):
+    # Both ways _run_once prunes (the cancelled head, and compaction of a mostly cancelled heap)
+    # set `_scheduled = False`; oxloop then reuses the handles nobody kept (its timer pool), so a
+    # kept one must keep its state and never come back from a later call_later.
+    def scenario(loop):
+        def cb():
+            pass
+
+        head = loop.call_later(3000, cb)
+        live = loop.call_later(3500, cb)
+        head.cancel()
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        base = loop.time()
+        kept = [loop.call_at(base + 3600 + i, cb) for i in range(200)]
+        for h in kept[:150]:
+            h.cancel()
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        later = [loop.call_later(4000, cb) for _ in range(200)]
+        state = (
+            head._scheduled,
+            head.cancelled(),
+            live._scheduled,
+            [h._scheduled for h in kept[148:152]],
+            [round(h.when() - base, 6) for h in kept[:3]],
+            any(h is k for h in later for k in kept + [head]),
+        )
+        for h in later + kept + [live]:
+            h.cancel()
+        return state
+
+    a, o = on_both(scenario)
+    assert a == o
+    assert a[:4] == (False, True, True, [False, False, True, True])
+
+
 def test_timer_handle_when_and_repr(on_both):
     def noop():
         pass

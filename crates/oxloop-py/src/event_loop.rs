@@ -88,6 +88,15 @@ impl Watcher {
     }
 }
 
+/// A timer's deadline as `push_timer` gets it: computed (`call_later`), or as given to
+/// `call_at`, converted only after the loop's guards, as asyncio's `call_at` does.
+enum Deadline<'a, 'py> {
+    /// Seconds on the loop's clock.
+    Float(f64),
+    /// The object passed (a float, an int, ...).
+    Given(&'a Bound<'py, PyAny>),
+}
+
 /// A timer in the timer queue.
 pub struct Scheduled(pub Py<TimerHandle>);
 
@@ -250,8 +259,11 @@ impl PyLoop {
         debug: bool,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let handle = handles::new_handle(py, Callback::new(slf, callback, args, context, debug)?)?;
-        handles::set_tracking(handle.bind(py).as_any(), debug);
+        let handle = handles::new_handle(
+            py,
+            Callback::new(slf, callback, args, context, debug)?,
+            debug,
+        )?;
         slf.get()
             .state
             .borrow_mut(py)
@@ -263,7 +275,7 @@ impl PyLoop {
     /// Queues a new `TimerHandle` at `when` (the core of `call_at` and `call_later`).
     fn push_timer(
         slf: &Bound<'_, Self>,
-        when: &Bound<'_, PyAny>,
+        when: Deadline<'_, '_>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         context: Option<Bound<'_, PyAny>>,
@@ -274,9 +286,12 @@ impl PyLoop {
         let debug = this.guards(py, true)?;
         Self::check_callback(py, &callback, "call_at", debug)?;
         // asyncio keeps `when` as given (`TimerHandle._when`): an int stays an int.
-        let (when, when_obj) = match when.cast::<PyFloat>() {
-            Ok(f) => (f.value(), None),
-            Err(_) => (when.extract::<f64>()?, Some(when.clone().unbind())),
+        let (when, when_obj) = match when {
+            Deadline::Float(when) => (when, None),
+            Deadline::Given(when) => match when.cast::<PyFloat>() {
+                Ok(f) => (f.value(), None),
+                Err(_) => (when.extract::<f64>()?, Some(when.clone().unbind())),
+            },
         };
         let timer = handles::new_timer(
             py,
@@ -286,8 +301,8 @@ impl PyLoop {
                 when_obj,
                 scheduled: std::sync::atomic::AtomicBool::new(true),
             },
+            debug,
         )?;
-        handles::set_tracking(timer.bind(py).as_any(), debug);
         this.state
             .borrow_mut(py)
             .timers
@@ -320,9 +335,9 @@ impl PyLoop {
             let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
             PyErr::warn(py, &category, c"bool is used as a file descriptor", 1)?;
         }
-        let handle = handles::new_handle(py, Callback::new(slf, callback, args, None, debug)?)?;
         // A reader or writer stays registered until removed: the collector tracks it.
-        handles::set_tracking(handle.bind(py).as_any(), true);
+        let handle =
+            handles::new_handle(py, Callback::new(slf, callback, args, None, debug)?, true)?;
         this.watch(py, fd, direction, Watcher::Handle(handle))?;
         if !fileobj.is_instance_of::<PyInt>() {
             let old = this
@@ -633,7 +648,7 @@ impl PyLoop {
         if slf.get().state.borrow(py).time_override {
             // Mirrors call_later: `self.call_at(self.time() + delay, ...)`.
             let when = slf.call_method0(intern!(py, "time"))?.add(delay)?;
-            return Self::push_timer(slf, &when, callback, args, context);
+            return Self::push_timer(slf, Deadline::Given(&when), callback, args, context);
         }
         let delay: f64 = delay.extract().map_err(|_| {
             let tname = delay
@@ -645,8 +660,8 @@ impl PyLoop {
                 "unsupported operand type(s) for +: 'float' and '{tname}'"
             ))
         })?;
-        let when = PyFloat::new(py, sys::monotonic() + delay);
-        Self::push_timer(slf, when.as_any(), callback, args, context)
+        let when = Deadline::Float(sys::monotonic() + delay);
+        Self::push_timer(slf, when, callback, args, context)
     }
 
     /// Arrange for a callback to be called at time `when` on the loop's clock.
@@ -661,7 +676,7 @@ impl PyLoop {
         if when.is_none() {
             return Err(PyTypeError::new_err("when cannot be None"));
         }
-        Self::push_timer(slf, when, callback, args, context)
+        Self::push_timer(slf, Deadline::Given(when), callback, args, context)
     }
 
     /// Stop running the event loop after the current tick.

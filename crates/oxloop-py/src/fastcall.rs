@@ -112,7 +112,7 @@ fn panic_error(payload: Box<dyn std::any::Any + Send>) -> PyErr {
 
 /// Drops the references PyO3 deferred (a `Py<T>` dropped while its attach count was zero, on
 /// any thread): [`entry`] does not drain them as PyO3's trampoline does, so the tick calls this
-/// once when it does not release the GIL (re-attaching after a blocking poll drains them too).
+/// every `DRAIN_EVERY` ticks that keep the GIL (re-attaching after a blocking poll drains them).
 #[inline]
 pub fn drain_deferred(_attached: Python<'_>) {
     // NOTE: PyO3 has no public drain; `attach` on an attached thread is its cheapest route
@@ -173,6 +173,16 @@ unsafe fn unpack<'py>(
         ]
     };
     let rest = nargs - nlead;
+    if rest == 0 {
+        // The C Task's `call_soon(step, context=ctx)` and most others: no tuple to fill.
+        return Some(Ok(Unpacked {
+            slf,
+            lead,
+            rest: PyTuple::empty(py),
+            // SAFETY: the caller's guarantees, and `nkw` counts `kwnames`.
+            context: unsafe { context(py, args, nargs, nkw) },
+        }));
+    }
     // SAFETY: PyTuple_New returns a new tuple of `rest` NULL slots or NULL with an exception set.
     let tuple = match unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyTuple_New(rest)) } {
         Ok(t) => t,
@@ -189,20 +199,33 @@ unsafe fn unpack<'py>(
     }
     // SAFETY: the tuple was created by PyTuple_New above and every slot is now filled.
     let rest = unsafe { tuple.cast_into_unchecked::<PyTuple>() };
-    let context = if nkw == 1 {
-        // SAFETY: the keyword value follows the `nargs` positional ones.
-        let value = unsafe { *args.offset(nargs) };
-        // SAFETY: a borrowed reference, live for the call.
-        (value != unsafe { ffi::Py_None() }).then(|| unsafe { Bound::from_borrowed_ptr(py, value) })
-    } else {
-        None
-    };
     Some(Ok(Unpacked {
         slf,
         lead,
         rest,
-        context,
+        // SAFETY: as above.
+        context: unsafe { context(py, args, nargs, nkw) },
     }))
+}
+
+/// The value of `context=` (the one keyword, `nkw` == 1), unless None.
+///
+/// # Safety
+/// As for [`unpack`], with `nkw` the number of keyword names.
+#[inline(always)]
+unsafe fn context<'py>(
+    py: Python<'py>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    nkw: ffi::Py_ssize_t,
+) -> Option<Bound<'py, PyAny>> {
+    if nkw != 1 {
+        return None;
+    }
+    // SAFETY: the keyword value follows the `nargs` positional ones.
+    let value = unsafe { *args.offset(nargs) };
+    // SAFETY: a borrowed reference, live for the call.
+    (value != unsafe { ffi::Py_None() }).then(|| unsafe { Bound::from_borrowed_ptr(py, value) })
 }
 
 /// Defines the entry point `$name` of a `Loop` method: `$fast`, an expression of the vectorcall

@@ -100,7 +100,9 @@ impl Callback {
             *self.repr.borrow_mut(py) = Some(r);
         }
         let dropped = self.target.borrow_mut(py).take();
-        drop(dropped); // after the borrow ends: dropping may run arbitrary Python code
+        // After the borrow ends (dropping may run arbitrary Python code), as `Bound`s: a `Py`'s
+        // drop checks PyO3's thread-local attach count first.
+        drop(dropped.map(|(c, a)| (c.into_bound(py), a.into_bound(py))));
         Ok(true)
     }
 
@@ -252,15 +254,16 @@ impl Drop for Callback {
     }
 }
 
-/// Sets whether the garbage collector tracks a new handle (`Handle` or `TimerHandle`) that the
-/// loop is about to hold pending: only in debug mode, as asyncio's are; otherwise the loop
-/// reports what it holds (see the module docs). A handle from the free list starts untracked, a
-/// freshly allocated one tracked.
+/// Sets whether the garbage collector tracks a new handle (`Handle` or `TimerHandle`): in debug
+/// mode, as asyncio's are, or when the loop does not hold it pending (a reader or writer);
+/// otherwise the loop reports what it holds (see the module docs). A handle from the free list
+/// starts untracked, a freshly allocated one tracked; `pooled` says which, so the common case
+/// (an untracked handle from the pool that stays untracked) costs nothing.
 #[inline]
-pub fn set_tracking(handle: &Bound<'_, PyAny>, tracked: bool) {
+fn set_tracking(handle: &Bound<'_, PyAny>, tracked: bool, pooled: bool) {
     if tracked {
         ffi::gc_track(handle);
-    } else {
+    } else if !pooled {
         ffi::gc_untrack(handle);
     }
 }
@@ -412,36 +415,45 @@ impl<T> Slot<T> {
     }
 }
 
-/// A new `Handle` running `cb`, from the pool when it has one.
-pub fn new_handle(py: Python<'_>, cb: Callback) -> PyResult<Py<Handle>> {
+/// A new `Handle` running `cb`, from the pool when it has one; `tracked` says whether the
+/// garbage collector tracks it (see [`set_tracking`]).
+pub fn new_handle(py: Python<'_>, cb: Callback, tracked: bool) -> PyResult<Py<Handle>> {
     let pooled = POOL.borrow_mut(py).pop();
-    match pooled {
+    let (handle, pooled) = match pooled {
         Some(handle) => {
             // SAFETY: a pooled handle is reachable only through `handle`, just taken from the
             // pool; GIL held.
             unsafe { handle.get().cb.fill(cb) };
-            Ok(handle)
+            (handle, true)
         }
-        None => Py::new(py, Handle { cb: Slot::new(cb) }),
-    }
+        None => (Py::new(py, Handle { cb: Slot::new(cb) })?, false),
+    };
+    set_tracking(handle.bind(py).as_any(), tracked, pooled);
+    Ok(handle)
 }
 
-/// A new `TimerHandle` holding `data`, from the pool when it has one.
-pub fn new_timer(py: Python<'_>, data: TimerData) -> PyResult<Py<TimerHandle>> {
+/// A new `TimerHandle` holding `data`, from the pool when it has one; `tracked` as for
+/// [`new_handle`].
+pub fn new_timer(py: Python<'_>, data: TimerData, tracked: bool) -> PyResult<Py<TimerHandle>> {
     let pooled = TIMER_POOL.borrow_mut(py).pop();
-    match pooled {
+    let (timer, pooled) = match pooled {
         Some(timer) => {
             // SAFETY: as in `new_handle`.
             unsafe { timer.get().data.fill(data) };
-            Ok(timer)
+            (timer, true)
         }
-        None => Py::new(
-            py,
-            TimerHandle {
-                data: Slot::new(data),
-            },
+        None => (
+            Py::new(
+                py,
+                TimerHandle {
+                    data: Slot::new(data),
+                },
+            )?,
+            false,
         ),
-    }
+    };
+    set_tracking(timer.bind(py).as_any(), tracked, pooled);
+    Ok(timer)
 }
 
 /// A handle class with a pool (see [`recycle`]).
@@ -475,11 +487,11 @@ impl Pooled for TimerHandle {
 }
 
 /// The loop lets go of a handle that ran (see [`release`]): when nobody else holds it, it is
-/// emptied and kept in its class's pool for reuse. `handle` is the loop's own reference, about
-/// to be dropped.
+/// emptied and kept in its class's pool for reuse. `handle` is the loop's own reference, moved
+/// into the pool or dropped here.
 #[inline]
 pub fn recycle<T: Pooled + pyo3::PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync>(
-    handle: &Bound<'_, T>,
+    handle: Bound<'_, T>,
 ) {
     let ptr = handle.as_ptr();
     // SAFETY: GIL held (the Bound proves it) and `handle` is live: reading its count is sound.
@@ -493,17 +505,20 @@ pub fn recycle<T: Pooled + pyo3::PyClass<Frozen = pyo3::pyclass::boolean_struct:
         return;
     }
     let py = handle.py();
-    // SAFETY: only the loop's reference (about to be dropped) reaches the handle: no other
-    // object, no weak reference, not the collector; no reference into its cell is alive.
+    // SAFETY: only the loop's reference (moved in here) reaches the handle: no other object, no
+    // weak reference, not the collector; no reference into its cell is alive.
     let old = unsafe { handle.get().slot().take() };
-    {
+    let full = {
         let mut pool = T::pool().borrow_mut(py);
         if pool.len() < POOL_SIZE {
-            pool.push(handle.clone().unbind());
+            pool.push(handle.unbind());
+            None
+        } else {
+            Some(handle)
         }
-    }
+    };
     // After the pool's borrow ends: dropping the contents may run arbitrary Python code.
-    drop(old);
+    drop((full, old));
 }
 
 #[pymethods]

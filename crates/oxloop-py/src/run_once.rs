@@ -25,6 +25,10 @@ use std::sync::Arc;
 
 use crate::event_loop::{PyLoop, Ready, Watcher};
 
+/// How often (in ticks) a busy loop, one that never releases the GIL to poll, drains PyO3's
+/// deferred decrefs; a tick that releases it drains them when it takes the GIL back.
+const DRAIN_EVERY: u64 = 64;
+
 /// Runs one tick of `slf`.
 pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     let py = slf.py();
@@ -38,7 +42,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
     } else {
         0.0
     };
-    let (plan, mut events) = {
+    let (plan, mut events, ticks) = {
         let mut st = this.state.borrow_mut(py);
         let st = &mut *st;
         let watched = st.fds.watched() > 0;
@@ -51,13 +55,18 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
             || if time_override { now } else { sys::monotonic() },
         );
         st.stats.before_poll(plan.may_block());
-        (plan, std::mem::take(&mut st.events))
+        (plan, std::mem::take(&mut st.events), st.stats.ticks)
     };
     let timeout = plan.timeout;
-    for t in &pruned {
-        crate::handles::release(t.0.bind(py).as_any());
+    // Mirrors _run_once's pruning, `handle._scheduled = False`; the loop's reference then goes
+    // to the pool (or to the collector if someone else holds the handle).
+    for t in pruned {
+        let t = t.0.into_bound(py);
+        t.get()
+            .scheduled
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        crate::handles::recycle(t);
     }
-    drop(pruned);
 
     // 2. Poll. A zero-timeout poll cannot block: keep the GIL (a pending wake-up stays in the
     // eventfd and is consumed by the next blocking poll).
@@ -99,8 +108,8 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         this.state.borrow_mut(py).events = events;
         return Err(e);
     }
-    if !plan.may_block() {
-        // The GIL was kept: drain PyO3's deferred decrefs here (see `fastcall::drain_deferred`).
+    if !plan.may_block() && ticks % DRAIN_EVERY == 0 {
+        // The GIL was kept: drain PyO3's deferred decrefs (see `fastcall::drain_deferred`).
         crate::fastcall::drain_deferred(py);
     }
     // Mirrors PEP 475 in `select.epoll.poll`: a signal that interrupted the wait runs its Python
@@ -174,10 +183,12 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
             };
             ran += 1;
             // Monitoring off: this one predictable check is its whole per-callback cost.
-            match &mut probe {
-                None => run_ready(slf, &item, debug, || {})?,
-                Some(probe) => probe.run(slf, &item, debug)?,
-            }
+            let result = match &mut probe {
+                None => run_ready(slf, &item, debug, || {}),
+                Some(probe) => probe.run(slf, &item, debug),
+            };
+            release_ran(py, item);
+            result?;
         }
         Ok(())
     })();
@@ -193,9 +204,22 @@ fn now_overridden(slf: &Bound<'_, PyLoop>) -> PyResult<f64> {
     slf.call_method0(intern!(slf.py(), "time"))?.extract()
 }
 
+/// The loop lets go of an entry that ran (or failed): a handle goes back to its pool if nobody
+/// else holds it, or to the garbage collector if someone does ([`crate::handles::recycle`]).
+/// The loop's reference moves there, so no `Py` drop (and its thread-local check) is left here.
+#[inline(always)]
+fn release_ran(py: Python<'_>, item: Ready) {
+    match item {
+        Ready::Handle(h) => crate::handles::recycle(h.into_bound(py)),
+        Ready::Timer(t) => crate::handles::recycle(t.into_bound(py)),
+        Ready::Native(..) => {}
+    }
+}
+
 /// Runs one ready entry; in debug mode, times it and reports a slow callback. `ran` is called
-/// once the callback returned, while its handle still holds it (before the handle is recycled);
-/// not if the entry fails before its callback runs (debug mode's `describe`).
+/// once the callback returned, while its handle still holds it (the caller recycles the handle
+/// afterwards, see [`release_ran`]); not if the entry fails before its callback runs (debug
+/// mode's `describe`).
 #[inline(always)]
 pub fn run_ready(
     slf: &Bound<'_, PyLoop>,
@@ -205,18 +229,15 @@ pub fn run_ready(
 ) -> PyResult<()> {
     let py = slf.py();
     if !debug {
-        // The loop lets go of the handle once it ran; see `handles::release`.
         return match item {
             Ready::Handle(h) => {
                 let result = h.get().cb.run(py, h.bind(py).as_any());
                 ran();
-                crate::handles::recycle(h.bind(py));
                 result
             }
             Ready::Timer(t) => {
                 let result = t.get().cb.run(py, t.bind(py).as_any());
                 ran();
-                crate::handles::recycle(t.bind(py));
                 result
             }
             Ready::Native(n, direction) => {

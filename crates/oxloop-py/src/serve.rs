@@ -129,13 +129,13 @@ fn in_asyncio(
     let py = lp.py();
     let callback = lp.getattr(intern!(py, "_accept_connection"))?;
     let debug = lp.get().debug(py);
+    // Whoever keeps it (an exception handler, say) leaves it to the collector.
     let handle = handles::new_handle(
         py,
         Callback::new(lp, callback.clone(), args.clone(), None, debug)?,
+        true,
     )?;
     let handle = handle.bind(py);
-    // Whoever keeps it (an exception handler, say) leaves it to the collector.
-    handles::set_tracking(handle.as_any(), true);
     match err {
         None => handle.get().cb.run(py, handle.as_any()),
         Some(err) => handle

@@ -147,12 +147,19 @@ impl<T: Timer> TimerQueue<T> {
         if len > MIN_SCHEDULED_FOR_COMPACTION
             && self.cancelled as f64 / len as f64 > MIN_CANCELLED_FRACTION
         {
-            let (dead, live): (Vec<_>, Vec<_>) = std::mem::take(&mut self.heap)
-                .into_vec()
-                .into_iter()
-                .partition(|e| e.item.cancelled());
-            self.heap = BinaryHeap::from(live);
-            removed.extend(dead.into_iter().map(|e| e.item));
+            // In place: the heap keeps its allocation (it grows back to this size in a busy
+            // loop), and `removed` is sized once instead of growing by doubling.
+            let mut entries = std::mem::take(&mut self.heap).into_vec();
+            removed.reserve(self.cancelled);
+            let mut i = 0;
+            while i < entries.len() {
+                if entries[i].item.cancelled() {
+                    removed.push(entries.swap_remove(i).item);
+                } else {
+                    i += 1;
+                }
+            }
+            self.heap = BinaryHeap::from(entries);
             self.cancelled = 0;
             return;
         }
