@@ -24,17 +24,24 @@ use pyo3::types::PyTuple;
 use pyo3::{ffi, intern};
 
 use crate::event_loop::PyLoop;
+use crate::handles::{Handle, TimerHandle};
 
 /// PyO3's own descriptors of the methods below: the slow path for unusual argument shapes.
 static SLOW_CALL_SOON: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SLOW_CALL_SOON_THREADSAFE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SLOW_CALL_LATER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SLOW_CALL_AT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SLOW_GET_DEBUG: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SLOW_CREATE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SLOW_HANDLE_CANCEL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SLOW_TIMER_CANCEL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// `asyncio.Future`, which `create_future` calls.
+static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// asyncio's own `create_task` (borrowed, see `_borrowed.py`): the slow path of [`create_task`].
 static SLOW_CREATE_TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// `asyncio.tasks`, whose `Task` asyncio's `create_task` looks up on every call.
 static TASKS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-/// `("loop",)`: the keyword names of `Task(coro, loop=self)`.
+/// `("loop",)`: see [`loop_kwnames`].
 static LOOP_KWNAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
 
 /// A Rust function behind a `METH_FASTCALL | METH_KEYWORDS` entry, as [`entry`] calls it.
@@ -291,6 +298,120 @@ fast_method!(call_at, SLOW_CALL_AT, 2, |u| {
     PyLoop::call_at(&u.slf, &when, callback, u.rest, u.context)
 });
 fast_method!(
+    /// `loop.get_debug()`, which asyncio's `Future` and `Task` ask on every creation.
+    get_debug, SLOW_GET_DEBUG,
+    |py, slf, _args, nargs, kwnames| {
+        (nargs == 0 && kwnames.is_null()).then(|| {
+            // SAFETY: as in `unpack`: `slf` is a live `Loop` (the descriptor checked its type).
+            let this = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<PyLoop>() };
+            let debug = this.get().state.borrow(py).debug;
+            // SAFETY: Py_True/Py_False are live objects; the caller gets a new reference.
+            Ok(unsafe { bool_ptr(debug) })
+        })
+    }
+);
+fast_method!(
+    /// `loop.create_future()`: `asyncio.Future(loop=self)`, called with vectorcall.
+    create_future, SLOW_CREATE_FUTURE,
+    |py, slf, _args, nargs, kwnames| {
+        // SAFETY: the caller's guarantees are passed on unchanged.
+        (nargs == 0 && kwnames.is_null()).then(|| unsafe { new_future(py, slf) })
+    }
+);
+fast_method!(
+    /// `Handle.cancel()`.
+    handle_cancel, SLOW_HANDLE_CANCEL,
+    |py, slf, _args, nargs, kwnames| {
+        (nargs == 0 && kwnames.is_null()).then(|| {
+            // SAFETY: the descriptor checked that `slf` is a `Handle`; it is borrowed for the
+            // call.
+            let h = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<Handle>() };
+            // SAFETY: Py_None is a live object; the caller gets a new reference.
+            Handle::cancel(&h).map(|()| unsafe { none_ptr() })
+        })
+    }
+);
+fast_method!(
+    /// `TimerHandle.cancel()`.
+    timer_cancel, SLOW_TIMER_CANCEL,
+    |py, slf, _args, nargs, kwnames| {
+        (nargs == 0 && kwnames.is_null()).then(|| {
+            // SAFETY: as in `handle_cancel`, for `TimerHandle`.
+            let t =
+                unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<TimerHandle>() };
+            // SAFETY: as in `handle_cancel`.
+            TimerHandle::cancel(&t).map(|()| unsafe { none_ptr() })
+        })
+    }
+);
+
+/// A new reference to `True` or `False`.
+///
+/// # Safety
+/// GIL held.
+#[inline]
+unsafe fn bool_ptr(value: bool) -> *mut ffi::PyObject {
+    // SAFETY: the caller holds the GIL; the singletons are live for the interpreter's life.
+    unsafe {
+        let ptr = if value {
+            ffi::Py_True()
+        } else {
+            ffi::Py_False()
+        };
+        ffi::Py_INCREF(ptr);
+        ptr
+    }
+}
+
+/// A new reference to `None`.
+///
+/// # Safety
+/// GIL held.
+#[inline]
+unsafe fn none_ptr() -> *mut ffi::PyObject {
+    // SAFETY: as in `bool_ptr`.
+    unsafe {
+        let ptr = ffi::Py_None();
+        ffi::Py_INCREF(ptr);
+        ptr
+    }
+}
+
+/// `asyncio.Future(loop=slf)` (what `create_future` returns).
+///
+/// # Safety
+/// `slf` is a live `Loop` borrowed for the call; GIL held.
+unsafe fn new_future(py: Python<'_>, slf: *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject> {
+    let future = FUTURE.get_or_try_init(py, || {
+        Ok::<_, PyErr>(
+            py.import(intern!(py, "asyncio"))?
+                .getattr(intern!(py, "Future"))?
+                .unbind(),
+        )
+    })?;
+    let argv = [slf];
+    // SAFETY: `argv` holds one keyword value (`loop`), borrowed for the call; the result is a
+    // new reference or NULL with an exception set.
+    let result = unsafe {
+        ffi::PyObject_Vectorcall(future.as_ptr(), argv.as_ptr(), 0, loop_kwnames(py).as_ptr())
+    };
+    if result.is_null() {
+        Err(PyErr::fetch(py))
+    } else {
+        Ok(result)
+    }
+}
+
+/// `("loop",)`, the keyword names of `Task(coro, loop=self)` and `Future(loop=self)`.
+fn loop_kwnames(py: Python<'_>) -> &Py<PyTuple> {
+    LOOP_KWNAMES.get_or_init(py, || {
+        PyTuple::new(py, [intern!(py, "loop")])
+            .expect("a one-item tuple")
+            .unbind()
+    })
+}
+
+fast_method!(
     /// `loop.create_task(coro)`; see [`plain_task`]. Every other call (keywords, a task factory,
     /// debug mode, a closed loop, bad arguments) goes to asyncio's own function, which decides
     /// and raises as the running Python does. Both paths count the tasks they return
@@ -351,11 +472,7 @@ unsafe fn plain_task(
         Ok(task) => task,
         Err(err) => return Some(Err(err)),
     };
-    let kwnames = LOOP_KWNAMES.get_or_init(py, || {
-        PyTuple::new(py, [intern!(py, "loop")])
-            .expect("a one-item tuple")
-            .unbind()
-    });
+    let kwnames = loop_kwnames(py);
     // SAFETY: `args[0]` is the borrowed coroutine; `slf` is borrowed too.
     let argv = [unsafe { *args }, slf];
     // SAFETY: `argv` holds one positional argument and one keyword value, both borrowed for the
@@ -378,7 +495,12 @@ pub fn fast_create_task(
     doc: String,
 ) -> PyResult<Bound<'_, PyAny>> {
     let _ = SLOW_CREATE_TASK.set(py, slow);
-    descriptor(py, c"create_task", entry!(create_task), doc)
+    descriptor(
+        py.get_type::<PyLoop>(),
+        c"create_task",
+        entry!(create_task),
+        doc,
+    )
 }
 
 /// The first str equal to `context` that was not the interned one (3.11's C Task passes its
@@ -444,7 +566,13 @@ unsafe fn call_slow(
 
 /// Installs the fast methods on `Loop`; see the module docs.
 pub fn install(py: Python<'_>) -> PyResult<()> {
-    let methods: [(&str, &'static std::ffi::CStr, Fast, &PyOnceLock<Py<PyAny>>); 4] = [
+    type Method = (
+        &'static str,
+        &'static std::ffi::CStr,
+        Fast,
+        &'static PyOnceLock<Py<PyAny>>,
+    );
+    let on_loop: [Method; 6] = [
         (
             "call_soon",
             c"call_soon",
@@ -464,19 +592,49 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
             &SLOW_CALL_LATER,
         ),
         ("call_at", c"call_at", entry!(call_at), &SLOW_CALL_AT),
+        (
+            "get_debug",
+            c"get_debug",
+            entry!(get_debug),
+            &SLOW_GET_DEBUG,
+        ),
+        (
+            "create_future",
+            c"create_future",
+            entry!(create_future),
+            &SLOW_CREATE_FUTURE,
+        ),
     ];
-    let ty = py.get_type::<PyLoop>();
-    for (name, cname, fast, slow_cell) in methods {
-        let slow = ty.getattr(name)?;
-        // The docstring with its text signature, as PyO3 wrote it, for `inspect.signature`.
-        let doc = format!(
-            "{name}{}\n--\n\n{}",
-            slow.getattr(intern!(py, "__text_signature__"))?
-                .extract::<String>()?,
-            slow.getattr(intern!(py, "__doc__"))?.extract::<String>()?
-        );
-        let _ = slow_cell.set(py, slow.unbind());
-        ty.setattr(name, descriptor(py, cname, fast, doc)?)?;
+    let on_handle: [Method; 1] = [(
+        "cancel",
+        c"cancel",
+        entry!(handle_cancel),
+        &SLOW_HANDLE_CANCEL,
+    )];
+    let on_timer: [Method; 1] = [(
+        "cancel",
+        c"cancel",
+        entry!(timer_cancel),
+        &SLOW_TIMER_CANCEL,
+    )];
+    let types = [
+        (py.get_type::<PyLoop>(), &on_loop[..]),
+        (py.get_type::<Handle>(), &on_handle[..]),
+        (py.get_type::<TimerHandle>(), &on_timer[..]),
+    ];
+    for (ty, methods) in types {
+        for &(name, cname, fast, slow_cell) in methods {
+            let slow = ty.getattr(name)?;
+            // The docstring with its text signature, as PyO3 wrote it, for `inspect.signature`.
+            let doc = format!(
+                "{name}{}\n--\n\n{}",
+                slow.getattr(intern!(py, "__text_signature__"))?
+                    .extract::<String>()?,
+                slow.getattr(intern!(py, "__doc__"))?.extract::<String>()?
+            );
+            let _ = slow_cell.set(py, slow.unbind());
+            ty.setattr(name, descriptor(ty.clone(), cname, fast, doc)?)?;
+        }
     }
     Ok(())
 }
@@ -489,13 +647,14 @@ type Fast = unsafe extern "C" fn(
     *mut ffi::PyObject,
 ) -> *mut ffi::PyObject;
 
-/// A method descriptor of `Loop` named `cname` that calls `fast`, documented by `doc`.
+/// A method descriptor of `ty` named `cname` that calls `fast`, documented by `doc`.
 fn descriptor<'py>(
-    py: Python<'py>,
+    ty: Bound<'py, pyo3::types::PyType>,
     cname: &'static std::ffi::CStr,
     fast: Fast,
     doc: String,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let py = ty.py();
     let doc: &'static std::ffi::CStr = Box::leak(
         std::ffi::CString::new(doc)
             .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?
@@ -509,8 +668,7 @@ fn descriptor<'py>(
         ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
         ml_doc: doc.as_ptr(),
     }));
-    let ty = py.get_type::<PyLoop>();
-    // SAFETY: `ty` is the live `Loop` type object and `def` lives for the rest of the process
+    // SAFETY: `ty` is a live type object and `def` lives for the rest of the process
     // (leaked above), as a method descriptor's definition must.
     unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def)) }
 }

@@ -634,7 +634,7 @@ impl TimerHandle {
 #[pymethods]
 impl TimerHandle {
     /// Cancel the callback. If the callback has already been cancelled or run, this is a no-op.
-    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         if !this.cb.is_cancelled() && this.scheduled.load(Ordering::Relaxed) {
