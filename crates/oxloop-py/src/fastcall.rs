@@ -11,9 +11,14 @@
 //! directly, and hands every other shape (no callback, an unknown or repeated keyword) to PyO3's
 //! method, so argument errors read as before.
 //!
+//! The same mechanism serves the no-argument methods asyncio calls per future, task or timer:
+//! `Loop.get_debug` (every `Future` and `Task` asks), `Loop.create_future`, and `cancel` of
+//! `Handle` and `TimerHandle`; a call with arguments goes to PyO3's method, which refuses it.
+//!
 //! CPython calls these entries through [`entry`], our own trampoline rather than PyO3's: PyO3's
 //! bumps its thread-local attach count on the way in and out (two dynamic TLS lookups in a
-//! shared library) and checks its deferred-decref pool, about a twentieth of a `call_soon`.
+//! shared library) and checks its deferred-decref pool (measured: about 60 instructions of a
+//! `call_soon`'s 2,400 on 3.11).
 //! [`entry`] keeps the part that matters for soundness (no panic unwinds into C) and leaves the
 //! count alone; its SAFETY comment says why that is sound, and the tick drains PyO3's pool
 //! ([`drain_deferred`]), which PyO3's trampoline would otherwise have done on these calls.
