@@ -612,7 +612,19 @@ impl PyLoop {
         let this = slf.get();
         let debug = this.guards(py, false)?;
         Self::check_callback(py, &callback, "call_soon_threadsafe", debug)?;
-        let handle = Self::push_soon(slf, callback, args, context, debug)?;
+        // Mirrors Handle.__init__: a copy of the caller's context unless one is given. Debug mode
+        // keeps it tracked, as it keeps the handle.
+        let context = match context {
+            Some(context) => context,
+            None => {
+                let copy = ffi::copy_context(py)?;
+                if !debug {
+                    ffi::untrack_empty_context(&copy);
+                }
+                copy
+            }
+        };
+        let handle = Self::push_soon(slf, callback, args, Some(context), debug)?;
         this.waker.wake().map_err(|e| errors::os_error(py, &e))?;
         Ok(handle)
     }

@@ -17,6 +17,24 @@ pub fn copy_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }
 }
 
+/// Stops the garbage collector from tracking `context`, a `contextvars.Context` this crate just
+/// copied and holds alone, if it has no variables: not entered and empty, it refers to no object
+/// a cycle could pass through, so the collector has nothing to find in it, and a context that is
+/// not tracked does not count as an allocation every young collection walks and moves on.
+/// [`run_in_context`] and `Handle.get_context()` track it again before it can hold anything, and
+/// the handle's `Callback` before letting go of it: a Context's deallocator requires it tracked.
+///
+/// NOTE: asyncio copies the caller's context for every callback; a thread that never set a
+/// variable (an executor worker, any producer thread) has an empty one. Tracked, such copies
+/// pending by the thousand were most of `call_soon_threadsafe`'s CPU (full collections).
+pub fn untrack_empty_context(context: &Bound<'_, PyAny>) {
+    // SAFETY: GIL held (the Bound proves it); `context` is a live Context (the caller's
+    // guarantee), whose length is its variable count and cannot fail.
+    if unsafe { ffi::PyObject_Size(context.as_ptr()) } == 0 {
+        gc_untrack(context);
+    }
+}
+
 /// Whether `obj` is exactly a `contextvars.Context`.
 #[inline]
 pub fn is_context(obj: &Bound<'_, PyAny>) -> bool {
@@ -30,6 +48,8 @@ pub fn run_in_context<'py, R>(
     f: impl FnOnce() -> PyResult<R>,
 ) -> PyResult<R> {
     let py = context.py();
+    // Once entered, a context may hold anything: one `untrack_empty_context` stopped is tracked.
+    gc_track(context);
     // SAFETY: GIL held; `context` is a live object. PyContext_Enter type-checks it and fails with
     // TypeError (not a Context) or RuntimeError (already entered) instead of misbehaving.
     if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {

@@ -248,7 +248,11 @@ impl Drop for Callback {
                 ManuallyDrop::take(&mut self.loop_),
             )
         };
-        drop((context.into_bound(py), loop_.into_bound(py)));
+        let context = context.into_bound(py);
+        // A Context's deallocator unlinks it from the collector's list unchecked: one that
+        // `ffi::untrack_empty_context` stopped must be tracked again before it may be freed.
+        ffi::gc_track(&context);
+        drop((context, loop_.into_bound(py)));
     }
 }
 
@@ -520,6 +524,8 @@ impl Handle {
 
     /// Return the `contextvars.Context` the callback runs in.
     fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+        // Whoever gets it may fill it: see `ffi::untrack_empty_context`.
+        ffi::gc_track(self.cb.context.bind(py));
         self.cb.context.clone_ref(py)
     }
 
