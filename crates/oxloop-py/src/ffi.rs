@@ -35,6 +35,16 @@ pub fn untrack_empty_context(context: &Bound<'_, PyAny>) {
     }
 }
 
+/// Tracks `obj` again if it is a `contextvars.Context` that [`untrack_empty_context`] stopped.
+/// Anything else is left alone: asyncio takes any object as `context=`, and most are no
+/// collector objects at all.
+#[inline]
+pub fn track_context(obj: &Bound<'_, PyAny>) {
+    if is_context(obj) {
+        gc_track(obj);
+    }
+}
+
 /// Whether `obj` is exactly a `contextvars.Context`.
 #[inline]
 pub fn is_context(obj: &Bound<'_, PyAny>) -> bool {
@@ -49,7 +59,7 @@ pub fn run_in_context<'py, R>(
 ) -> PyResult<R> {
     let py = context.py();
     // Once entered, a context may hold anything: one `untrack_empty_context` stopped is tracked.
-    gc_track(context);
+    track_context(context);
     // SAFETY: GIL held; `context` is a live object. PyContext_Enter type-checks it and fails with
     // TypeError (not a Context) or RuntimeError (already entered) instead of misbehaving.
     if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {

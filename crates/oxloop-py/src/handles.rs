@@ -251,7 +251,7 @@ impl Drop for Callback {
         let context = context.into_bound(py);
         // A Context's deallocator unlinks it from the collector's list unchecked: one that
         // `ffi::untrack_empty_context` stopped must be tracked again before it may be freed.
-        ffi::gc_track(&context);
+        ffi::track_context(&context);
         drop((context, loop_.into_bound(py)));
     }
 }
@@ -525,7 +525,7 @@ impl Handle {
     /// Return the `contextvars.Context` the callback runs in.
     fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
         // Whoever gets it may fill it: see `ffi::untrack_empty_context`.
-        ffi::gc_track(self.cb.context.bind(py));
+        ffi::track_context(self.cb.context.bind(py));
         self.cb.context.clone_ref(py)
     }
 
