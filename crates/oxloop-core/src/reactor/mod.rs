@@ -294,4 +294,22 @@ mod tests {
         // The wake-up was consumed.
         assert!(r.poll(Some(Duration::ZERO)).unwrap().is_empty());
     }
+
+    #[test]
+    fn wakes_coalesce_until_a_poll_consumes_them_then_signal_again() {
+        let mut r = Reactor::new().unwrap();
+        let w = r.waker();
+        w.wake().unwrap();
+        w.wake().unwrap(); // coalesced: the flag is already set
+        assert!(r.poll(Some(Duration::ZERO)).unwrap().is_empty());
+        // Consumed: the flag is clear again, so a wake-up during the next wait signals it.
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            w.wake().unwrap();
+        });
+        let start = std::time::Instant::now();
+        assert!(r.poll(Some(Duration::from_secs(10))).unwrap().is_empty());
+        assert!(start.elapsed() < Duration::from_secs(5));
+        t.join().unwrap();
+    }
 }
