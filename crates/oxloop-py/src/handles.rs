@@ -15,6 +15,10 @@
 //! after it ran, was pruned or the loop closed) and, for handles still pending, at the start of
 //! every full collection (`Loop._track_escaped`, called from a `gc.callbacks` hook). Until then
 //! its contents count as reachable, which may delay collecting a cycle, never break one.
+//!
+//! The empty context copy `call_soon_threadsafe` makes for a thread that set no variable is not
+//! tracked either (`ffi::untrack_empty_context`); it is tracked again before it is entered, handed
+//! out by `get_context()`, or freed (a Context's deallocator requires it).
 
 use std::cell::UnsafeCell;
 use std::mem::ManuallyDrop;
