@@ -81,6 +81,11 @@ impl Callback {
         })
     }
 
+    /// The context the callback runs in (for `ffi::untrack_empty_context`).
+    pub fn context<'py>(&self, py: Python<'py>) -> &Bound<'py, PyAny> {
+        self.context.bind(py)
+    }
+
     /// The callback, unless cancelled (the monitor names what it sampled by it).
     pub fn callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.target
