@@ -8,6 +8,7 @@ lets an unclosed loop be collected. Each scenario runs on both loops and must en
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import warnings
 import weakref
@@ -37,7 +38,7 @@ def _new(kind: str):
 
 @pytest.mark.parametrize("kind", sorted(LOOPS))
 @pytest.mark.parametrize("held", [False, True], ids=["dropped", "held"])
-@pytest.mark.parametrize("how", ["call_soon", "call_later", "call_at"])
+@pytest.mark.parametrize("how", ["call_soon", "call_later", "call_at", "call_soon_threadsafe"])
 def test_unclosed_loop_with_a_pending_cycle_is_collected(kind, held, how):
     # loop -> pending handle -> callback -> node -> loop, and with `held` also node -> handle.
     loop = _new(kind)
@@ -49,6 +50,9 @@ def test_unclosed_loop_with_a_pending_cycle_is_collected(kind, held, how):
 
     if how == "call_soon":
         handle = loop.call_soon(callback)
+    elif how == "call_soon_threadsafe":
+        # From an empty context, whose copy oxloop keeps out of the collector's lists.
+        handle = contextvars.Context().run(loop.call_soon_threadsafe, callback)
     elif how == "call_later":
         handle = loop.call_later(3600, callback)
     else:
@@ -162,5 +166,58 @@ def test_handles_are_weak_referenceable(kind):
         assert [r() for r in refs] == [handle, timer]
         handle.cancel()
         timer.cancel()
+    finally:
+        loop.close()
+
+
+def _context_of(handle):
+    # Handle.get_context() is new in 3.12; asyncio's handle has `_context` before that.
+    get = getattr(handle, "get_context", None)
+    return get() if get is not None else handle._context
+
+
+VAR: contextvars.ContextVar = contextvars.ContextVar("test_gc_var")
+
+
+@pytest.mark.parametrize("kind", sorted(LOOPS))
+def test_cycle_through_a_context_the_callback_filled_is_collected(kind):
+    # node -> handle -> its context -> node: the threadsafe callback, scheduled from an empty
+    # context (oxloop does not track that copy while it is empty), stores node in its context.
+    loop = _new(kind)
+    try:
+        node = Node()
+        ran = []
+
+        def callback(n=node):
+            VAR.set(n)
+            ran.append(VAR.get() is n)
+
+        node.handle = contextvars.Context().run(loop.call_soon_threadsafe, callback)
+        loop.run_until_complete(asyncio.sleep(0))
+        assert ran == [True]
+        ref = weakref.ref(node)
+        del node, callback
+        _collect()
+        assert ref() is None
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("kind", sorted(LOOPS))
+def test_cycle_through_a_pending_handles_context_filled_from_outside_is_collected(kind):
+    # node -> context -> node, where the context is a pending threadsafe handle's (empty when
+    # scheduled), filled through get_context() by code outside the loop; the handle is cancelled.
+    loop = _new(kind)
+    try:
+        handle = contextvars.Context().run(loop.call_soon_threadsafe, print)
+        node = Node()
+        node.context = _context_of(handle)
+        node.context.run(VAR.set, node)
+        handle.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        ref = weakref.ref(node)
+        del node, handle
+        _collect()
+        assert ref() is None
     finally:
         loop.close()

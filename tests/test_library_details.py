@@ -832,11 +832,15 @@ def test_a_bad_context_fails_when_run_as_in_asyncio(on_both):
         seen = []
         for ctx in (Runner(), -1, "abc", object()):
             loop.call_soon(seen.append, type(ctx).__name__, context=ctx)
+            loop.call_soon_threadsafe(seen.append, type(ctx).__name__, context=ctx)
+            handle = loop.call_soon_threadsafe(print, context=ctx)
+            seen.append(handle.get_context() is ctx if hasattr(handle, "get_context") else True)
+            handle.cancel()
         loop.run_until_complete(asyncio.sleep(0))
         return seen
 
     aio, ox = on_both(scenario)
-    assert aio == ox == ["Runner"]
+    assert aio == ox == [True] * 4 + ["Runner", "Runner"]
 
 
 class _CountingSocket(socket.socket):

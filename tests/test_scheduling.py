@@ -480,6 +480,35 @@ def test_call_soon_and_threadsafe_interleave_in_call_order(on_both):
     assert a == o
 
 
+def test_threadsafe_callbacks_from_a_fresh_thread_each_get_their_own_context(on_both):
+    # A thread that never set a variable schedules three callbacks: each runs in its own copy of
+    # that empty context, so what one sets the next does not see (asyncio's Handle copies).
+    var = contextvars.ContextVar("var", default="unset")
+
+    def scenario(loop):
+        seen = []
+
+        def cb(i):
+            seen.append((i, var.get()))
+            var.set(f"set by {i}")
+            seen.append((i, var.get()))
+
+        def producer():
+            for i in range(3):
+                loop.call_soon_threadsafe(cb, i)
+            loop.call_soon_threadsafe(loop.stop)
+
+        t = threading.Thread(target=producer)
+        t.start()
+        loop.run_forever()
+        t.join()
+        return seen, var.get()
+
+    a, o = on_both(scenario)
+    assert a == o
+    assert o[0][0] == (0, "unset") and o[0][2] == (1, "unset") and o[1] == "unset"
+
+
 def test_close_while_a_thread_schedules(on_both):
     # A thread keeps calling call_soon_threadsafe while the loop closes: it gets asyncio's
     # RuntimeError once the loop is closed, and nothing crashes or hangs.

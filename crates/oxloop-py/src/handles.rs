@@ -15,6 +15,10 @@
 //! after it ran, was pruned or the loop closed) and, for handles still pending, at the start of
 //! every full collection (`Loop._track_escaped`, called from a `gc.callbacks` hook). Until then
 //! its contents count as reachable, which may delay collecting a cycle, never break one.
+//!
+//! The empty context copy `call_soon_threadsafe` makes for a thread that set no variable is not
+//! tracked either (`ffi::untrack_empty_context`); it is tracked again before it is entered, handed
+//! out by `get_context()`, or freed (a Context's deallocator requires it).
 
 use std::cell::UnsafeCell;
 use std::mem::ManuallyDrop;
@@ -75,6 +79,11 @@ impl Callback {
             source_traceback,
             repr: GilCell::new(None),
         })
+    }
+
+    /// The context the callback runs in (for `ffi::untrack_empty_context`).
+    pub fn context<'py>(&self, py: Python<'py>) -> &Bound<'py, PyAny> {
+        self.context.bind(py)
     }
 
     /// The callback, unless cancelled (the monitor names what it sampled by it).
@@ -250,7 +259,11 @@ impl Drop for Callback {
                 ManuallyDrop::take(&mut self.loop_),
             )
         };
-        drop((context.into_bound(py), loop_.into_bound(py)));
+        let context = context.into_bound(py);
+        // A Context's deallocator unlinks it from the collector's list unchecked: one that
+        // `ffi::untrack_empty_context` stopped must be tracked again before it may be freed.
+        ffi::track_context(&context);
+        drop((context, loop_.into_bound(py)));
     }
 }
 
@@ -535,6 +548,8 @@ impl Handle {
 
     /// Return the `contextvars.Context` the callback runs in.
     fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+        // Whoever gets it may fill it: see `ffi::untrack_empty_context`.
+        ffi::track_context(self.cb.context.bind(py));
         self.cb.context.clone_ref(py)
     }
 

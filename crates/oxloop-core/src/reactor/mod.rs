@@ -279,10 +279,8 @@ mod tests {
         assert_eq!(w.raw_fd(), -1);
     }
 
-    #[test]
-    fn waker_ends_a_wait_from_another_thread() {
-        let mut r = Reactor::new().unwrap();
-        let w = r.waker();
+    /// Wakes `r` with `w` from another thread 20 ms into a 10 s wait: the wait must end early.
+    fn assert_a_wake_from_another_thread_ends_the_wait(r: &mut Reactor, w: Arc<Waker>) {
         let t = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
             w.wake().unwrap();
@@ -291,7 +289,25 @@ mod tests {
         assert!(r.poll(Some(Duration::from_secs(10))).unwrap().is_empty());
         assert!(start.elapsed() < Duration::from_secs(5));
         t.join().unwrap();
+    }
+
+    #[test]
+    fn waker_ends_a_wait_from_another_thread() {
+        let mut r = Reactor::new().unwrap();
+        let w = r.waker();
+        assert_a_wake_from_another_thread_ends_the_wait(&mut r, w);
         // The wake-up was consumed.
         assert!(r.poll(Some(Duration::ZERO)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn wakes_coalesce_until_a_poll_consumes_them_then_signal_again() {
+        let mut r = Reactor::new().unwrap();
+        let w = r.waker();
+        w.wake().unwrap();
+        w.wake().unwrap(); // coalesced: the flag is already set
+        assert!(r.poll(Some(Duration::ZERO)).unwrap().is_empty());
+        // Consumed: the flag is clear again, so a wake-up during the next wait signals it.
+        assert_a_wake_from_another_thread_ends_the_wait(&mut r, w);
     }
 }

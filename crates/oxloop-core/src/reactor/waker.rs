@@ -47,7 +47,10 @@ impl Waker {
 
     /// Ends the reactor's current or next wait. Callable from any thread.
     pub fn wake(&self) -> io::Result<()> {
-        if self.pending.swap(true, Ordering::AcqRel) {
+        // NOTE: a plain load first: a producer calling in a tight loop finds the flag set and
+        // leaves the cache line shared, instead of taking it exclusive with a locked swap per call.
+        // A stale `true` is harmless: the wake-up it stands for has not been consumed yet.
+        if self.pending.load(Ordering::Acquire) || self.pending.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         match self.fd().as_ref() {
