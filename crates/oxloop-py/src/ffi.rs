@@ -224,3 +224,56 @@ pub fn set_message_name(ty: &Bound<'_, pyo3::types::PyType>, name: &'static std:
     // `name` lives for the whole program.
     unsafe { (*ty.as_type_ptr()).tp_name = name.as_ptr() };
 }
+
+// NOTE: pyo3-ffi declares `_PyBytes_Resize` crate-private; CPython exports it on every
+// supported version (it is what `socket.recv` uses to shrink its own result).
+extern "C" {
+    fn _PyBytes_Resize(
+        bytes: *mut *mut ffi::PyObject,
+        newsize: ffi::Py_ssize_t,
+    ) -> std::os::raw::c_int;
+}
+
+/// A new `bytes` filled by `read` in place: `read` gets `capacity` uninitialised-but-writable
+/// bytes and returns how many it wrote; the object is then shrunk to that size, as
+/// `socket.recv` builds its result. One copy (the kernel's) instead of two (kernel to a
+/// scratch buffer, scratch buffer to the `bytes`). An error of `read` is returned as is.
+///
+/// `read` must not call into Python (the object is not valid until it returns).
+pub fn bytes_read_into<'py>(
+    py: Python<'py>,
+    capacity: usize,
+    read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
+) -> PyResult<std::io::Result<Bound<'py, pyo3::types::PyBytes>>> {
+    let size = ffi::Py_ssize_t::try_from(capacity)
+        .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("size too large"))?;
+    // SAFETY: GIL held; a NULL source asks for an uninitialised `bytes` of `size` bytes, which
+    // this function alone owns until it is resized and handed out.
+    let mut obj = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size) };
+    if obj.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: `obj` is a live `bytes` of `capacity` bytes; its storage is writable while no one
+    // else holds a reference (none does). u8 has no invalid values, so handing out the
+    // uninitialised storage as `&mut [u8]` for the kernel to fill is sound in practice, as
+    // CPython's own `sock_recv` does; only the `n` bytes `read` reports are kept.
+    let buf =
+        unsafe { std::slice::from_raw_parts_mut(ffi::PyBytes_AsString(obj).cast(), capacity) };
+    let n = match read(buf) {
+        Ok(n) => n.min(capacity),
+        Err(e) => {
+            // SAFETY: `obj` is the reference created above, released exactly once.
+            unsafe { ffi::Py_DECREF(obj) };
+            return Ok(Err(e));
+        }
+    };
+    // SAFETY: `obj` is a `bytes` with refcount 1 that nothing else references, which
+    // `_PyBytes_Resize` requires; on failure it releases `obj`, sets NULL and raises.
+    if n != capacity && unsafe { _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: `obj` is a new, owned reference to a live `bytes`.
+    Ok(Ok(unsafe {
+        Bound::from_owned_ptr(py, obj).cast_into_unchecked()
+    }))
+}
