@@ -234,17 +234,45 @@ extern "C" {
     ) -> std::os::raw::c_int;
 }
 
+/// The size of the block [`bytes_read_into`] frees once (the transports' largest read).
+const MALLOC_PRIMER: usize = 256 * 1024;
+
+/// Whether [`bytes_read_into`] has freed its one [`MALLOC_PRIMER`] block.
+static MALLOC_PRIMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// A new `bytes` filled by `read` in place: `read` gets `capacity` uninitialised-but-writable
 /// bytes and returns how many it wrote; the object is then shrunk to that size, as
 /// `socket.recv` builds its result. One copy (the kernel's) instead of two (kernel to a
 /// scratch buffer, scratch buffer to the `bytes`). An error of `read` is returned as is.
 ///
 /// `read` must not call into Python (the object is not valid until it returns).
+///
+/// NOTE: the first call in the process first allocates and frees one whole [`MALLOC_PRIMER`]
+/// block. glibc's malloc serves blocks of 128 KiB and more with mmap and gives heap memory back
+/// to the kernel once 128 KiB are free at its top, until the first time such an mmapped block
+/// is freed whole: then it raises both thresholds past that size. A block shrunk before it is
+/// freed (every read here) never does that, so without this each 256 KiB transport read would
+/// mmap fresh pages and fault them in (27 page faults and one mmap per 100 KiB read, measured),
+/// and each 100 KiB `sock_recv` would grow and trim the heap every few calls (2 page faults per
+/// request on average). asyncio's `sock.recv(256 KiB)` frees such a block on its first
+/// would-block read, so its process gets the same thresholds. Other allocators are unaffected.
 pub fn bytes_read_into<'py>(
     py: Python<'py>,
     capacity: usize,
     read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
 ) -> PyResult<std::io::Result<Bound<'py, pyo3::types::PyBytes>>> {
+    if !MALLOC_PRIMED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: GIL held; the new `bytes` (or NULL on MemoryError, then cleared) is released
+        // at once, at its full size.
+        unsafe {
+            let block = ffi::PyBytes_FromStringAndSize(std::ptr::null(), MALLOC_PRIMER as _);
+            if block.is_null() {
+                ffi::PyErr_Clear();
+            } else {
+                ffi::Py_DECREF(block);
+            }
+        }
+    }
     let size = ffi::Py_ssize_t::try_from(capacity)
         .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("size too large"))?;
     // SAFETY: GIL held; a NULL source asks for an uninitialised `bytes` of `size` bytes, which

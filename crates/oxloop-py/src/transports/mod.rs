@@ -270,32 +270,17 @@ pub const LOG_THRESHOLD_FOR_CONNLOST_WRITES: usize = 5;
 /// Mirrors `max_size` of asyncio's transports: at most this much is read per readiness event.
 pub const MAX_SIZE: usize = 256 * 1024;
 
-/// Whether [`read_chunk`] has freed one unshrunk `MAX_SIZE` block (see its note).
-static MALLOC_PRIMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 /// One read of at most [`MAX_SIZE`] bytes from `fd` (`recv` for a socket), as one `bytes`.
 ///
 /// The kernel writes straight into a new `bytes` of `MAX_SIZE`, shrunk to the size read, as
 /// `socket.recv(MAX_SIZE)` (asyncio's transports) and rloop build theirs: one copy per read
-/// instead of two (through a scratch buffer, 3-5 us per 100 KiB read).
-///
-/// NOTE: 256 KiB is above glibc's initial mmap threshold (128 KiB), and a block that is shrunk
-/// before it is freed never raises that threshold: every read would then mmap fresh pages and
-/// fault them in (27 page faults per 100 KiB read, measured). glibc raises the threshold the
-/// first time such a block is freed whole, which asyncio's `sock.recv` does on its first
-/// would-block read; the first call here does the same once, so later blocks come from the heap
-/// with their pages mapped. Other allocators are unaffected.
+/// instead of two (through a scratch buffer, 3-5 us per 100 KiB read). See
+/// [`crate::ffi::bytes_read_into`] for why this costs no page faults.
 pub fn read_chunk<'py>(
     py: Python<'py>,
     fd: std::os::fd::RawFd,
     socket: bool,
 ) -> PyResult<std::io::Result<Bound<'py, pyo3::types::PyBytes>>> {
-    if !MALLOC_PRIMED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        let unread = crate::ffi::bytes_read_into(py, MAX_SIZE, |_| {
-            Err(std::io::ErrorKind::WouldBlock.into())
-        });
-        drop(unread);
-    }
     crate::ffi::bytes_read_into(py, MAX_SIZE, |buf| oxloop_core::sys::read(fd, buf, socket))
 }
 
