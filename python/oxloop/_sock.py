@@ -308,11 +308,7 @@ class SocketMethods:
                     ]
             # NOTE: a flags argument that is no int is socket.getaddrinfo's TypeError to raise,
             # in the executor below.
-            if (
-                isinstance(flags, int)
-                and not flags & socket.AI_CANONNAME
-                and _looks_numeric(host)
-            ):
+            if isinstance(flags, int) and not flags & socket.AI_CANONNAME and _looks_numeric(host):
                 try:
                     return socket.getaddrinfo(
                         host, port, family, type, proto, flags | socket.AI_NUMERICHOST

@@ -83,8 +83,11 @@ pub enum Literal {
 /// without a scope (a scope name needs an interface lookup); its text is `inet_ntop`'s, as in
 /// getaddrinfo's answer. `None` for everything else (names, scoped or malformed addresses).
 pub fn parse_literal(host: &str) -> Option<Literal> {
-    if host.is_empty() || host.len() > 63 {
-        return None;
+    if !host.contains(':') {
+        return is_canonical_v4(host).then_some(Literal::V4);
+    }
+    if host.len() > 63 || host.contains('%') {
+        return None; // the longest IPv6 text is 45 bytes
     }
     let mut text = [0 as libc::c_char; 64];
     for (dst, &src) in text.iter_mut().zip(host.as_bytes()) {
@@ -92,12 +95,6 @@ pub fn parse_literal(host: &str) -> Option<Literal> {
             return None;
         }
         *dst = src as libc::c_char;
-    }
-    if !host.contains(':') {
-        return is_canonical_v4(host).then_some(Literal::V4);
-    }
-    if host.contains('%') {
-        return None;
     }
     // SAFETY: an all-zero in6_addr is a valid value of that plain C struct.
     let mut addr: libc::in6_addr = unsafe { std::mem::zeroed() };
