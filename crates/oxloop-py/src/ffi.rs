@@ -248,14 +248,13 @@ static MALLOC_PRIMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicB
 /// `read` must not call into Python (the object is not valid until it returns).
 ///
 /// NOTE: the first call in the process first allocates and frees one whole [`MALLOC_PRIMER`]
-/// block. glibc's malloc serves blocks of 128 KiB and more with mmap and gives heap memory back
-/// to the kernel once 128 KiB are free at its top, until the first time such an mmapped block
-/// is freed whole: then it raises both thresholds past that size. A block shrunk before it is
-/// freed (every read here) never does that, so without this each 256 KiB transport read would
-/// mmap fresh pages and fault them in (27 page faults and one mmap per 100 KiB read, measured),
-/// and each 100 KiB `sock_recv` would grow and trim the heap every few calls (2 page faults per
-/// request on average). asyncio's `sock.recv(256 KiB)` frees such a block on its first
-/// would-block read, so its process gets the same thresholds. Other allocators are unaffected.
+/// block. glibc's malloc serves blocks of 128 KiB and more with mmap, until the first time such
+/// an mmapped block is freed whole: then it raises its mmap threshold (and its heap trim
+/// threshold) past that size. A block shrunk before it is freed (every read here) never does
+/// that, so without this each 256 KiB transport read would mmap fresh pages and fault them in
+/// (27 page faults and one mmap per 100 KiB read, measured; 0 with it). asyncio's
+/// `sock.recv(256 KiB)` frees such a block on its first would-block read, so its process gets
+/// the same thresholds. Other allocators are unaffected.
 pub fn bytes_read_into<'py>(
     py: Python<'py>,
     capacity: usize,

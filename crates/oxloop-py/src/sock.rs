@@ -458,9 +458,9 @@ const TRY_CONNECT: u8 = 4;
 /// The largest `sock_recv` size read in Rust; larger ones use `sock.recv`.
 const MAX_RECV: usize = 1 << 20;
 
-/// `recv(fd, n)` into a new `bytes` of the received size, for an exact `int` `n` up to
-/// `MAX_RECV`; `None` for any other `n` (the socket method then decides). The kernel writes
-/// straight into the `bytes`, which is then shrunk, as `sock.recv(n)` builds its own.
+/// `recv(fd, n)` into a new `bytes` of the received size (see
+/// [`crate::transports::read_bytes`]), for an exact `int` `n` up to `MAX_RECV`; `None` for any
+/// other `n` (the socket method then decides).
 fn recv_bytes<'py>(
     py: Python<'py>,
     fd: RawFd,
@@ -474,10 +474,7 @@ fn recv_bytes<'py>(
     if n > MAX_RECV {
         return None;
     }
-    Some(
-        crate::ffi::bytes_read_into(py, n, |buf| oxloop_core::sys::read(fd, buf, true))
-            .map(|r| r.map(Bound::into_any)),
-    )
+    Some(crate::transports::read_bytes(py, fd, n, true).map(|r| r.map(Bound::into_any)))
 }
 
 /// Whether `sock` is a plain `socket.socket` in non-blocking mode (`gettimeout() == 0`).
