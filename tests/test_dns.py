@@ -54,6 +54,22 @@ def _table():
     # Out-of-range and odd ports.
     for port in (65535, 65536, -1, 2.5, "99999"):
         rows.append(("127.0.0.1", port, 0, socket.SOCK_STREAM, 0, 0))
+    # Argument types on IP literals: a float is a TypeError even when its value is fine; bools
+    # and the socket module's IntEnums are ints.
+    stream, tcp = socket.SOCK_STREAM, socket.IPPROTO_TCP
+    for host in ("127.0.0.1", "::1", "::ffff:10.0.0.1", "10.0.0.001"):
+        rows += [
+            (host, 80, 0.0, stream, 0, 0),
+            (host, 80, 0, float(stream), 0, 0),
+            (host, 80, 0, stream, float(tcp), 0),
+            (host, 80, 0, stream, 0, 0.0),
+            (host, 80.0, 0, stream, 0, 0),
+            (host, True, 0, True, 0, False),
+            (host, 80, socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, 0),
+            (host, 80, socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_UDP, 0),
+            (host, 80, 0, socket.SOCK_DGRAM, tcp, 0),
+            (host, 2**64, 0, stream, 0, 0),
+        ]
     return rows
 
 
@@ -164,13 +180,15 @@ def test_literal_fast_path_is_identical_to_socket_getaddrinfo():
              "0:0::1", "::ffff:1.2.3.4", "fe80::1", "2001:db8::1", "::", "1::", "::1%lo",
              "localhost", "", "1.2.3.4.5"]  # fmt: skip
     checked = 0
+    # Plain ints, the socket module's IntEnums and floats (which socket.getaddrinfo refuses: the
+    # fast path must leave those to it, so `want` below would raise).
     for args in itertools.product(
         hosts,
-        [0, 80, 65535, None, "80", True],
-        [0, socket.AF_INET, socket.AF_INET6],
-        [0, socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_RAW],
-        [0, socket.IPPROTO_TCP, socket.IPPROTO_UDP],
-        [0, socket.AI_PASSIVE, socket.AI_NUMERICHOST],
+        [0, 80, 65535, None, "80", True, 80.0],
+        [0, socket.AF_INET, socket.AF_INET6, int(socket.AF_INET6), 0.0],
+        [0, socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_RAW, 1, 1.0],
+        [0, socket.IPPROTO_TCP, socket.IPPROTO_UDP, 6.0],
+        [0, socket.AI_PASSIVE, socket.AI_NUMERICHOST, 0.0],
     ):
         answer = _literal_answer(*args)
         if answer is None:

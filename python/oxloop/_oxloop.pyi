@@ -11,6 +11,7 @@ __all__ = [
     "Handle",
     "TimerHandle",
     "Resolver",
+    "literal_addrinfo",
     "SockWait",
     "sock_wait",
     "sock_try",
@@ -290,6 +291,11 @@ class Resolver:
         flags: int,
     ) -> Any: ...
     def close(self) -> None: ...
+
+def literal_addrinfo(
+    host: Any, port: Any, family: Any, type_: Any, proto: Any, flags: Any
+) -> Optional[list[tuple[Any, Any, int, str, tuple[Any, ...]]]]:
+    """``socket.getaddrinfo``'s answer for an IP literal built without calling it, or None."""
 
 def monitor_start(loop_: Loop, sink: Any, period: float, threshold: float) -> None: ...
 def monitor_stop(loop_: Loop) -> None: ...

@@ -56,44 +56,10 @@ def _looks_numeric(host):
     return ":" in host or all(c in _NUMERIC_CHARS for c in host)
 
 
-_PROTO_OF_TYPE = {socket.SOCK_STREAM: socket.IPPROTO_TCP, socket.SOCK_DGRAM: socket.IPPROTO_UDP}
-
-
-def _literal_answer(host, port, family, type_, proto, flags):
-    """``socket.getaddrinfo``'s exact answer for an IP literal, built without calling it.
-
-    Only the cases whose answer is fully determined: no flags, an integer port, one socket type
-    (stream or datagram) and a canonical IPv4 literal or any IPv6 literal without a scope (the
-    answer carries its canonical text, as getaddrinfo's does). None otherwise.
-    """
-    want_proto = _PROTO_OF_TYPE.get(type_)
-    if (
-        flags
-        or want_proto is None
-        or proto not in (0, want_proto)
-        or type(port) is not int
-        or not 0 <= port <= 65535
-        or not isinstance(host, str)
-    ):
-        return None
-    if ":" not in host:
-        if family not in (0, socket.AF_INET) or not host.replace(".", "").isdigit():
-            return None  # a name: inet_pton would refuse it (raising costs more than this check)
-        kind = _as_enum(type_, socket.SocketKind)
-        try:
-            if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, host)) != host:
-                return None  # 127.1, leading zeros...: getaddrinfo rewrites those
-        except OSError:
-            return None
-        return [(socket.AF_INET, kind, want_proto, "", (host, port))]
-    if family not in (0, socket.AF_INET6) or "%" in host:
-        return None
-    kind = _as_enum(type_, socket.SocketKind)
-    try:
-        text = socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, host))
-    except OSError:
-        return None
-    return [(socket.AF_INET6, kind, want_proto, "", (text, port, 0, 0))]
+# ``socket.getaddrinfo``'s exact answer for an IP literal, built in Rust without calling it (only
+# the cases whose answer is fully determined: int arguments, no flags, one socket type, a
+# canonical IPv4 literal or an unscoped IPv6 one); None otherwise.
+_literal_answer = _oxloop.literal_addrinfo
 
 
 def _encode_query(host, port, family, type_, proto, flags):
@@ -340,7 +306,9 @@ class SocketMethods:
                         (_as_enum(f, socket.AddressFamily), _as_enum(t, socket.SocketKind), p, c, a)
                         for f, t, p, c, a in raw
                     ]
-            if not flags & socket.AI_CANONNAME and _looks_numeric(host):
+            # NOTE: a flags argument that is no int is socket.getaddrinfo's TypeError to raise,
+            # in the executor below.
+            if isinstance(flags, int) and not flags & socket.AI_CANONNAME and _looks_numeric(host):
                 try:
                     return socket.getaddrinfo(
                         host, port, family, type, proto, flags | socket.AI_NUMERICHOST

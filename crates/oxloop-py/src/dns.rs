@@ -13,10 +13,11 @@ use std::ffi::CString;
 use std::sync::Arc;
 
 use oxloop_core::dns::{Query, Resolver as Pool};
-use oxloop_core::sys::SockAddr;
+use oxloop_core::sys::{self, SockAddr};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyInt, PyList, PyString};
 use pyo3::{intern, PyTraverseError};
 
 use crate::errors;
@@ -222,4 +223,98 @@ impl Resolver {
         }
         Ok(())
     }
+}
+
+/// `socket.AF_INET`, `socket.AF_INET6`, `socket.SOCK_STREAM`, `socket.SOCK_DGRAM`: the enum
+/// members `socket.getaddrinfo` puts in its answers.
+static ENUMS: PyOnceLock<[Py<PyAny>; 4]> = PyOnceLock::new();
+
+/// An `int` (or a subclass: `bool`, `socket.AF_INET`...) as `i64`, the value
+/// `socket.getaddrinfo` reads from it; `None` for anything else (a `float` it would refuse, an
+/// `__index__` type) and for values out of range.
+fn int_value(obj: &Bound<'_, PyAny>) -> Option<i64> {
+    obj.cast::<PyInt>().ok()?.extract().ok()
+}
+
+/// `socket.getaddrinfo(host, port, family, type, proto, flags)`'s exact answer for an IP
+/// literal, built in the loop thread without calling it; `None` when the answer is not known
+/// this way (the caller then asks `getaddrinfo`).
+///
+/// Only the cases whose answer is fully determined: `int` arguments (anything else may be an
+/// error `socket.getaddrinfo` must raise), no flags, an exact `int` port in 0-65535, one socket type
+/// (stream or datagram, so one entry) with proto 0 or its own, and a host that is a canonical
+/// IPv4 literal or an unscoped IPv6 literal of a family the call allows (see
+/// [`oxloop_core::sys::parse_literal`]).
+#[pyfunction]
+#[pyo3(signature = (host, port, family, type_, proto, flags))]
+pub fn literal_addrinfo<'py>(
+    host: &Bound<'py, PyAny>,
+    port: &Bound<'py, PyAny>,
+    family: &Bound<'py, PyAny>,
+    type_: &Bound<'py, PyAny>,
+    proto: &Bound<'py, PyAny>,
+    flags: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyList>>> {
+    let py = host.py();
+    let (Some(family), Some(socktype), Some(proto), Some(0)) = (
+        int_value(family),
+        int_value(type_),
+        int_value(proto),
+        int_value(flags),
+    ) else {
+        return Ok(None);
+    };
+    let want_proto = match socktype {
+        x if x == i64::from(libc::SOCK_STREAM) => libc::IPPROTO_TCP,
+        x if x == i64::from(libc::SOCK_DGRAM) => libc::IPPROTO_UDP,
+        _ => return Ok(None),
+    };
+    if proto != 0 && proto != i64::from(want_proto) {
+        return Ok(None);
+    }
+    // NOTE: an exact int: socket.getaddrinfo refuses a port of an int subclass ("Int or String
+    // expected"), unlike the other arguments.
+    let port = port
+        .cast_exact::<PyInt>()
+        .ok()
+        .and_then(|p| p.extract::<u16>().ok());
+    let Some(port) = port else {
+        return Ok(None);
+    };
+    let Ok(host_str) = host.cast_exact::<PyString>() else {
+        return Ok(None);
+    };
+    let Ok(text) = host_str.to_str() else {
+        return Ok(None);
+    };
+    let Some(literal) = sys::parse_literal(text) else {
+        return Ok(None);
+    };
+    let enums = ENUMS.get_or_try_init(py, || -> PyResult<_> {
+        let socket = py.import("socket")?;
+        let get = |name: &str| socket.getattr(name).map(Bound::unbind);
+        Ok([
+            get("AF_INET")?,
+            get("AF_INET6")?,
+            get("SOCK_STREAM")?,
+            get("SOCK_DGRAM")?,
+        ])
+    })?;
+    let kind = if want_proto == libc::IPPROTO_TCP {
+        &enums[2]
+    } else {
+        &enums[3]
+    };
+    let (fam, addr) = match literal {
+        sys::Literal::V4 if family == 0 || family == i64::from(libc::AF_INET) => {
+            (&enums[0], (host, port).into_pyobject(py)?.into_any())
+        }
+        sys::Literal::V6(canonical) if family == 0 || family == i64::from(libc::AF_INET6) => (
+            &enums[1],
+            (canonical, port, 0, 0).into_pyobject(py)?.into_any(),
+        ),
+        _ => return Ok(None),
+    };
+    let entry = (fam.bind(py), kind.bind(py), want_proto, "", addr).into_pyobject(py)?;
+    Ok(Some(PyList::new(py, [entry])?))
 }

@@ -254,3 +254,83 @@ pub fn set_message_name(ty: &Bound<'_, pyo3::types::PyType>, name: &'static std:
     // `name` lives for the whole program.
     unsafe { (*ty.as_type_ptr()).tp_name = name.as_ptr() };
 }
+
+// NOTE: pyo3-ffi declares `_PyBytes_Resize` crate-private; CPython exports it on every
+// supported version (it is what `socket.recv` uses to shrink its own result).
+extern "C" {
+    fn _PyBytes_Resize(
+        bytes: *mut *mut ffi::PyObject,
+        newsize: ffi::Py_ssize_t,
+    ) -> std::os::raw::c_int;
+}
+
+/// The size of the block [`bytes_read_into`] frees once (the transports' largest read).
+const MALLOC_PRIMER: usize = 256 * 1024;
+
+/// Whether [`bytes_read_into`] has freed its one [`MALLOC_PRIMER`] block.
+static MALLOC_PRIMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A new `bytes` filled by `read` in place: `read` gets `capacity` uninitialised-but-writable
+/// bytes and returns how many it wrote; the object is then shrunk to that size, as
+/// `socket.recv` builds its result. One copy (the kernel's) instead of two (kernel to a
+/// scratch buffer, scratch buffer to the `bytes`). An error of `read` is returned as is.
+///
+/// `read` must not call into Python (the object is not valid until it returns).
+///
+/// NOTE: the first call in the process first allocates and frees one whole [`MALLOC_PRIMER`]
+/// block. glibc's malloc serves blocks of 128 KiB and more with mmap, until the first time such
+/// an mmapped block is freed whole: then it raises its mmap threshold (and its heap trim
+/// threshold) past that size. A block shrunk before it is freed (every read here) never does
+/// that, so without this each 256 KiB transport read would mmap fresh pages and fault them in
+/// (27 page faults and one mmap per 100 KiB read, measured; 0 with it). asyncio's
+/// `sock.recv(256 KiB)` frees such a block on its first would-block read, so its process gets
+/// the same thresholds. Other allocators are unaffected.
+pub fn bytes_read_into<'py>(
+    py: Python<'py>,
+    capacity: usize,
+    read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
+) -> PyResult<std::io::Result<Bound<'py, pyo3::types::PyBytes>>> {
+    if !MALLOC_PRIMED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: GIL held; the new `bytes` (or NULL on MemoryError, then cleared) is released
+        // at once, at its full size.
+        unsafe {
+            let block = ffi::PyBytes_FromStringAndSize(std::ptr::null(), MALLOC_PRIMER as _);
+            if block.is_null() {
+                ffi::PyErr_Clear();
+            } else {
+                ffi::Py_DECREF(block);
+            }
+        }
+    }
+    let size = ffi::Py_ssize_t::try_from(capacity)
+        .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("size too large"))?;
+    // SAFETY: GIL held; a NULL source asks for an uninitialised `bytes` of `size` bytes, which
+    // this function alone owns until it is resized and handed out.
+    let mut obj = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size) };
+    if obj.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: `obj` is a live `bytes` of `capacity` bytes; its storage is writable while no one
+    // else holds a reference (none does). u8 has no invalid values, so handing out the
+    // uninitialised storage as `&mut [u8]` for the kernel to fill is sound in practice, as
+    // CPython's own `sock_recv` does; only the `n` bytes `read` reports are kept.
+    let buf =
+        unsafe { std::slice::from_raw_parts_mut(ffi::PyBytes_AsString(obj).cast(), capacity) };
+    let n = match read(buf) {
+        Ok(n) => n.min(capacity),
+        Err(e) => {
+            // SAFETY: `obj` is the reference created above, released exactly once.
+            unsafe { ffi::Py_DECREF(obj) };
+            return Ok(Err(e));
+        }
+    };
+    // SAFETY: `obj` is a `bytes` with refcount 1 that nothing else references, which
+    // `_PyBytes_Resize` requires; on failure it releases `obj`, sets NULL and raises.
+    if n != capacity && unsafe { _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: `obj` is a new, owned reference to a live `bytes`.
+    Ok(Ok(unsafe {
+        Bound::from_owned_ptr(py, obj).cast_into_unchecked()
+    }))
+}

@@ -39,6 +39,7 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<dns::Resolver>()?;
+    m.add_function(wrap_pyfunction!(dns::literal_addrinfo, m)?)?;
     sock::register(m)?;
     m.add_class::<serve::Acceptor>()?;
     m.add_function(wrap_pyfunction!(serve::serve, m)?)?;

@@ -281,7 +281,7 @@ impl SockWait {
             Kind::Recv => {
                 let n = args.get_item(0).ok()?;
                 let bytes = recv_bytes(py, self.fd, &n)?;
-                Some(bytes.map(|b| Step::Done(b.unbind())).map_err(os_error))
+                Some(bytes.and_then(|r| r.map(|b| Step::Done(b.unbind())).map_err(os_error)))
             }
             Kind::RecvInto => {
                 let buf = args.get_item(0).ok()?;
@@ -455,38 +455,26 @@ const TRY_SEND: u8 = 2;
 const TRY_ACCEPT: u8 = 3;
 /// `sock_try` operation: `sock.connect(arg)`; `None` when connected at once.
 const TRY_CONNECT: u8 = 4;
-/// The largest `sock_recv` size read through the scratch buffer; larger ones use `sock.recv`.
-const MAX_SCRATCH: usize = 1 << 20;
+/// The largest `sock_recv` size read in Rust; larger ones use `sock.recv`.
+const MAX_RECV: usize = 1 << 20;
 
-thread_local! {
-    /// Where `sock_try` receives before copying into a `bytes` of the received size (as
-    /// `sock.recv` would shrink its own); grows to the largest size asked, at most `MAX_SCRATCH`.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// `recv(fd, n)` into a new `bytes` of the received size, for an exact `int` `n` up to
-/// `MAX_SCRATCH`; `None` for any other `n` (the socket method then decides).
+/// `recv(fd, n)` into a new `bytes` of the received size (see
+/// [`crate::transports::read_bytes`]), for an exact `int` `n` up to `MAX_RECV`; `None` for any
+/// other `n` (the socket method then decides).
 fn recv_bytes<'py>(
     py: Python<'py>,
     fd: RawFd,
     n: &Bound<'py, PyAny>,
-) -> Option<std::io::Result<Bound<'py, PyAny>>> {
+) -> Option<PyResult<std::io::Result<Bound<'py, PyAny>>>> {
     let n = n
         .cast_exact::<pyo3::types::PyInt>()
         .ok()?
         .extract::<usize>()
         .ok()?;
-    if n > MAX_SCRATCH {
+    if n > MAX_RECV {
         return None;
     }
-    Some(SCRATCH.with(|scratch| {
-        let mut buf = scratch.borrow_mut();
-        if buf.len() < n {
-            buf.resize(n, 0);
-        }
-        oxloop_core::sys::read(fd, &mut buf[..n], true)
-            .map(|k| pyo3::types::PyBytes::new(py, &buf[..k]).into_any())
-    }))
+    Some(crate::transports::read_bytes(py, fd, n, true).map(|r| r.map(Bound::into_any)))
 }
 
 /// Whether `sock` is a plain `socket.socket` in non-blocking mode (`gettimeout() == 0`).
@@ -673,7 +661,10 @@ pub fn sock_try(
     }
     if fd >= 0 {
         let raw: Option<std::io::Result<Py<PyAny>>> = match op {
-            TRY_RECV => recv_bytes(py, fd, arg).map(|r| r.map(|b| b.unbind())),
+            TRY_RECV => match recv_bytes(py, fd, arg) {
+                Some(read) => Some(read?.map(Bound::unbind)),
+                None => None,
+            },
             TRY_RECV_INTO => crate::ffi::with_bytes_mut(arg, |buf| {
                 oxloop_core::sys::read(fd, buf, true)
                     .map(|k| k.into_pyobject(py).map(|k| k.into_any().unbind()))

@@ -6,7 +6,7 @@
 //! - `eventfd`: the waker's and the resolver's counters;
 //! - `readwrite`: reads and writes of sockets and pipes, `shutdown`;
 //! - `fd`: fd numbers, file types, non-blocking mode, retryable errors;
-//! - `addrinfo`: `getaddrinfo`, `inet_ntop`;
+//! - `addrinfo`: `getaddrinfo`, `inet_pton`/`inet_ntop`;
 //! - `socket`: `accept4`, the peer address as Python's socket module decodes it.
 //!
 //! Everything above this module works with plain `RawFd` numbers (asyncio keys its readers and
@@ -22,7 +22,7 @@ mod fd;
 mod readwrite;
 pub mod socket;
 
-pub use addrinfo::{getaddrinfo, ntop_v4, ntop_v6, AddrInfo, SockAddr};
+pub use addrinfo::{getaddrinfo, ntop_v4, ntop_v6, parse_literal, AddrInfo, Literal, SockAddr};
 pub use clock::monotonic;
 pub use epoll::{epoll_add, epoll_create, epoll_delete, epoll_flags, epoll_modify, epoll_wait};
 pub use eventfd::{eventfd_create, eventfd_drain, eventfd_signal};

@@ -270,37 +270,76 @@ pub const LOG_THRESHOLD_FOR_CONNLOST_WRITES: usize = 5;
 /// Mirrors `max_size` of asyncio's transports: at most this much is read per readiness event.
 pub const MAX_SIZE: usize = 256 * 1024;
 
-thread_local! {
-    /// The read buffer every transport of this thread's loop reads into; its bytes are copied
-    /// into a `bytes` object before any Python code runs, so one buffer serves all transports.
-    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// One read of at most [`MAX_SIZE`] bytes from `fd` (`recv` for a socket), as one `bytes`.
-///
-/// The read goes into the thread's shared buffer, then one copy into a `bytes` of the size read.
-/// NOTE: reading straight into a fresh `bytes` of `MAX_SIZE` (then shrunk) saves that copy in
-/// instructions but costs the kernel page faults on a new 256 KiB allocation per read: the
-/// 100 KiB echo rows took 2-3x the server CPU that way.
+/// One read of at most [`MAX_SIZE`] bytes from `fd` (`recv` for a socket), as one `bytes`
+/// (see [`read_bytes`]).
 pub fn read_chunk<'py>(
     py: Python<'py>,
     fd: std::os::fd::RawFd,
     socket: bool,
-) -> std::io::Result<Bound<'py, pyo3::types::PyBytes>> {
-    READ_BUF.with(|cell| {
-        let mut guard = cell.try_borrow_mut();
-        let mut fresh = Vec::new();
-        // NOTE: only a re-entrant read (none exists today) would find the buffer busy.
-        let buf: &mut Vec<u8> = match guard.as_mut() {
-            Ok(b) => b,
-            Err(_) => &mut fresh,
-        };
-        if buf.len() < MAX_SIZE {
-            buf.resize(MAX_SIZE, 0);
+) -> PyResult<std::io::Result<Bound<'py, pyo3::types::PyBytes>>> {
+    read_bytes(py, fd, MAX_SIZE, socket)
+}
+
+/// From this many bytes, the previous read of an fd makes its next read go straight into a
+/// `bytes` rather than through [`SCRATCH`]: copying less costs less than the allocation of a
+/// `capacity`-sized `bytes` and its shrinking (measured: +4% instructions per 1 KiB echo).
+const DIRECT_MIN: usize = 16 * 1024;
+
+thread_local! {
+    /// Where small reads land before they are copied into a `bytes` of the size read; grows to
+    /// the largest capacity asked (at most [`MAX_SIZE`] for transports, 1 MiB for `sock_recv`).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// By fd number: whether its last read reached [`DIRECT_MIN`] bytes. Only a hint: a stale
+    /// entry (the fd closed and reused) costs one copy or one shrink, never a wrong result.
+    static BIG_READS: std::cell::RefCell<Vec<bool>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One read of at most `capacity` bytes from `fd` (`recv` for a socket), as one `bytes` of the
+/// size read, as `socket.recv(capacity)` returns it.
+///
+/// An fd whose last read was large reads straight into a new `bytes` of `capacity`, then
+/// shrunk (as `socket.recv` and rloop do): one copy, the kernel's, instead of a second one
+/// from a scratch buffer (3-5 us per 100 KiB read); see [`crate::ffi::bytes_read_into`] for
+/// why this costs no page faults. Others read into the thread's scratch buffer and copy.
+pub fn read_bytes<'py>(
+    py: Python<'py>,
+    fd: std::os::fd::RawFd,
+    capacity: usize,
+    socket: bool,
+) -> PyResult<std::io::Result<Bound<'py, pyo3::types::PyBytes>>> {
+    let slot = usize::try_from(fd).ok();
+    let big = slot.is_some_and(|i| BIG_READS.with(|b| b.borrow().get(i).copied() == Some(true)));
+    let read = if big {
+        crate::ffi::bytes_read_into(py, capacity, |buf| oxloop_core::sys::read(fd, buf, socket))?
+    } else {
+        SCRATCH.with(|cell| {
+            let mut guard = cell.try_borrow_mut();
+            let mut fresh = Vec::new();
+            // NOTE: only a re-entrant read (none exists today) would find the buffer busy.
+            let buf: &mut Vec<u8> = match guard.as_mut() {
+                Ok(b) => b,
+                Err(_) => &mut fresh,
+            };
+            if buf.len() < capacity {
+                buf.resize(capacity, 0);
+            }
+            oxloop_core::sys::read(fd, &mut buf[..capacity], socket)
+                .map(|n| pyo3::types::PyBytes::new(py, &buf[..n]))
+        })
+    };
+    if let (Some(i), Ok(data)) = (slot, &read) {
+        let now_big = data.as_bytes().len() >= DIRECT_MIN;
+        if now_big != big && i < (1 << 20) {
+            BIG_READS.with(|b| {
+                let mut b = b.borrow_mut();
+                if b.len() <= i {
+                    b.resize(i + 1, false);
+                }
+                b[i] = now_big;
+            });
         }
-        oxloop_core::sys::read(fd, &mut buf[..MAX_SIZE], socket)
-            .map(|n| pyo3::types::PyBytes::new(py, &buf[..n]))
-    })
+    }
+    Ok(read)
 }
 
 /// Reports an error that escaped a transport's reactor callback, as asyncio's `Handle._run`

@@ -429,7 +429,7 @@ impl ReadPipeTransport {
         let Some(protocol) = base.protocol(py) else {
             return Ok(());
         };
-        let read = read_chunk(py, base.fd, false);
+        let read = read_chunk(py, base.fd, false)?;
         let data = match read {
             Ok(data) => data,
             Err(e) if sys::is_retry(&e) => return Ok(()),

@@ -325,7 +325,7 @@ impl SocketTransport {
                 None => return Ok(()),
             }
         } else {
-            let read = read_chunk(py, this.fd, true);
+            let read = read_chunk(py, this.fd, true)?;
             match read {
                 Ok(data) => data.into_any(),
                 Err(e) if sys::is_retry(&e) => return Ok(()),
