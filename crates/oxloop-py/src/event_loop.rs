@@ -627,14 +627,7 @@ impl PyLoop {
         let this = slf.get();
         let debug = this.guards(py, false)?;
         Self::check_callback(py, &callback, "call_soon_threadsafe", debug)?;
-        let copied = context.is_none();
         let handle = Self::push_soon(slf, callback, args, context, debug)?;
-        // The context copy Handle.__init__ makes (asyncio's) is the handle's alone now: its
-        // `Callback` tracks it again on every path that lets it go. Debug mode keeps it tracked,
-        // as it keeps the handle.
-        if copied && !debug {
-            ffi::untrack_empty_context(handle.get().cb.context(py));
-        }
         this.waker.wake().map_err(|e| errors::os_error(py, &e))?;
         Ok(handle)
     }

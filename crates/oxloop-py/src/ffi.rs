@@ -21,12 +21,13 @@ pub fn copy_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 /// handle's `Callback` holds alone, if it has no variables. Not entered and empty, it refers to
 /// no object a cycle could pass through; untracked, it is neither walked by young collections
 /// nor moved into the old generations, whose growth sets off full collections.
-/// [`run_in_context`] and `Handle.get_context()` track it again before it can hold anything, and
+/// [`run_in_context`] and `get_context()` of either handle kind track it again before it can hold anything, and
 /// the `Callback` before letting go of it: a Context's deallocator requires it tracked.
 ///
 /// NOTE: asyncio copies the caller's context for every callback; a thread that never set a
-/// variable (an executor worker, any producer thread) has an empty one. Tracked, such copies
-/// pending by the ten thousand cost about half of `call_soon_threadsafe`'s CPU in collections.
+/// variable (an executor worker, any producer thread, often the main thread) has an empty one.
+/// Tracked, such copies pending by the ten thousand cost about half of `call_soon_threadsafe`'s
+/// CPU in collections, and a tenth of `call_later`'s.
 pub fn untrack_empty_context(context: &Bound<'_, PyAny>) {
     // SAFETY: GIL held (the Bound proves it); `context` is a live Context (the caller's
     // guarantee), whose length is its variable count and cannot fail.

@@ -16,9 +16,10 @@
 //! every full collection (`Loop._track_escaped`, called from a `gc.callbacks` hook). Until then
 //! its contents count as reachable, which may delay collecting a cycle, never break one.
 //!
-//! The empty context copy `call_soon_threadsafe` makes for a thread that set no variable is not
-//! tracked either (`ffi::untrack_empty_context`); it is tracked again before it is entered, handed
-//! out by `get_context()`, or freed (a Context's deallocator requires it).
+//! The empty context copy a callback scheduled without `context=` gets (outside debug mode) from a
+//! thread that set no variable is not tracked either (`ffi::untrack_empty_context`); it is tracked
+//! again before it is entered, handed out by `get_context()`, or freed (a Context's deallocator
+//! requires it).
 
 use std::cell::UnsafeCell;
 use std::mem::ManuallyDrop;
@@ -62,6 +63,7 @@ impl Callback {
         debug: bool,
     ) -> PyResult<Self> {
         let py = slf.py();
+        let copied = context.is_none();
         let context = match context {
             Some(c) => c.unbind(),
             None => ffi::copy_context(py)?.unbind(),
@@ -71,19 +73,21 @@ impl Callback {
         } else {
             None
         };
-        Ok(Self {
+        let cb = Self {
             target: GilCell::new(Some((callback.unbind(), args.unbind()))),
             context: ManuallyDrop::new(context),
             cancelled: AtomicBool::new(false),
             loop_: ManuallyDrop::new(slf.clone().unbind()),
             source_traceback,
             repr: GilCell::new(None),
-        })
-    }
-
-    /// The context the callback runs in (for `ffi::untrack_empty_context`).
-    pub fn context<'py>(&self, py: Python<'py>) -> &Bound<'py, PyAny> {
-        self.context.bind(py)
+        };
+        // The copy asyncio makes is this `Callback`'s alone now, and `Drop` tracks it again before
+        // letting go (see `ffi::untrack_empty_context`). Debug mode keeps it tracked, as it keeps
+        // the handle.
+        if copied && !debug {
+            ffi::untrack_empty_context(cb.context.bind(py));
+        }
+        Ok(cb)
     }
 
     /// The callback, unless cancelled (the monitor names what it sampled by it).
@@ -670,6 +674,8 @@ impl TimerHandle {
 
     /// Return the `contextvars.Context` the callback runs in.
     fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+        // Whoever gets it may fill it: see `ffi::untrack_empty_context`.
+        ffi::track_context(self.cb.context.bind(py));
         self.cb.context.clone_ref(py)
     }
 
