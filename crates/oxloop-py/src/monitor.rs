@@ -4,15 +4,15 @@
 //!
 //! - always: a few integer counters per tick in [`Stats`] (ticks, callbacks run, I/O events) and
 //!   one clock read per `run_forever` (uptime);
-//! - with monitoring on ([`Active`]): per tick, a relaxed store before and after a poll that may
-//!   block (the sampler counts time waiting in the poller from them), two relaxed loads (has the
-//!   sampler seen a held loop, or asked for a stamp?) and, after a poll that could block, one
-//!   counter increment (a zero lag sample); the rest of the lag bookkeeping
-//!   ([`Active::sample`]) runs only on ticks that find a timer due or once per sampling period.
-//!   Per callback two relaxed stores before it (its sequence number, the running marker), one
-//!   after (the marker cleared) and one relaxed load (has the sampler hit it?). No reference
-//!   count moves per tick: the batch borrows the probe from the loop ([`ProbeSlot`]). Off, the
-//!   tick's per-callback cost is one predictable `Option` check.
+//! - with monitoring on ([`Active`]): per tick, a relaxed store before a poll that may block and
+//!   one after the batch (the sampler counts time waiting in the poller from them), one load (has
+//!   the sampler sampled since the last look?) and, after a poll that could block, one counter
+//!   increment (a zero lag sample); the rest of the lag bookkeeping ([`Active::sample`]) runs
+//!   only on ticks that find a timer due and once per sampling period. Per callback two relaxed
+//!   stores before it (its sequence number, the running marker), one after (the marker cleared)
+//!   and one relaxed load (has the sampler hit it?). No reference count moves per tick: the
+//!   batch borrows the probe from the loop ([`ProbeSlot`]), and callbacks are numbered by
+//!   [`Stats::callbacks`]. Off, the tick's per-callback cost is one predictable `Option` check.
 //!
 //! # Implementation
 //!
@@ -90,20 +90,21 @@ pub struct Probe {
     /// captured while it equals [`Probe::seq`] is that callback's. Written only by the loop
     /// thread.
     running: AtomicU64,
-    /// The last sequence number used; only the loop thread touches it.
-    counter: AtomicU64,
     /// Microseconds of loop time the watchdog's samples found a callback running, not yet
     /// charged to one (each sample counts the time since the previous one).
     hits: AtomicU64,
     /// Nanoseconds of samples that found the loop thread [`WAITING`]; written only by the
     /// watchdog.
     wait_ns: AtomicU64,
-    /// Set by the watchdog at each sample, cleared by the loop thread when it takes a lag stamp.
+    /// Set by the watchdog at the end of each sample (after [`Probe::held_ns`] and
+    /// [`Probe::second`], with release ordering), cleared by the loop thread when it takes a lag
+    /// stamp: the one flag a tick checks to know whether anything but a zero lag is to record.
     want_stamp: AtomicBool,
     /// `sys::monotonic()` in whole seconds at the watchdog's last sample: the lag window's slot.
     second: AtomicU64,
     /// The longest time, in nanoseconds, the watchdog has seen one callback hold the loop since
-    /// the loop thread last took it: entries queued behind it waited at least that long.
+    /// the loop thread last took it: entries queued behind it waited at least that long. The
+    /// loop thread reads it after it sees [`Probe::want_stamp`].
     held_ns: AtomicU64,
     /// Set to end the watchdog.
     stop: AtomicBool,
@@ -122,7 +123,6 @@ impl Probe {
         Probe {
             seq: AtomicU64::new(IDLE),
             running: AtomicU64::new(IDLE),
-            counter: AtomicU64::new(IDLE),
             hits: AtomicU64::new(0),
             wait_ns: AtomicU64::new(0),
             want_stamp: AtomicBool::new(false),
@@ -136,13 +136,7 @@ impl Probe {
 
     /// Readies the probe for a new monitoring session; no watchdog runs.
     fn reset(&self, period: f64, threshold: f64) {
-        for a in [
-            &self.seq,
-            &self.running,
-            &self.counter,
-            &self.hits,
-            &self.wait_ns,
-        ] {
+        for a in [&self.seq, &self.running, &self.hits, &self.wait_ns] {
             a.store(0, Ordering::Relaxed);
         }
         self.held_ns.store(0, Ordering::Relaxed);
@@ -242,25 +236,23 @@ impl Stats {
     ) -> Option<Tick<'a>> {
         self.io_events += nevents as u64;
         let a = self.active.as_deref_mut()?;
-        let probe = &*a.probe;
-        if a.tick_blocking {
-            probe.seq.store(IDLE, Ordering::Relaxed);
-        }
-        let held = probe.held_ns.load(Ordering::Relaxed);
-        let want = probe.want_stamp.load(Ordering::Relaxed);
-        if first_timer.is_none() && !want && held == 0 && a.stamp.is_none() {
-            // The common tick: no timer due, no stamp to take or use, no hold seen. After a poll
-            // that could block its lag is zero, counted without a clock.
+        // NOTE: `Probe::seq` stays `WAITING` until the batch's first callback (or the end of an
+        // empty batch): the sampler counts the few microseconds of queueing as waiting.
+        // Acquire: a set flag makes the watchdog's `held_ns` and `second` of that sample visible.
+        let want = a.probe.want_stamp.load(Ordering::Acquire);
+        if first_timer.is_none() && !want && a.stamp.is_none() {
+            // The common tick: no timer due, no stamp to take or use, no sample since the last
+            // one. After a poll that could block its lag is zero, counted without a clock.
             if a.tick_blocking && ntodo > 0 {
                 a.lag.record_zero();
             }
         } else {
-            a.sample(first_timer, ntodo, held, want);
+            a.sample(first_timer, ntodo, want);
         }
-        let seq = a.probe.counter.load(Ordering::Relaxed);
+        // Callbacks are numbered by the loop's count of them: no counter of the probe's own.
         Some(Tick {
             probe: slot.get()?,
-            seq,
+            seq: self.callbacks,
         })
     }
 
@@ -275,7 +267,8 @@ impl Stats {
 pub struct Tick<'a> {
     /// Shared with the watchdog; borrowed from the loop's [`ProbeSlot`].
     probe: &'a Probe,
-    /// The last sequence number used.
+    /// The last sequence number used: [`Stats::callbacks`] when the batch started, plus the
+    /// callbacks run since (never [`IDLE`] once one ran, never [`WAITING`]).
     seq: u64,
 }
 
@@ -321,7 +314,6 @@ fn charge(slf: &Bound<'_, PyLoop>, probe: &Probe, item: &Ready) {
 
 impl Drop for Tick<'_> {
     fn drop(&mut self) {
-        self.probe.counter.store(self.seq, Ordering::Relaxed);
         self.probe.seq.store(IDLE, Ordering::Relaxed);
     }
 }
@@ -357,7 +349,8 @@ fn watchdog(probe: Arc<Probe>, sink: Py<PyAny>) {
         probe
             .second
             .store(sys::monotonic() as u64, Ordering::Relaxed);
-        probe.want_stamp.store(true, Ordering::Relaxed);
+        // Asks the loop thread for a stamp, publishing this sample's `held_ns` and `second`.
+        let ask = || probe.want_stamp.store(true, Ordering::Release);
         let seq = probe.seq.load(Ordering::Relaxed);
         let threshold = Duration::from_nanos(probe.threshold_ns.load(Ordering::Relaxed));
         if seq != last {
@@ -376,9 +369,11 @@ fn watchdog(probe: Arc<Probe>, sink: Py<PyAny>) {
             probe
                 .wait_ns
                 .fetch_add(slept.as_nanos() as u64, Ordering::Relaxed);
+            ask();
             continue;
         }
         if seq == IDLE {
+            ask();
             continue;
         }
         probe
@@ -388,6 +383,7 @@ fn watchdog(probe: Arc<Probe>, sink: Py<PyAny>) {
         probe
             .held_ns
             .fetch_max(held.as_nanos() as u64, Ordering::Relaxed);
+        ask();
         if held >= threshold / 2 && captured_at.is_none_or(|t| now - t >= threshold) {
             captured_at = Some(now);
             let got = Python::attach(|py| {
@@ -545,20 +541,22 @@ pub fn loop_stats<'py>(loop_: &Bound<'py, PyLoop>) -> PyResult<Bound<'py, PyDict
 }
 
 impl Active {
-    /// A tick's lag sample and stamp, when it has a due timer, a stamp to use or take, or a hold
-    /// to report (see the module docs); `held` and `want` are the probe's, already loaded.
+    /// A tick's lag sample and stamp, when it has a due timer, a stamp to use or take, or the
+    /// watchdog sampled since the last such tick (`want`, already loaded; see the module docs).
     #[cold]
     #[inline(never)]
-    fn sample(&mut self, first_timer: Option<(f64, f64)>, ntodo: usize, held: u64, want: bool) {
+    fn sample(&mut self, first_timer: Option<(f64, f64)>, ntodo: usize, want: bool) {
         let probe = &*self.probe;
+        let held = if want {
+            probe.held_ns.swap(0, Ordering::Relaxed)
+        } else {
+            0
+        };
         let stamp = self.stamp.take();
         // The clock reading that found a timer due, if any: reused, never read again here.
         let timer_now = first_timer.map(|(_, now)| now);
         // A clock read done here for this tick's lag sample.
         let mut read = None;
-        if held != 0 {
-            probe.held_ns.store(0, Ordering::Relaxed);
-        }
         let second = probe.second.load(Ordering::Relaxed);
         if want {
             probe.want_stamp.store(false, Ordering::Relaxed);
