@@ -9,8 +9,9 @@
 //! Most samples of a busy loop are zero (the tick after a poll that could block): those are only
 //! counted ([`LagWindow::record_zero`], one add), and the count is folded into the slot of the
 //! current second at most once per sampling period ([`LagWindow::flush`]), by the next
-//! [`LagWindow::record`], or, without changing the window, when it is read. A zero is so filed
-//! under a second at most one flush late, and quantiles count it exactly as if it were recorded.
+//! [`LagWindow::record`], or, without changing the window, when it is read (under the second of
+//! the last fold, so a loop that went quiet does not show them forever). A zero is so filed under
+//! a second at most one flush late, and quantiles count it exactly as if it were recorded.
 //!
 //! # Implementation
 //!
@@ -89,6 +90,10 @@ pub struct LagWindow {
     slots: Vec<Slot>,
     /// Zero samples recorded since the last fold into a slot (see the module docs).
     zeros: u64,
+    /// The second of the last fold, `None` before the first: the pending zeros were recorded
+    /// after it, within about a sampling period while the loop ticks, so a read counts them
+    /// while that second is in its window (a loop that went quiet does not show them forever).
+    folded: Option<u64>,
 }
 
 impl Default for LagWindow {
@@ -103,6 +108,7 @@ impl LagWindow {
         Self {
             slots: (0..WINDOW_SECS).map(|_| Slot::new()).collect(),
             zeros: 0,
+            folded: None,
         }
     }
 
@@ -138,12 +144,21 @@ impl LagWindow {
 
     /// Files the zeros recorded since the last fold under `second`.
     pub fn flush(&mut self, second: u64) {
+        self.folded = Some(second);
         let zeros = std::mem::take(&mut self.zeros);
         if zeros != 0 {
             let slot = self.slot(second);
             slot.counts[0] =
                 slot.counts[0].saturating_add(u32::try_from(zeros).unwrap_or(u32::MAX));
             slot.n += zeros;
+        }
+    }
+
+    /// The zeros not yet filed that a read of the window ending with `second` counts.
+    fn pending(&self, second: u64) -> u64 {
+        match self.folded {
+            Some(s) if s > second || second - s >= WINDOW_SECS as u64 => 0,
+            _ => self.zeros,
         }
     }
 
@@ -161,9 +176,10 @@ impl LagWindow {
             q.count += slot.n;
             q.max = q.max.max(slot.max);
         }
-        // Zeros not yet filed are recent: they count in any window that ends now.
-        counts[0] += self.zeros;
-        q.count += self.zeros;
+        // Zeros not yet filed count with the second of the last fold.
+        let pending = self.pending(second);
+        counts[0] += pending;
+        q.count += pending;
         if q.count == 0 {
             return q;
         }
@@ -200,7 +216,7 @@ impl LagWindow {
                 }
             }
         }
-        counts[0] += self.zeros;
+        counts[0] += self.pending(second);
         counts
             .iter()
             .enumerate()
@@ -282,6 +298,11 @@ mod tests {
         counted.flush(4);
         assert_eq!(counted.quantiles(4), each.quantiles(4));
         assert_eq!(counted.quantiles(3 + WINDOW_SECS as u64).count, 100);
+        assert_eq!(counted.quantiles(4 + WINDOW_SECS as u64).count, 0);
+        // Zeros counted after the fold of second 4 leave the window with that second, even if
+        // the loop never ticks again to file them.
+        counted.record_zero();
+        assert_eq!(counted.quantiles(5).count, each.quantiles(5).count + 1);
         assert_eq!(counted.quantiles(4 + WINDOW_SECS as u64).count, 0);
     }
 }
