@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import oxloop
@@ -161,6 +162,50 @@ def test_lag_shows_a_held_loop_without_a_timer(monitored):
     s = monitored.run_until_complete(main())
     assert s.lag_max >= 0.25
     assert s.lag_p50 <= s.lag_max
+
+
+def test_lag_counts_every_wake_up_from_the_poller(monitored):
+    # Each round trip wakes the loop from a poll that could block, with no timer due: a zero lag
+    # sample each (counted, and filed into the window once per sampling period). The median stays
+    # zero and a hold still shows as the maximum.
+    from oxloop import _oxloop
+
+    rounds = 300
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        with a, b:
+            a.setblocking(False)
+
+            def peer():
+                for _ in range(rounds):
+                    b.sendall(b"x")
+                    b.recv(1)
+
+            t = threading.Thread(target=peer)
+            t.start()
+            for _ in range(rounds):
+                assert await loop.sock_recv(a, 1) == b"x"
+                await loop.sock_sendall(a, b"y")
+            t.join()
+            quiet = _oxloop.loop_stats(loop)
+
+            def hold():
+                b.sendall(b"z")  # ready while the loop is held
+                time.sleep(0.3)
+
+            loop.call_soon(hold)
+            assert await loop.sock_recv(a, 1) == b"z"
+        return quiet, _oxloop.loop_stats(loop)
+
+    quiet, held = monitored.run_until_complete(main())
+    assert rounds <= quiet["lag_count"] <= quiet["ticks"]
+    assert quiet["lag_p50"] == 0.0
+    assert quiet["lag_max"] < 0.25
+    assert held["lag_count"] > quiet["lag_count"]
+    assert held["lag_p50"] == 0.0
+    assert held["lag_max"] >= 0.25
 
 
 def test_busy_and_waiting_time(monitored):

@@ -6,6 +6,13 @@
 //! one-second slots over the last [`WINDOW_SECS`] seconds, so quantiles describe the recent past,
 //! not the whole run.
 //!
+//! Most samples of a busy loop are zero (the tick after a poll that could block): those are only
+//! counted ([`LagWindow::record_zero`], one add), and the count is folded into the slot of the
+//! current second at most once per sampling period ([`LagWindow::flush`]), by the next
+//! [`LagWindow::record`], or, without changing the window, when it is read (under the second of
+//! the last fold, so a loop that went quiet does not show them forever). A zero is so filed under
+//! a second at most one flush late, and quantiles count it exactly as if it were recorded.
+//!
 //! # Implementation
 //!
 //! Buckets are log-linear (HDR-style): values below 8 ns have a bucket each; above, each power of
@@ -81,6 +88,12 @@ pub struct Quantiles {
 pub struct LagWindow {
     /// Ring of slots indexed by `second % WINDOW_SECS`.
     slots: Vec<Slot>,
+    /// Zero samples recorded since the last fold into a slot (see the module docs).
+    zeros: u64,
+    /// The second of the last fold, `None` before the first: the pending zeros were recorded
+    /// after it, within about a sampling period while the loop ticks, so a read counts them
+    /// while that second is in its window (a loop that went quiet does not show them forever).
+    folded: Option<u64>,
 }
 
 impl Default for LagWindow {
@@ -94,12 +107,13 @@ impl LagWindow {
     pub fn new() -> Self {
         Self {
             slots: (0..WINDOW_SECS).map(|_| Slot::new()).collect(),
+            zeros: 0,
+            folded: None,
         }
     }
 
-    /// Records `lag_ns`, observed during `second` (any monotonic count of seconds).
-    #[inline]
-    pub fn record(&mut self, second: u64, lag_ns: u64) {
+    /// The slot of `second`, emptied first if it held an older second.
+    fn slot(&mut self, second: u64) -> &mut Slot {
         let slot = &mut self.slots[(second % WINDOW_SECS as u64) as usize];
         if slot.second != second {
             slot.counts.fill(0);
@@ -107,9 +121,45 @@ impl LagWindow {
             slot.max = 0;
             slot.second = second;
         }
+        slot
+    }
+
+    /// Records `lag_ns`, observed during `second` (any monotonic count of seconds); folds the
+    /// pending zeros into that second first.
+    #[inline]
+    pub fn record(&mut self, second: u64, lag_ns: u64) {
+        self.flush(second);
+        let slot = self.slot(second);
         slot.counts[bucket(lag_ns)] += 1;
         slot.n += 1;
         slot.max = slot.max.max(lag_ns);
+    }
+
+    /// Records a zero lag without a clock: it is filed under the second of the next
+    /// [`LagWindow::flush`] or [`LagWindow::record`].
+    #[inline]
+    pub fn record_zero(&mut self) {
+        self.zeros += 1;
+    }
+
+    /// Files the zeros recorded since the last fold under `second`.
+    pub fn flush(&mut self, second: u64) {
+        self.folded = Some(second);
+        let zeros = std::mem::take(&mut self.zeros);
+        if zeros != 0 {
+            let slot = self.slot(second);
+            slot.counts[0] =
+                slot.counts[0].saturating_add(u32::try_from(zeros).unwrap_or(u32::MAX));
+            slot.n += zeros;
+        }
+    }
+
+    /// The zeros not yet filed that a read of the window ending with `second` counts.
+    fn pending(&self, second: u64) -> u64 {
+        match self.folded {
+            Some(s) if s > second || second - s >= WINDOW_SECS as u64 => 0,
+            _ => self.zeros,
+        }
     }
 
     /// Quantiles of the samples recorded in the window that ends with `second`.
@@ -126,6 +176,10 @@ impl LagWindow {
             q.count += slot.n;
             q.max = q.max.max(slot.max);
         }
+        // Zeros not yet filed count with the second of the last fold.
+        let pending = self.pending(second);
+        counts[0] += pending;
+        q.count += pending;
         if q.count == 0 {
             return q;
         }
@@ -162,6 +216,7 @@ impl LagWindow {
                 }
             }
         }
+        counts[0] += self.pending(second);
         counts
             .iter()
             .enumerate()
@@ -216,5 +271,38 @@ mod tests {
         let q = w.quantiles(1 + WINDOW_SECS as u64);
         assert_eq!((q.count, q.max), (2, 10));
         assert_eq!(w.buckets(1 + WINDOW_SECS as u64).len(), 2);
+    }
+
+    #[test]
+    fn counted_zeros_read_as_recorded_ones() {
+        // The same samples, once recorded one by one and once with the zeros only counted.
+        let (mut each, mut counted) = (LagWindow::new(), LagWindow::new());
+        for i in 0..1000u64 {
+            let lag = if i % 10 == 9 { 2_000_000 + i } else { 0 };
+            each.record(3, lag);
+            if lag == 0 {
+                counted.record_zero();
+            } else {
+                counted.record(3, lag);
+            }
+        }
+        // 100 zeros after the last non-zero sample are still pending: the read counts them.
+        for _ in 0..100 {
+            each.record(3, 0);
+            counted.record_zero();
+        }
+        assert_eq!(counted.quantiles(3), each.quantiles(3));
+        assert_eq!(counted.buckets(3), each.buckets(3));
+        assert_eq!(counted.quantiles(3).p50, 0);
+        // Filed under the second of the flush, they leave the window with it.
+        counted.flush(4);
+        assert_eq!(counted.quantiles(4), each.quantiles(4));
+        assert_eq!(counted.quantiles(3 + WINDOW_SECS as u64).count, 100);
+        assert_eq!(counted.quantiles(4 + WINDOW_SECS as u64).count, 0);
+        // Zeros counted after the fold of second 4 leave the window with that second, even if
+        // the loop never ticks again to file them.
+        counted.record_zero();
+        assert_eq!(counted.quantiles(5).count, each.quantiles(5).count + 1);
+        assert_eq!(counted.quantiles(4 + WINDOW_SECS as u64).count, 0);
     }
 }

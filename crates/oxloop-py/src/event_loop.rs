@@ -143,6 +143,8 @@ pub struct PyLoop {
     pub reactor: Mutex<Option<Reactor>>,
     /// Ends a poll from another thread (`call_soon_threadsafe`).
     pub waker: Arc<Waker>,
+    /// Monitoring's probe, shared with its watchdog; set when monitoring first starts.
+    pub probe: crate::monitor::ProbeSlot,
 }
 
 /// `asyncio.coroutines`, for the rare checks that need it.
@@ -593,6 +595,7 @@ impl PyLoop {
             }),
             reactor: Mutex::new(Some(reactor)),
             waker,
+            probe: Default::default(),
         })
     }
 

@@ -4,12 +4,15 @@
 //!
 //! - always: a few integer counters per tick in [`Stats`] (ticks, callbacks run, I/O events) and
 //!   one clock read per `run_forever` (uptime);
-//! - with monitoring on ([`Active`]): per tick, a relaxed store before and after a poll that may
-//!   block (the sampler counts time waiting in the poller from them), and one loop-lag sample
-//!   that reads the clock only when the tick reads it anyway (a timer is due) or the sampler asked
-//!   for a stamp; per callback two relaxed stores before it (its sequence number, the running
-//!   marker), one after (the marker cleared) and one relaxed load (has the sampler hit it?). Off,
-//!   the tick's per-callback cost is one predictable `Option` check.
+//! - with monitoring on ([`Active`]): per tick, a relaxed store before a poll that may block and
+//!   one after the batch (the sampler counts time waiting in the poller from them), one load (has
+//!   the sampler sampled since the last look?) and, after a poll that could block, one counter
+//!   increment (a zero lag sample); the rest of the lag bookkeeping ([`Active::sample`]) runs
+//!   only on ticks that find a timer due and once per sampling period. Per callback two relaxed
+//!   stores before it (its sequence number, the running marker), one after (the marker cleared)
+//!   and one relaxed load (has the sampler hit it?). No reference count moves per tick: the
+//!   batch borrows the probe from the loop ([`ProbeSlot`]), and callbacks are numbered by
+//!   [`Stats::callbacks`]. Off, the tick's per-callback cost is one predictable `Option` check.
 //!
 //! # Implementation
 //!
@@ -46,11 +49,19 @@
 //! A callback that held the loop across samples is not missed: the watchdog keeps the longest
 //! hold it saw ([`Probe::held_ns`]) and the next tick records it as a lag sample (within one
 //! period), so a held loop shows in the lag with or without a timer.
-//! The window's second comes from the watchdog too ([`Probe::second`]), so recording a zero lag
-//! reads no clock.
+//! The window's second comes from the watchdog too ([`Probe::second`]), so recording a lag reads
+//! no clock. The zero lags of ticks after a poll that could block, most ticks of a network
+//! server, are only counted ([`LagWindow::record_zero`]) and filed under the watchdog's second
+//! when the loop thread next sees [`Probe::want_stamp`] (once per period) or records another
+//! sample; a read of the window counts the ones not yet filed, so the quantiles are those of
+//! every sample, as if each were recorded (`oxloop_core::stats` says more).
+//!
+//! The probe lives as long as its loop: [`PyLoop`] holds it in a [`ProbeSlot`], made by the first
+//! [`monitor_start`] and reset by the next ones (the watchdog of the previous session was
+//! joined), so a tick's [`Tick`] borrows it for the batch instead of cloning an `Arc`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -79,27 +90,65 @@ pub struct Probe {
     /// captured while it equals [`Probe::seq`] is that callback's. Written only by the loop
     /// thread.
     running: AtomicU64,
-    /// The last sequence number used; only the loop thread touches it.
-    counter: AtomicU64,
     /// Microseconds of loop time the watchdog's samples found a callback running, not yet
     /// charged to one (each sample counts the time since the previous one).
     hits: AtomicU64,
     /// Nanoseconds of samples that found the loop thread [`WAITING`]; written only by the
     /// watchdog.
     wait_ns: AtomicU64,
-    /// Set by the watchdog at each sample, cleared by the loop thread when it takes a lag stamp.
+    /// Set by the watchdog at the end of each sample (after [`Probe::held_ns`] and
+    /// [`Probe::second`], with release ordering), cleared by the loop thread when it takes a lag
+    /// stamp: the one flag a tick checks to know whether anything but a zero lag is to record.
     want_stamp: AtomicBool,
     /// `sys::monotonic()` in whole seconds at the watchdog's last sample: the lag window's slot.
     second: AtomicU64,
     /// The longest time, in nanoseconds, the watchdog has seen one callback hold the loop since
-    /// the loop thread last took it: entries queued behind it waited at least that long.
+    /// the loop thread last took it: entries queued behind it waited at least that long. The
+    /// loop thread reads it after it sees [`Probe::want_stamp`].
     held_ns: AtomicU64,
     /// Set to end the watchdog.
     stop: AtomicBool,
     /// Slow-callback threshold in nanoseconds (`loop.slow_callback_duration`).
     threshold_ns: AtomicU64,
-    /// Sampling period in nanoseconds.
-    period_ns: u64,
+    /// Sampling period in nanoseconds; set before the watchdog starts.
+    period_ns: AtomicU64,
+}
+
+/// Where a loop keeps its probe: empty until monitoring first starts, then the same probe for
+/// the loop's life (a field of [`PyLoop`], so a batch's [`Tick`] can borrow it).
+pub type ProbeSlot = OnceLock<Arc<Probe>>;
+
+impl Probe {
+    fn new() -> Self {
+        Probe {
+            seq: AtomicU64::new(IDLE),
+            running: AtomicU64::new(IDLE),
+            hits: AtomicU64::new(0),
+            wait_ns: AtomicU64::new(0),
+            want_stamp: AtomicBool::new(false),
+            second: AtomicU64::new(0),
+            held_ns: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            threshold_ns: AtomicU64::new(0),
+            period_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Readies the probe for a new monitoring session; no watchdog runs.
+    fn reset(&self, period: f64, threshold: f64) {
+        for a in [&self.seq, &self.running, &self.hits, &self.wait_ns] {
+            a.store(0, Ordering::Relaxed);
+        }
+        self.held_ns.store(0, Ordering::Relaxed);
+        self.want_stamp.store(false, Ordering::Relaxed);
+        self.second
+            .store(sys::monotonic() as u64, Ordering::Relaxed);
+        self.threshold_ns
+            .store(secs_to_ns(threshold), Ordering::Relaxed);
+        self.period_ns
+            .store(secs_to_ns(period).max(100_000), Ordering::Relaxed);
+        self.stop.store(false, Ordering::Release);
+    }
 }
 
 /// Per-loop counters (always on) and the monitoring state (when on). Lives in the loop `State`.
@@ -121,7 +170,7 @@ pub struct Stats {
 
 /// Monitoring state of a loop.
 pub struct Active {
-    /// Shared with the watchdog.
+    /// Shared with the watchdog; the one in the loop's [`ProbeSlot`].
     probe: Arc<Probe>,
     /// The Python `oxloop._monitor.Monitor` receiving samples and slow events.
     sink: Py<PyAny>,
@@ -176,58 +225,34 @@ impl Stats {
 
     /// End of step 3: `nevents` came from the poll, `first_timer` is the deadline of the first due
     /// timer queued and the clock reading that found it due, `ntodo` entries will run. Returns the
-    /// per-callback probe when monitoring.
+    /// per-callback probe, borrowed from the loop's `slot`, when monitoring.
     #[inline]
-    pub fn queued(
+    pub fn queued<'a>(
         &mut self,
+        slot: &'a ProbeSlot,
         nevents: usize,
         first_timer: Option<(f64, f64)>,
         ntodo: usize,
-    ) -> Option<Tick> {
+    ) -> Option<Tick<'a>> {
         self.io_events += nevents as u64;
-        let a = self.active.as_mut()?;
-        if a.tick_blocking {
-            a.probe.seq.store(IDLE, Ordering::Relaxed);
-        }
-        let stamp = a.stamp.take();
-        // The clock reading that found a timer due, if any: reused, never read again here.
-        let timer_now = first_timer.map(|(_, now)| now);
-        // A clock read done here for this tick's lag sample.
-        let mut read = None;
-        let held = a.probe.held_ns.load(Ordering::Relaxed);
-        if held != 0 {
-            a.probe.held_ns.store(0, Ordering::Relaxed);
-        }
-        if ntodo > 0 {
-            // In nanoseconds; the common case of a tick after a poll that could block (zero) is
-            // first and needs no float conversion.
-            let lag = match (first_timer, a.tick_blocking, stamp) {
-                (None, true, _) => Some(0),
-                (Some((when, now)), true, _) | (Some((when, now)), false, None) => {
-                    Some(secs_to_ns(now - when))
-                }
-                (Some((when, now)), false, Some(s)) => Some(secs_to_ns(now - s.min(when))),
-                (None, false, Some(s)) => Some(secs_to_ns(*read.insert(sys::monotonic()) - s)),
-                (None, false, None) => (held != 0).then_some(0),
-            };
-            if let Some(lag) = lag {
-                a.lag
-                    .record(a.probe.second.load(Ordering::Relaxed), lag.max(held));
+        let a = self.active.as_deref_mut()?;
+        // NOTE: `Probe::seq` stays `WAITING` until the batch's first callback (or the end of an
+        // empty batch): the sampler counts the few microseconds of queueing as waiting.
+        // Acquire: a set flag makes the watchdog's `held_ns` and `second` of that sample visible.
+        let want = a.probe.want_stamp.load(Ordering::Acquire);
+        if first_timer.is_none() && !want && a.stamp.is_none() {
+            // The common tick: no timer due, no stamp to take or use, no sample since the last
+            // one. After a poll that could block its lag is zero, counted without a clock.
+            if a.tick_blocking && ntodo > 0 {
+                a.lag.record_zero();
             }
+        } else {
+            a.sample(first_timer, ntodo, want);
         }
-        // Stamp this batch's start for the next tick when a timer's reading has it anyway, or
-        // the watchdog asked for one (once per period). NOTE: not from `read`, unless asked:
-        // stamping from the lag sample's own reading would sample, and read the clock, on every
-        // tick from then on.
-        if let Some(now) = timer_now {
-            a.stamp = Some(now);
-        } else if a.probe.want_stamp.load(Ordering::Relaxed) {
-            a.probe.want_stamp.store(false, Ordering::Relaxed);
-            a.stamp = Some(read.unwrap_or_else(sys::monotonic));
-        }
+        // Callbacks are numbered by the loop's count of them: no counter of the probe's own.
         Some(Tick {
-            seq: a.probe.counter.load(Ordering::Relaxed),
-            probe: Arc::clone(&a.probe),
+            probe: slot.get()?,
+            seq: self.callbacks,
         })
     }
 
@@ -239,19 +264,20 @@ impl Stats {
 }
 
 /// The per-tick view of [`Probe`] the batch uses; dropping it marks the loop idle.
-pub struct Tick {
-    /// Shared with the watchdog.
-    probe: Arc<Probe>,
-    /// The last sequence number used.
+pub struct Tick<'a> {
+    /// Shared with the watchdog; borrowed from the loop's [`ProbeSlot`].
+    probe: &'a Probe,
+    /// The last sequence number used: [`Stats::callbacks`] when the batch started, plus the
+    /// callbacks run since (never [`IDLE`] once one ran, never [`WAITING`]).
     seq: u64,
 }
 
-impl Tick {
+impl Tick<'_> {
     /// Runs one ready entry under the sampler's eye.
     #[inline]
     pub fn run(&mut self, slf: &Bound<'_, PyLoop>, item: &Ready, debug: bool) -> PyResult<()> {
         self.seq += 1;
-        let probe = &*self.probe;
+        let probe = self.probe;
         probe.seq.store(self.seq, Ordering::Relaxed);
         probe.running.store(self.seq, Ordering::Relaxed);
         // The hook runs once the callback returned and before its handle is emptied for reuse
@@ -286,9 +312,8 @@ fn charge(slf: &Bound<'_, PyLoop>, probe: &Probe, item: &Ready) {
     }
 }
 
-impl Drop for Tick {
+impl Drop for Tick<'_> {
     fn drop(&mut self) {
-        self.probe.counter.store(self.seq, Ordering::Relaxed);
         self.probe.seq.store(IDLE, Ordering::Relaxed);
     }
 }
@@ -305,7 +330,7 @@ impl Drop for Active {
 
 /// The watchdog thread: samples [`Probe::seq`] every period (see the module docs).
 fn watchdog(probe: Arc<Probe>, sink: Py<PyAny>) {
-    let period = Duration::from_nanos(probe.period_ns);
+    let period = Duration::from_nanos(probe.period_ns.load(Ordering::Relaxed));
     let mut last = IDLE;
     let mut since = Instant::now();
     let mut capture: Option<Py<PyAny>> = None;
@@ -324,7 +349,8 @@ fn watchdog(probe: Arc<Probe>, sink: Py<PyAny>) {
         probe
             .second
             .store(sys::monotonic() as u64, Ordering::Relaxed);
-        probe.want_stamp.store(true, Ordering::Relaxed);
+        // Asks the loop thread for a stamp, publishing this sample's `held_ns` and `second`.
+        let ask = || probe.want_stamp.store(true, Ordering::Release);
         let seq = probe.seq.load(Ordering::Relaxed);
         let threshold = Duration::from_nanos(probe.threshold_ns.load(Ordering::Relaxed));
         if seq != last {
@@ -343,9 +369,11 @@ fn watchdog(probe: Arc<Probe>, sink: Py<PyAny>) {
             probe
                 .wait_ns
                 .fetch_add(slept.as_nanos() as u64, Ordering::Relaxed);
+            ask();
             continue;
         }
         if seq == IDLE {
+            ask();
             continue;
         }
         probe
@@ -355,6 +383,7 @@ fn watchdog(probe: Arc<Probe>, sink: Py<PyAny>) {
         probe
             .held_ns
             .fetch_max(held.as_nanos() as u64, Ordering::Relaxed);
+        ask();
         if held >= threshold / 2 && captured_at.is_none_or(|t| now - t >= threshold) {
             captured_at = Some(now);
             let got = Python::attach(|py| {
@@ -415,19 +444,10 @@ pub fn monitor_start(
     if st.stats.active.is_some() {
         return Ok(());
     }
-    let probe = Arc::new(Probe {
-        seq: AtomicU64::new(IDLE),
-        running: AtomicU64::new(IDLE),
-        counter: AtomicU64::new(IDLE),
-        hits: AtomicU64::new(0),
-        wait_ns: AtomicU64::new(0),
-        want_stamp: AtomicBool::new(false),
-        second: AtomicU64::new(sys::monotonic() as u64),
-        held_ns: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-        threshold_ns: AtomicU64::new(secs_to_ns(threshold)),
-        period_ns: secs_to_ns(period).max(100_000),
-    });
+    // NOTE: the probe is reused by a later session: the previous watchdog was joined by
+    // `monitor_stop` (`Active`'s drop, which does not join, only runs with the loop's state).
+    let probe = Arc::clone(this.probe.get_or_init(|| Arc::new(Probe::new())));
+    probe.reset(period, threshold);
     let thread_probe = Arc::clone(&probe);
     let thread_sink = sink.clone().unbind();
     let watchdog = std::thread::Builder::new()
@@ -512,12 +532,62 @@ pub fn loop_stats<'py>(loop_: &Bound<'py, PyLoop>) -> PyResult<Bound<'py, PyDict
             .map(|(edge, n)| (edge as f64 * 1e-9, n))
             .collect();
         d.set_item("lag_buckets", buckets)?;
-        d.set_item("sample_period", a.probe.period_ns as f64 * 1e-9)?;
+        d.set_item(
+            "sample_period",
+            a.probe.period_ns.load(Ordering::Relaxed) as f64 * 1e-9,
+        )?;
     }
     Ok(d)
 }
 
 impl Active {
+    /// A tick's lag sample and stamp, when it has a due timer, a stamp to use or take, or the
+    /// watchdog sampled since the last such tick (`want`, already loaded; see the module docs).
+    #[cold]
+    #[inline(never)]
+    fn sample(&mut self, first_timer: Option<(f64, f64)>, ntodo: usize, want: bool) {
+        let probe = &*self.probe;
+        let held = if want {
+            probe.held_ns.swap(0, Ordering::Relaxed)
+        } else {
+            0
+        };
+        let stamp = self.stamp.take();
+        // The clock reading that found a timer due, if any: reused, never read again here.
+        let timer_now = first_timer.map(|(_, now)| now);
+        // A clock read done here for this tick's lag sample.
+        let mut read = None;
+        let second = probe.second.load(Ordering::Relaxed);
+        if want {
+            probe.want_stamp.store(false, Ordering::Relaxed);
+            self.lag.flush(second);
+        }
+        if ntodo > 0 {
+            // In nanoseconds.
+            let lag = match (first_timer, self.tick_blocking, stamp) {
+                (None, true, _) => Some(0),
+                (Some((when, now)), true, _) | (Some((when, now)), false, None) => {
+                    Some(secs_to_ns(now - when))
+                }
+                (Some((when, now)), false, Some(s)) => Some(secs_to_ns(now - s.min(when))),
+                (None, false, Some(s)) => Some(secs_to_ns(*read.insert(sys::monotonic()) - s)),
+                (None, false, None) => (held != 0).then_some(0),
+            };
+            if let Some(lag) = lag {
+                self.lag.record(second, lag.max(held));
+            }
+        }
+        // Stamp this batch's start for the next tick when a timer's reading has it anyway, or
+        // the watchdog asked for one (once per period). NOTE: not from `read`, unless asked:
+        // stamping from the lag sample's own reading would sample, and read the clock, on every
+        // tick from then on.
+        if let Some(now) = timer_now {
+            self.stamp = Some(now);
+        } else if want {
+            self.stamp = Some(read.unwrap_or_else(sys::monotonic));
+        }
+    }
+
     /// The sink, for the garbage collector.
     pub fn sink(&self) -> &Py<PyAny> {
         &self.sink

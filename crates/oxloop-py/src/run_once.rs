@@ -159,7 +159,7 @@ pub fn run_once(slf: &Bound<'_, PyLoop>) -> PyResult<()> {
         let ntodo = st.ready.len();
         // The clock reading that found the timer due doubles as the lag sample's (real time only).
         let due = first_timer.zip(clock).filter(|_| !time_override);
-        let probe = st.stats.queued(nevents, due, ntodo);
+        let probe = st.stats.queued(&this.probe, nevents, due, ntodo);
         (st.ready.begin_tick(), probe)
     };
     for (fd, direction) in cancelled_io {
