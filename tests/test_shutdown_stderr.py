@@ -1,15 +1,21 @@
 """What a program prints at interpreter exit with a loop it never closed, compared with asyncio.
 
 Each scenario is a small program run in a subprocess twice, with asyncio's loop and with oxloop's,
-and the two runs must print the same stderr (loop and transport class names aside) and exit with
-the same status. These are the exits where finalizers run late: a loop left in asyncio's event
-loop policy, or in a reference cycle, is finalized while CPython's module teardown has already
-set the globals of oxloop's modules to None (they are cleared before asyncio's, having been
-imported after them), and ``BaseEventLoop.__del__`` calls ``close()`` then.
+and the two runs must print the same stdout and stderr (loop class names, addresses and fd
+numbers aside) and exit with the same status. These are the exits where finalizers run late:
+
+- a loop left in asyncio's event loop policy, or in a reference cycle, is finalized while
+  CPython's module teardown has already set the globals of oxloop's modules to None (they are
+  cleared before asyncio's, having been imported after them), and ``BaseEventLoop.__del__``
+  calls ``close()`` then;
+- a finalizer that runs in the interpreter's last collections, when nothing can be imported any
+  more (``sys.meta_path is None``), uses a loop that is still alive.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import subprocess
 import sys
@@ -82,7 +88,9 @@ SCENARIOS = {
             server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
             port = server.sockets[0].getsockname()[1]
             await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
-            await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+            await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+            )
             a, b = socket.socketpair()
             await loop.connect_accepted_socket(asyncio.Protocol, a)
             r, w = os.pipe()
@@ -144,6 +152,40 @@ SCENARIOS = {
         proc = loop.run_until_complete(main())
         raise RuntimeError("boom")
     """,
+    # A finalizer closes the loop at exit, its child still running.
+    "closed-at-exit-with-running-child": """
+        loop = new_loop()
+        async def main():
+            return await asyncio.create_subprocess_exec(
+                sys.executable, "-c", "import time; time.sleep(1)", stdin=asyncio.subprocess.PIPE
+            )
+        proc = loop.run_until_complete(main())
+        asyncio.set_event_loop(loop)  # alive through the final collection, which runs __del__
+        class Closer:
+            def __del__(self):
+                os.write(1, b"closing\\n")  # it ran; an error after this is reported on stderr
+                loop.close()
+        closer = Closer()
+    """,
+    # A finalizer uses a debug-mode loop at exit (the policy keeps it alive until then), when
+    # nothing can be imported any more.
+    "debug-loop-used-by-a-finalizer": """
+        loop = new_loop()
+        loop.set_debug(True)
+        asyncio.set_event_loop(loop)
+        r, w = os.pipe()
+        class Finalizer:
+            def __del__(self):
+                os.write(1, b"finalizing\\n")  # it ran; an error after this is reported on stderr
+                loop.call_soon(print, "never").cancel()
+                loop.call_later(3600, print, "never").cancel()
+                loop.add_reader(r, print, "never")
+                loop.remove_reader(r)
+                repr(loop.call_soon_threadsafe(print, "never"))
+                loop.create_future().cancel()
+                loop.close()
+        finalizer = Finalizer()
+    """,
     # A loop dropped (not at exit) with a task pending in a timer, and one closed first.
     "dropped-with-pending-task": """
         async def forever():
@@ -163,8 +205,8 @@ SCENARIOS = {
     """,
 }
 
-# Environments: plain, with warnings shown (ResourceWarning), and oxloop's monitoring mode (the
-# variable means nothing to asyncio's run, so that run shows what is expected).
+# Environments: plain, with warnings shown (ResourceWarning), Python's development mode (asyncio's
+# debug mode too), and oxloop's monitoring mode (the variable means nothing to asyncio's run).
 ENVS = {
     "plain": ([], {}),
     "warnings": (["-W", "default"], {}),
@@ -187,10 +229,10 @@ def normalized(text):
 
 
 def run(tmp_path, kind, body, flags, env):
-    import os
-
+    source = HEAD + textwrap.dedent(body)
+    compile(source, "prog.py", "exec")  # A scenario that does not even compile proves nothing.
     script = tmp_path / "prog.py"
-    script.write_text(HEAD + textwrap.dedent(body))
+    script.write_text(source)
     proc = subprocess.run(
         [sys.executable, *flags, str(script), kind],
         capture_output=True,
@@ -202,10 +244,25 @@ def run(tmp_path, kind, body, flags, env):
     return proc.returncode, proc.stdout, normalized(proc.stderr)
 
 
+# An "Exception ignored" report with its traceback.
+UNRAISABLE = re.compile(
+    r"Exception ignored in: .*\nTraceback \(most recent call last\):\n(?:  .*\n)+\S.*\n"
+)
+
+
+def without_asyncio_failures(text):
+    # asyncio's own loop fails at some of these exits on some versions: on 3.13.0 the repr of a
+    # debug-mode handle reads a source line, and linecache imports tokenize, when nothing can be
+    # imported any more. oxloop must not copy that: such a report is not expected from it.
+    asyncio_dir = os.path.dirname(asyncio.__file__)
+    return UNRAISABLE.sub(lambda m: "" if f'File "{asyncio_dir}' in m[0] else m[0], text)
+
+
 @pytest.mark.parametrize("env", list(ENVS))
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_exit_with_an_unclosed_loop_prints_what_asyncio_prints(tmp_path, scenario, env):
     flags, extra = ENVS[env]
-    expected = run(tmp_path, "asyncio", SCENARIOS[scenario], flags, extra)
+    returncode, stdout, stderr = run(tmp_path, "asyncio", SCENARIOS[scenario], flags, extra)
+    expected = returncode, stdout, without_asyncio_failures(stderr)
     got = run(tmp_path, "oxloop", SCENARIOS[scenario], flags, extra)
     assert got == expected
