@@ -189,8 +189,8 @@ class Loop(
         # import, as asyncio binds `warnings.warn` in BaseEventLoop.__del__: that __del__ calls
         # close() at interpreter exit for a loop still open (one left in asyncio's event loop
         # policy, or in a reference cycle), and it often runs after CPython's module teardown
-        # has set the globals of oxloop's modules to None (they are cleared before asyncio's,
-        # imported before them).
+        # has set the globals of oxloop's modules to None (modules are cleared in the reverse
+        # order of their import: oxloop's before asyncio's, which hold the loop).
         if self.get_debug():
             _logger.debug("Close %r", self)
         if self._signal_handlers and not _is_finalizing():
