@@ -49,10 +49,12 @@ def _format_handle(handle):
 _open_loops = weakref.WeakSet()
 
 
-def _track_escaped_handles(phase, info):
+def _track_escaped_handles(phase, info, _open_loops=_open_loops):
     # Pending handles are invisible to the garbage collector while only their loop holds them
     # (the loop reports their contents); one that user code holds too is handed back to the
     # collector before each full collection, so a cycle through it is found (see handles.rs).
+    # NOTE: `_open_loops` is bound at import, as for close(): a collection can start while
+    # interpreter shutdown clears this module's globals.
     if phase == "start" and info["generation"] == 2:
         for loop in list(_open_loops):
             loop._track_escaped()
@@ -172,13 +174,30 @@ class Loop(
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
             return
+        self._close_now()
+
+    def _close_now(
+        self,
+        _logger=logger,
+        _is_finalizing=sys.is_finalizing,
+        _warn=warnings.warn,
+        _disable_monitor=_monitor.disable,
+        _open_loops=_open_loops,
+        _close_fd=os.close,
+    ):
+        # close() past its guards. NOTE: what it uses from this module's globals is bound at
+        # import, as asyncio binds `warnings.warn` in BaseEventLoop.__del__: that __del__ calls
+        # close() at interpreter exit for a loop still open (one left in asyncio's event loop
+        # policy, or in a reference cycle), and it often runs after CPython's module teardown
+        # has set the globals of oxloop's modules to None (modules are cleared in the reverse
+        # order of their import: oxloop's before asyncio's, which hold the loop).
         if self.get_debug():
-            logger.debug("Close %r", self)
-        if self._signal_handlers and not sys.is_finalizing():
+            _logger.debug("Close %r", self)
+        if self._signal_handlers and not _is_finalizing():
             for sig in list(self._signal_handlers):
                 self.remove_signal_handler(sig)
         elif self._signal_handlers:
-            warnings.warn(
+            _warn(
                 f"Closing the loop {self!r} on interpreter shutdown stage, skipping signal "
                 "handlers removal",
                 ResourceWarning,
@@ -186,13 +205,13 @@ class Loop(
             )
             self._signal_handlers.clear()
         self._close_children()
-        _monitor.disable(self)
+        _disable_monitor(self)
         self._close()
         _open_loops.discard(self)
         self._close_resolver()
         if self._ssock is not None:
-            os.close(self._ssock)
-            os.close(self._csock)
+            _close_fd(self._ssock)
+            _close_fd(self._csock)
             self._ssock = self._csock = None
         self._executor_shutdown_called = True
         executor = self._default_executor

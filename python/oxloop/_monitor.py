@@ -185,10 +185,12 @@ def enable(loop) -> "Monitor":
     return monitor
 
 
-def disable(loop) -> None:
+def disable(loop, _monitors=_monitors, _stop=_oxloop.monitor_stop) -> None:
     """Turn monitoring off for ``loop``: joins its watchdog. Statistics gathered so far stay."""
+    # NOTE: the globals are bound at import: Loop.close calls this at interpreter exit too,
+    # after module teardown may have set them to None (see Loop._close_now).
     if _monitors.get(loop) is not None:
-        _oxloop.monitor_stop(loop)
+        _stop(loop)
 
 
 def set_threshold(loop, seconds) -> None:

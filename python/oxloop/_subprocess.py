@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 from asyncio import base_subprocess
 
@@ -307,11 +308,13 @@ class SubprocessMixin:
         # (call_soon_threadsafe), so process_exited comes after the pipe data read in this tick.
         self.call_soon(_process_exited, transport, returncode)
 
-    def _unwatch_child(self, child):
+    def _unwatch_child(self, child, _close_fd=os.close):
+        # NOTE: `os.close` is bound at import: Loop.close calls this (through _close_children)
+        # at interpreter exit too, after module teardown may have set the globals to None.
         self._children.pop(child.pid, None)
         if child.pidfd is not None:
             self._remove_reader(child.pidfd)
-            os.close(child.pidfd)
+            _close_fd(child.pidfd)
             child.pidfd = None
 
     def _wait_child_thread(self, child):
@@ -326,8 +329,11 @@ class SubprocessMixin:
         if self._children.pop(child.pid, None) is not None:
             _process_exited(child.transport, returncode)
 
-    def _close_children(self):
+    def _close_children(
+        self, _is_finalizing=sys.is_finalizing, _thread=threading.Thread, _reap=_reap_blocking
+    ):
         """Hand every child still running to a reaper thread; close the pidfds (loop close)."""
+        # NOTE: the globals are bound at import, as in Loop._close_now (interpreter exit).
         children = self._children
         for child in list(children.values()):
             transport = child.transport
@@ -336,8 +342,12 @@ class SubprocessMixin:
             proc = transport._proc
             if child.thread is not None or proc is None or proc.returncode is not None:
                 continue  # A waiter thread already reaps it, or it is reaped.
-            threading.Thread(
-                target=_reap_blocking,
+            if _is_finalizing():
+                # The interpreter is exiting (and refuses new threads from 3.12 on): the child
+                # outlives the process and is reaped by init, as under asyncio's watchers.
+                continue
+            _thread(
+                target=_reap,
                 args=(child.pid, proc),
                 name=f"oxloop-reap-{child.pid}",
                 daemon=True,

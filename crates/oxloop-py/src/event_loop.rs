@@ -149,7 +149,7 @@ pub struct PyLoop {
 
 /// `asyncio.coroutines`, for the rare checks that need it.
 static COROUTINES: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-/// `asyncio.Future`, for `create_future`.
+/// `asyncio.Future`, for `create_future`; see [`future_class`].
 static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 fn coroutines(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
@@ -175,6 +175,23 @@ fn iscoroutinefunction(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
             Ok::<_, PyErr>(func.unbind())
         })
         .map(|f| f.bind(py))
+}
+
+/// Looks up what the loop's methods take from asyncio ([`coroutines`], [`iscoroutinefunction`],
+/// `asyncio.Future`); the module's init calls it. NOTE: at import, not on first use: debug mode's
+/// checks of `call_soon` (say) may run for the first time in a finalizer at interpreter exit,
+/// when nothing can be imported any more (`sys.meta_path is None`).
+pub fn import_asyncio(py: Python<'_>) -> PyResult<()> {
+    iscoroutinefunction(py)?;
+    future_class(py)?;
+    Ok(())
+}
+
+/// `asyncio.Future`, which `create_future` calls (here and in `fastcall`).
+pub fn future_class(py: Python<'_>) -> PyResult<&Py<PyAny>> {
+    FUTURE.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import("asyncio")?.getattr("Future")?.unbind())
+    })
 }
 
 impl PyLoop {
@@ -711,9 +728,7 @@ impl PyLoop {
     /// Create a Future object attached to the loop.
     fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let future = FUTURE.get_or_try_init(py, || {
-            Ok::<_, PyErr>(py.import("asyncio")?.getattr("Future")?.unbind())
-        })?;
+        let future = future_class(py)?;
         let kwargs = PyDict::new(py);
         kwargs.set_item(intern!(py, "loop"), slf)?;
         Ok(future.bind(py).call((), Some(&kwargs))?.unbind())

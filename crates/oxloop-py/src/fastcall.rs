@@ -40,8 +40,6 @@ static SLOW_GET_DEBUG: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SLOW_CREATE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SLOW_HANDLE_CANCEL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SLOW_TIMER_CANCEL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-/// `asyncio.Future`, which `create_future` calls.
-static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// asyncio's own `create_task` (borrowed, see `_borrowed.py`): the slow path of [`create_task`].
 static SLOW_CREATE_TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// `asyncio.tasks`, whose `Task` asyncio's `create_task` looks up on every call.
@@ -387,13 +385,7 @@ unsafe fn none_ptr() -> *mut ffi::PyObject {
 /// # Safety
 /// `slf` is a live `Loop` borrowed for the call; GIL held.
 unsafe fn new_future(py: Python<'_>, slf: *mut ffi::PyObject) -> PyResult<*mut ffi::PyObject> {
-    let future = FUTURE.get_or_try_init(py, || {
-        Ok::<_, PyErr>(
-            py.import(intern!(py, "asyncio"))?
-                .getattr(intern!(py, "Future"))?
-                .unbind(),
-        )
-    })?;
+    let future = crate::event_loop::future_class(py)?;
     let argv = [slf];
     // SAFETY: `argv` holds one keyword value (`loop`), borrowed for the call; the result is a
     // new reference or NULL with an exception set.
@@ -468,11 +460,7 @@ unsafe fn plain_task(
         Ok(_) => return None,
         Err(err) => return Some(Err(err)),
     }
-    let task = TASKS
-        .get_or_try_init(py, || {
-            Ok::<_, PyErr>(py.import(intern!(py, "asyncio.tasks"))?.unbind())
-        })
-        .and_then(|tasks| tasks.bind(py).getattr(intern!(py, "Task")));
+    let task = tasks_module(py).and_then(|tasks| tasks.bind(py).getattr(intern!(py, "Task")));
     let task = match task {
         Ok(task) => task,
         Err(err) => return Some(Err(err)),
@@ -569,8 +557,17 @@ unsafe fn call_slow(
     }
 }
 
+fn tasks_module(py: Python<'_>) -> PyResult<&Py<PyModule>> {
+    TASKS.get_or_try_init(py, || {
+        Ok::<_, PyErr>(py.import(intern!(py, "asyncio.tasks"))?.unbind())
+    })
+}
+
 /// Installs the fast methods on `Loop`; see the module docs.
 pub fn install(py: Python<'_>) -> PyResult<()> {
+    // NOTE: looked up now, not on first use: `create_task` may run for the first time in a
+    // finalizer at interpreter exit, when nothing can be imported any more.
+    tasks_module(py)?;
     type Method = (
         &'static str,
         &'static std::ffi::CStr,

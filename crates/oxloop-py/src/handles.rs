@@ -205,10 +205,13 @@ impl Callback {
             let tb = tb.bind(py);
             if tb.is_truthy()? {
                 let frame = tb.get_item(-1)?;
+                // NOTE: the attributes, not asyncio's `frame[0]` / `frame[1]`: indexing a
+                // FrameSummary reads the source line too (linecache), which on 3.13 imports
+                // `tokenize`, so that asyncio's own repr fails at interpreter exit.
                 info.push(format!(
                     "created at {}:{}",
-                    frame.get_item(0)?,
-                    frame.get_item(1)?
+                    frame.getattr(intern!(py, "filename"))?,
+                    frame.getattr(intern!(py, "lineno"))?
                 ));
             }
         }
@@ -319,9 +322,48 @@ pub fn release(handle: &Bound<'_, PyAny>) {
     }
 }
 
-/// `asyncio.format_helpers._format_callback_source`, and whether it takes `debug=` (Python 3.13+:
-/// a handle's arguments are only shown in debug mode), looked up once.
-static CALLBACK_SOURCE: PyOnceLock<(Py<PyAny>, bool)> = PyOnceLock::new();
+/// The asyncio functions handles call in debug mode and in their reprs, looked up once.
+struct AsyncioHelpers {
+    /// `asyncio.format_helpers._format_callback_source`.
+    format_callback_source: Py<PyAny>,
+    /// Whether it takes `debug=` (Python 3.13+: a handle's arguments are only shown in debug
+    /// mode).
+    takes_debug: bool,
+    /// `asyncio.format_helpers.extract_stack`.
+    extract_stack: Py<PyAny>,
+    /// `sys._getframe`.
+    getframe: Py<PyAny>,
+}
+
+static HELPERS: PyOnceLock<AsyncioHelpers> = PyOnceLock::new();
+
+/// Looks up [`AsyncioHelpers`]; the module's init calls it. NOTE: at import, not on first use: a
+/// handle may be made, cancelled or repr'd for the first time by a finalizer at interpreter exit,
+/// when nothing can be imported any more (`sys.meta_path is None`), and asyncio's own `Handle`
+/// has these as module globals then.
+pub fn import_helpers(py: Python<'_>) -> PyResult<()> {
+    helpers(py).map(drop)
+}
+
+fn helpers(py: Python<'_>) -> PyResult<&AsyncioHelpers> {
+    HELPERS.get_or_try_init(py, || {
+        let format_helpers = py.import(intern!(py, "asyncio.format_helpers"))?;
+        let func = format_helpers.getattr(intern!(py, "_format_callback_source"))?;
+        let kwdefaults = func.getattr(intern!(py, "__kwdefaults__"))?;
+        let takes_debug = !kwdefaults.is_none() && kwdefaults.contains(intern!(py, "debug"))?;
+        Ok::<_, PyErr>(AsyncioHelpers {
+            format_callback_source: func.unbind(),
+            takes_debug,
+            extract_stack: format_helpers
+                .getattr(intern!(py, "extract_stack"))?
+                .unbind(),
+            getframe: py
+                .import(intern!(py, "sys"))?
+                .getattr(intern!(py, "_getframe"))?
+                .unbind(),
+        })
+    })
+}
 
 /// `asyncio.format_helpers._format_callback_source(callback, args)`, with
 /// `debug=loop.get_debug()` where the running Python's takes it (as its `Handle` passes it).
@@ -331,16 +373,9 @@ fn format_callback_source(
     args: &Bound<'_, PyTuple>,
     debug: bool,
 ) -> PyResult<String> {
-    let (func, takes_debug) = CALLBACK_SOURCE.get_or_try_init(py, || {
-        let func = py
-            .import(intern!(py, "asyncio.format_helpers"))?
-            .getattr(intern!(py, "_format_callback_source"))?;
-        let kwdefaults = func.getattr(intern!(py, "__kwdefaults__"))?;
-        let takes_debug = !kwdefaults.is_none() && kwdefaults.contains(intern!(py, "debug"))?;
-        Ok::<_, PyErr>((func.unbind(), takes_debug))
-    })?;
-    let func = func.bind(py);
-    if *takes_debug {
+    let helpers = helpers(py)?;
+    let func = helpers.format_callback_source.bind(py);
+    if helpers.takes_debug {
         let kwargs = PyDict::new(py);
         kwargs.set_item(intern!(py, "debug"), debug)?;
         func.call((callback, args), Some(&kwargs))?.extract()
@@ -352,13 +387,9 @@ fn format_callback_source(
 /// `format_helpers.extract_stack(sys._getframe(0))`: called from Rust, frame 0 is the Python code
 /// that called the loop method, which is where asyncio's trimmed traceback ends too.
 fn extract_stack(py: Python<'_>) -> PyResult<Py<PyAny>> {
-    let frame = py
-        .import(intern!(py, "sys"))?
-        .call_method1(intern!(py, "_getframe"), (0,))?;
-    Ok(py
-        .import(intern!(py, "asyncio.format_helpers"))?
-        .call_method1(intern!(py, "extract_stack"), (frame,))?
-        .unbind())
+    let helpers = helpers(py)?;
+    let frame = helpers.getframe.bind(py).call1((0,))?;
+    Ok(helpers.extract_stack.bind(py).call1((frame,))?.unbind())
 }
 
 /// A callback scheduled with `call_soon`, `call_soon_threadsafe`, `add_reader` or `add_writer`.

@@ -38,6 +38,8 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fastcall::fast_create_task, m)?)?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
+    event_loop::import_asyncio(m.py())?;
+    handles::import_helpers(m.py())?;
     m.add_class::<dns::Resolver>()?;
     m.add_function(wrap_pyfunction!(dns::literal_addrinfo, m)?)?;
     sock::register(m)?;
