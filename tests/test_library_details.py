@@ -548,6 +548,57 @@ def test_server_protocols_run_in_the_context_serving_started_in(on_both, tmp_pat
     assert aio["later connection_made"] == aio["later task"] == {"starter"}
 
 
+def _default_handler_from_data_received(loop):
+    """In debug mode, `data_received` reports through asyncio's default exception handler (as
+    websockets' proxy tests end up doing): what the handler logs, or the error it raised."""
+    import logging
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    got = {}
+
+    async def main():
+        loop.set_debug(True)
+        done = loop.create_future()
+
+        class Proto(asyncio.Protocol):
+            def data_received(self, d):
+                try:
+                    loop.default_exception_handler({"message": "reported from data_received"})
+                except Exception as exc:  # what would make call_exception_handler lose the report
+                    got["raised"] = type(exc).__name__
+                done.set_result(None)
+
+        a, b = socket.socketpair()
+        t, _ = await loop.connect_accepted_socket(Proto, a)
+        b.send(b"x")
+        await done
+        t.close()
+        b.close()
+        await asyncio.sleep(0)
+
+    logger = logging.getLogger("asyncio")
+    keep = Keep()
+    logger.addHandler(keep)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        logger.removeHandler(keep)
+    got["logged"] = [r.splitlines()[0] for r in records if "reported from" in r]
+    return got
+
+
+def test_default_exception_handler_from_a_protocol_callback_in_debug_mode(on_both):
+    # asyncio's handler also prints where the reader handle was made (`handle_traceback`); oxloop
+    # reads in Rust, has no such handle and prints no such line: only the first lines compare.
+    aio, ox = on_both(_default_handler_from_data_received)
+    assert ox == aio == {"logged": ["reported from data_received"]}
+
+
 def test_every_protocol_callback_runs_in_the_transport_context():
     # oxloop only, beyond asyncio and as uvloop: connection_lost after close() from another
     # context, pause_writing from a write in another context, and process_exited also see the
