@@ -517,7 +517,9 @@ def _server_context_scenario(loop, tmp_path):
         tcp = await loop.create_server(lambda: Proto("tcp"), "127.0.0.1", 0)
         path = str(tmp_path / "s.sock")
         unix = await loop.create_unix_server(lambda: Proto("unix"), path)
-        later = await loop.create_server(lambda: Proto("later"), "127.0.0.1", 0, start_serving=False)
+        later = await loop.create_server(
+            lambda: Proto("later"), "127.0.0.1", 0, start_serving=False
+        )
 
         async def start():
             _cvar.set("starter")
