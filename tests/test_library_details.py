@@ -471,6 +471,136 @@ def test_protocol_callbacks_run_in_the_transport_context(on_both):
         assert aio[key] == ox[key] == {"inner"}, (key, aio[key], ox[key])
 
 
+def _server_context_scenario(loop, tmp_path):
+    """Servers (TCP, Unix, and one started later by `start_serving()` from another task) made
+    where `_cvar` is 'server'; records what each accepted connection's protocol callbacks, and
+    a task one of them creates (as uvicorn does per request), see."""
+    seen = {}
+
+    def note(key):
+        seen.setdefault(key, set()).add(_cvar.get())
+
+    class Proto(asyncio.Protocol):
+        def __init__(self, name):
+            self.name = name
+
+        def connection_made(self, t):
+            note(f"{self.name} connection_made")
+            self.t = t
+
+        def data_received(self, d):
+            note(f"{self.name} data_received")
+
+            async def request():
+                note(f"{self.name} task")
+                self.t.close()
+
+            loop.create_task(request())
+
+        def connection_lost(self, exc):
+            note(f"{self.name} connection_lost")
+
+    async def talk(name, open_):
+        r, w = await open_()
+        w.write(b"x")
+        await r.read()  # the server closes
+        w.close()
+        await w.wait_closed()
+        for _ in range(500):
+            if f"{name} connection_lost" in seen:
+                return
+            await asyncio.sleep(0.002)
+        raise AssertionError(f"{name}: connection_lost never ran")
+
+    async def main():
+        _cvar.set("server")
+        tcp = await loop.create_server(lambda: Proto("tcp"), "127.0.0.1", 0)
+        path = str(tmp_path / "s.sock")
+        unix = await loop.create_unix_server(lambda: Proto("unix"), path)
+        later = await loop.create_server(
+            lambda: Proto("later"), "127.0.0.1", 0, start_serving=False
+        )
+
+        async def start():
+            _cvar.set("starter")
+            await later.start_serving()
+
+        await asyncio.create_task(start())
+        _cvar.set("client")
+        port = tcp.sockets[0].getsockname()[1]
+        await talk("tcp", lambda: asyncio.open_connection("127.0.0.1", port))
+        await talk("unix", lambda: asyncio.open_unix_connection(path))
+        later_port = later.sockets[0].getsockname()[1]
+        await talk("later", lambda: asyncio.open_connection("127.0.0.1", later_port))
+        for srv in (tcp, unix, later):
+            srv.close()
+            await srv.wait_closed()
+
+    asyncio.set_event_loop(None)
+    contextvars.Context().run(loop.run_until_complete, main())
+    return seen
+
+
+def test_server_protocols_run_in_the_context_serving_started_in(on_both, tmp_path):
+    # oxloop accepts in Rust: its watcher must enter what asyncio's `_accept_connection` reader
+    # handle would (a copy of the context `_start_serving` ran in), not the loop's own.
+    aio, ox = on_both(lambda lp: _server_context_scenario(lp, tmp_path))
+    assert ox == aio
+    assert aio["tcp data_received"] == aio["unix task"] == {"server"}
+    assert aio["later connection_made"] == aio["later task"] == {"starter"}
+
+
+def _default_handler_from_data_received(loop):
+    """In debug mode, `data_received` reports through asyncio's default exception handler (as
+    websockets' proxy tests end up doing): what the handler logs, or the error it raised."""
+    import logging
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    got = {}
+
+    async def main():
+        loop.set_debug(True)
+        done = loop.create_future()
+
+        class Proto(asyncio.Protocol):
+            def data_received(self, d):
+                try:
+                    loop.default_exception_handler({"message": "reported from data_received"})
+                except Exception as exc:  # what would make call_exception_handler lose the report
+                    got["raised"] = type(exc).__name__
+                done.set_result(None)
+
+        a, b = socket.socketpair()
+        t, _ = await loop.connect_accepted_socket(Proto, a)
+        b.send(b"x")
+        await done
+        t.close()
+        b.close()
+        await asyncio.sleep(0)
+
+    logger = logging.getLogger("asyncio")
+    keep = Keep()
+    logger.addHandler(keep)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        logger.removeHandler(keep)
+    got["logged"] = [r.splitlines()[0] for r in records if "reported from" in r]
+    return got
+
+
+def test_default_exception_handler_from_a_protocol_callback_in_debug_mode(on_both):
+    # asyncio's handler also prints where the reader handle was made (`handle_traceback`); oxloop
+    # reads in Rust, has no such handle and prints no such line: only the first lines compare.
+    aio, ox = on_both(_default_handler_from_data_received)
+    assert ox == aio == {"logged": ["reported from data_received"]}
+
+
 def test_every_protocol_callback_runs_in_the_transport_context():
     # oxloop only, beyond asyncio and as uvloop: connection_lost after close() from another
     # context, pause_writing from a write in another context, and process_exited also see the

@@ -22,10 +22,12 @@ connections and goes on after ``ConnectionAbortedError``; ``_connect_sock``, ``c
 same loop methods. The private state they touch:
 
 - ``_task_factory``, ``_exception_handler``, ``_current_handle`` (set by the Rust tick in debug
-  mode), ``_default_executor``, ``_executor_shutdown_called``, ``_asyncgens``,
-  ``_asyncgens_shutdown_called``, ``_coroutine_origin_tracking_enabled`` / ``_saved_depth``,
-  ``slow_callback_duration``, ``_unix_server_sockets`` (3.13+): plain attributes set in
-  ``Loop.__init__``, with asyncio's initial values;
+  mode to the running Handle or TimerHandle; None while a transport's I/O runs, since
+  ``default_exception_handler`` reads its ``_source_traceback``), ``_default_executor``,
+  ``_executor_shutdown_called``, ``_asyncgens``, ``_asyncgens_shutdown_called``,
+  ``_coroutine_origin_tracking_enabled`` / ``_saved_depth``, ``slow_callback_duration``,
+  ``_unix_server_sockets`` (3.13+): plain attributes set in ``Loop.__init__``, with asyncio's
+  initial values;
 - ``_debug``: a property over the Rust loop's debug flag;
 - ``_check_closed``: oxloop's own (the closed flag lives in Rust).
 

@@ -276,7 +276,13 @@ pub fn run_ready(
         Ready::Timer(t) => t.bind(py).clone().into_any(),
         Ready::Native(n, _) => n.describe(py)?,
     };
-    slf.setattr(intern!(py, "_current_handle"), &owner)?;
+    // NOTE: a native watcher's owner is a transport (or a server, a sock_* call), not a Handle:
+    // asyncio's `default_exception_handler` reads `_current_handle._source_traceback`, and would
+    // fail on it and lose the report (logging "Exception in default exception handler"). It stays
+    // None, so a report from `data_received` in debug mode has no `handle_traceback` line.
+    if !matches!(item, Ready::Native(..)) {
+        slf.setattr(intern!(py, "_current_handle"), &owner)?;
+    }
     let t0 = sys::monotonic();
     let result = match item {
         Ready::Handle(h) => h.get().cb.run(py, &owner),

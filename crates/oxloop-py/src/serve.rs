@@ -2,7 +2,8 @@
 //! ([`Dispatch`]).
 //!
 //! Where it sits in a tick: when a listening fd is readable, the tick runs `Acceptor::on_ready`
-//! in ready-queue order (where asyncio would run its `_accept_connection` reader handle). It
+//! in ready-queue order (where asyncio would run its `_accept_connection` reader handle), in a
+//! copy of the context `_start_serving` was called in (that handle's context). It
 //! accepts up to `backlog` connections with `accept4` (each non-blocking from the start) and,
 //! for each, creates the task of the loop's `_accept_connection2` (asyncio's own, borrowed),
 //! which makes the protocol and the transport through the same hooks as asyncio's loop.
@@ -27,7 +28,7 @@ use pyo3::{intern, PyTraverseError};
 use crate::event_loop::{Direction, PyLoop};
 use crate::handles::{self, Callback};
 use crate::sock::{accept_raw, listener_kind};
-use crate::transports::{Dispatch, Reactive};
+use crate::transports::{transport_context, Dispatch, Reactive};
 
 /// One listening socket served by the loop.
 #[pyclass(frozen, module = "oxloop._oxloop")]
@@ -178,9 +179,12 @@ pub fn serve(loop_: &Bound<'_, PyLoop>, fd: RawFd, args: &Bound<'_, PyTuple>) ->
             token: AtomicUsize::new(0),
         },
     )?;
+    // Mirrors asyncio's `_start_serving`, whose `add_reader` handle copies the caller's context:
+    // each accept, the `_accept_connection2` task it creates and so every protocol callback of
+    // the connection see the variables set where serving started (uvicorn relies on it).
     let watcher = Arc::new(Dispatch {
         target: acceptor.clone_ref(py),
-        context: None,
+        context: Some(transport_context(py)?),
     });
     let token = loop_.get().watch_native(py, fd, Direction::Read, watcher)?;
     acceptor.get().token.store(token, Ordering::Relaxed);
